@@ -1,0 +1,26 @@
+"""Prometheus metrics, one registry for the whole daemon.
+
+Stages increment these; ``monitor.http_api`` serves them at ``/metrics``.
+A private ``CollectorRegistry`` (not the global default) so tests and the CLI
+can import the module without side effects.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+POLLS = Counter("monitor_polls_total", "Feed polls by outcome (ok, not_modified, error).",
+                ["outcome"], registry=REGISTRY)
+FETCH_ERRORS = Counter("monitor_fetch_errors_total", "Feed fetch/parse errors by kind.",
+                       ["kind"], registry=REGISTRY)
+ITEMS = Counter("monitor_items_total", "Feed items by outcome (new, changed, unchanged).",
+                ["outcome"], registry=REGISTRY)
+MATCHES = Counter("monitor_rule_matches_total", "Items matched, by rule.", ["rule"], registry=REGISTRY)
+ALERTS = Counter("monitor_alerts_total", "Outbox rows reaching a state (queued, sent, retry, dead).",
+                 ["state"], registry=REGISTRY)
+DELIVERY_LATENCY = Histogram("monitor_delivery_latency_seconds",
+                             "Seconds from an alert's creation to its delivery.",
+                             buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400), registry=REGISTRY)
+OUTBOX_DEPTH = Gauge("monitor_outbox_depth", "Outbox rows not yet sent or dead.", registry=REGISTRY)
+LAST_POLL = Gauge("monitor_last_poll_timestamp_seconds", "Unix time of the last finished poll.",
+                  registry=REGISTRY)
