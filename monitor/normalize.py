@@ -1,0 +1,136 @@
+"""Arabic normalization for matching and dedup (the original text is kept for display).
+
+``normalize`` is the hot path: one ``str.translate`` over a table that maps
+every character to what the camel-tools chain would make of it, plus an NFC
+pass only when the text still holds characters that compose or reorder
+(decomposed hamza/madda, stacked marks). Measured in
+``shared/design/perf-baselines.md`` (variant b5) to be exact and ~3x faster
+than the chain, whose cost is a per-character Python loop plus NFKC.
+
+``normalize_reference`` is the oracle the tests compare against: the
+camel-tools chain (``normalize_unicode``, ``normalize_alef_ar``,
+``normalize_alef_maksura_ar``, ``normalize_teh_marbuta_ar``, ``dediac_ar``)
+applied after the documented extra steps below. camel-tools is imported
+lazily there, never on the daemon's hot path.
+
+Documented extras (not done by camel-tools, needed for news text):
+
+* deleted *before* the chain (so they never block hamza composition):
+  tatweel U+0640, zero-width and bidi marks U+200B-U+200F, U+202A-U+202E,
+  U+2066-U+2069, U+061C, BOM U+FEFF, soft hyphen U+00AD;
+* mapped *after* the chain: Persian/Urdu yeh and keheh (ی ے -> ي, ک -> ك),
+  Arabic-Indic and Persian digits -> ASCII digits; the deletions above are
+  applied again (NFKC turns presentation-form marks such as U+FE77 into
+  tatweel + mark), so ``normalize`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+
+__all__ = ["normalize", "normalize_reference", "EXTRA_DELETIONS", "EXTRA_MAPPINGS", "char_output"]
+
+EXTRA_DELETIONS = frozenset(
+    "\u0640\u00ad\u061c\ufeff"
+    + "".join(map(chr, range(0x200B, 0x2010)))
+    + "".join(map(chr, range(0x202A, 0x202F)))
+    + "".join(map(chr, range(0x2066, 0x206A)))
+)
+EXTRA_MAPPINGS = {
+    "\u06cc": "\u064a",  # Persian yeh ی
+    "\u06d2": "\u064a",  # Urdu yeh barree ے
+    "\u06a9": "\u0643",  # keheh ک
+    **{chr(0x0660 + i): str(i) for i in range(10)},  # Arabic-Indic digits
+    **{chr(0x06F0 + i): str(i) for i in range(10)},  # Persian digits
+}
+_AR_DIAC = frozenset("\u064b\u064c\u064d\u064e\u064f\u0650\u0651\u0652\u0670")  # camel AR_DIAC_CHARSET
+_ALEF = {"\u0625": "\u0627", "\u0623": "\u0627", "\u0671": "\u0627", "\u0622": "\u0627",
+         "\u0649": "\u064a", "\u0629": "\u0647"}
+_CAMEL_FIX = {"\ufdfc": "ريال", "\ufdfd": "بسم الله الرحمن الرحيم"}
+
+
+def _post(s: str) -> str:
+    """The per-character part of the chain after NFKC, plus the extra mappings."""
+    return "".join(EXTRA_MAPPINGS.get(c, _ALEF.get(c, c)) for c in s
+                   if c not in _AR_DIAC and c not in EXTRA_DELETIONS)
+
+
+_POST_TABLE = {ord(c): None for c in _AR_DIAC | EXTRA_DELETIONS}
+_POST_TABLE.update({ord(k): v for k, v in {**_ALEF, **EXTRA_MAPPINGS}.items()})
+_PRE_TABLE = {ord(c): None for c in EXTRA_DELETIONS}
+_PRE_TABLE.update({ord(k): v for k, v in _CAMEL_FIX.items()})
+
+
+def char_output(c: str) -> str:
+    """What ``normalize`` makes of the single character ``c`` (table entry)."""
+    if c in EXTRA_DELETIONS:
+        return ""
+    return _post(unicodedata.normalize("NFKC", _CAMEL_FIX.get(c, c)))
+
+
+def _build_table() -> dict[int, str | None]:
+    # Identity entries for the scripts news text is made of: str.translate raises and
+    # swallows a LookupError for every unmapped char, which costs ~2x.
+    table: dict[int, str | None] = {}
+    ranges = [(0x80, 0x3400), (0xA000, 0xD800), (0xF900, 0x10000),
+              (0x1D400, 0x1D800), (0x1EE00, 0x1EF00), (0x1F100, 0x1F300), (0x2F800, 0x2FA20)]
+    for lo, hi in ranges:
+        for cp in range(lo, hi):
+            c = chr(cp)
+            if unicodedata.category(c) == "Cs":
+                continue
+            out = char_output(c)
+            table[cp] = None if out == "" else out
+    for cp in range(0x80):
+        out = char_output(chr(cp))
+        if out != chr(cp):
+            table[cp] = out
+    return table
+
+
+_TABLE = _build_table()
+# Characters whose output is not exactly one character: offset mapping must look at them.
+SPECIAL_CHARS = frozenset(chr(cp) for cp, out in _TABLE.items() if out is None or len(out) != 1)
+
+
+def normalize(text: str) -> str:
+    """Normalize Arabic ``text`` for matching and dedup (pure, fast).
+
+    Equal to ``normalize_reference(text)`` (property-tested).
+    """
+    out = text.translate(_TABLE)
+    if not out.isascii() and not unicodedata.is_normalized("NFC", out):
+        # Decomposed hamza/madda (ا + U+0654) or out-of-order marks: NFKC
+        # composes/reorders across characters, which a per-character table
+        # cannot. Rare, so take the exact (slower) path for this text.
+        return exact_normalize(text)
+    return out
+
+
+def exact_normalize(text: str) -> str:
+    """The reference semantics without camel-tools: deletions, NFKC, then the per-char maps."""
+    return unicodedata.normalize("NFKC", text.translate(_PRE_TABLE)).translate(_POST_TABLE)
+
+
+def normalize_reference(text: str) -> str:
+    """The oracle: extra deletions, then the camel-tools chain, then the extra mappings."""
+    from camel_tools.utils.dediac import dediac_ar
+    from camel_tools.utils.normalize import (
+        normalize_alef_ar,
+        normalize_alef_maksura_ar,
+        normalize_teh_marbuta_ar,
+        normalize_unicode,
+    )
+
+    s = "".join(c for c in text if c not in EXTRA_DELETIONS)
+    s = normalize_unicode(s)
+    s = normalize_alef_ar(s)
+    s = normalize_alef_maksura_ar(s)
+    s = normalize_teh_marbuta_ar(s)
+    s = dediac_ar(s)
+    return "".join(EXTRA_MAPPINGS.get(c, c) for c in s if c not in EXTRA_DELETIONS)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(normalize(sys.stdin.read()), end="")

@@ -1,0 +1,72 @@
+"""normalize == camel-tools chain + documented extras; each listed variant is folded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from monitor.normalize import normalize, normalize_reference
+
+DATA = Path(__file__).parent / "data" / "corpus"
+
+# Arabic block, presentation forms, the marks that compose (U+0653-U+0655),
+# zero-width/bidi, NBSP, digits, some Latin and punctuation.
+ALPHABET = st.one_of(
+    st.characters(min_codepoint=0x0600, max_codepoint=0x06FF),
+    st.characters(min_codepoint=0x0750, max_codepoint=0x077F),
+    st.characters(min_codepoint=0xFB50, max_codepoint=0xFDFF),
+    st.characters(min_codepoint=0xFE70, max_codepoint=0xFEFF),
+    st.sampled_from(list("\u0653\u0654\u0655\u0640\u200b\u200c\u200d\u200e\u200f\u2066\u2069\ufeff\u00a0 \n\t")),
+    st.sampled_from(list("ابتثجحخدذرزسشصضطظعغفقكلمنهويءآأإئؤةىٱیکۀ")),
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+    st.sampled_from(list("«»“”–—…½ﬁ①")),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=ALPHABET, max_size=40))
+def test_fast_path_equals_camel_chain_plus_documented_extras(text):
+    assert normalize(text) == normalize_reference(text)
+
+
+def test_corpus_articles_equal_reference():
+    for path in sorted(DATA.glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        assert normalize(text) == normalize_reference(text), path.name
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("عَاجِل", "عاجل"),                  # harakat
+        ("الشّام", "الشام"),                  # shadda
+        ("عـاجـل", "عاجل"),                   # tatweel
+        ("لـ\"قسد\"", "ل\"قسد\""),             # tatweel after a clitic
+        ("أإآٱ", "اااا"),                     # alef/hamza forms
+        ("مصطفى", "مصطفي"),                   # alef maksura
+        ("الرقة", "الرقه"),                    # teh marbuta
+        ("ایران کرکوک", "ايران كركوك"),        # Persian yeh / keheh
+        ("\ufefb", "لا"),                     # lam-alef ligature (NFKC)
+        ("\ufe8d\ufe92", "اب"),               # presentation forms
+        ("عا\u200cجل\u200f", "عاجل"),         # zero-width and bidi marks
+        ("\u2067قسد\u2069", "قسد"),           # isolates
+        ("\ufeffقسد", "قسد"),                 # BOM
+        ("دير\u00a0الزور", "دير الزور"),      # NBSP
+        ("ا\u0654حمد", "احمد"),               # decomposed hamza above alef
+        ("ا\u0653", "ا"),                     # decomposed madda
+        ("ي\u0654", "ئ"),                     # decomposed yeh with hamza
+        ("٢٠١٧ ۲۰۱۷", "2017 2017"),           # Arabic-Indic and Persian digits
+    ],
+)
+def test_each_variant_is_folded(raw, expected):
+    assert normalize(raw) == expected
+    assert normalize_reference(raw) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=ALPHABET, max_size=30))
+def test_idempotent(text):
+    once = normalize(text)
+    assert normalize(once) == once
