@@ -1,0 +1,195 @@
+#!/bin/sh
+# Install (or remove) the monitor as a hardened systemd service.
+#
+#   sudo deploy/install.sh                 install or upgrade, enable and (re)start
+#   sudo deploy/install.sh --uninstall     remove everything except the state (/var/lib/monitor)
+#
+# Idempotent: a second run changes nothing that is already in place, and never
+# overwrites a config, rules file or secret the user has edited.
+#
+# Options:
+#   --root DIR     install into DIR as if it were / (tests, image building);
+#                  implies --no-start
+#   --prefix DIR   where the virtual environment goes (default /opt/monitor)
+#   --no-venv      do not create the venv or install the package (tests)
+#   --no-start     enable the unit but do not (re)start it
+#   --keep-config  with --uninstall: leave /etc/monitor in place
+#   --python EXE   interpreter for the venv (default python3)
+set -eu
+
+ROOT=""
+PREFIX=/opt/monitor
+DO_VENV=1
+DO_START=1
+UNINSTALL=0
+KEEP_CONFIG=0
+PYTHON=${PYTHON:-python3}
+UNIT=monitor.service
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+say() { printf '%s\n' "install.sh: $*"; }
+die() { printf '%s\n' "install.sh: error: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=${2%/}; DO_START=0; shift 2 ;;
+        --root=*) ROOT=${1#--root=}; ROOT=${ROOT%/}; DO_START=0; shift ;;
+        --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; PREFIX=${2%/}; shift 2 ;;
+        --prefix=*) PREFIX=${1#--prefix=}; PREFIX=${PREFIX%/}; shift ;;
+        --python) [ $# -ge 2 ] || die "--python needs an executable"; PYTHON=$2; shift 2 ;;
+        --no-venv) DO_VENV=0; shift ;;
+        --no-start) DO_START=0; shift ;;
+        --uninstall) UNINSTALL=1; shift ;;
+        --keep-config) KEEP_CONFIG=1; shift ;;
+        -h|--help) usage 0 ;;
+        *) printf 'install.sh: unknown option: %s\n' "$1" >&2; usage 2 >&2 ;;
+    esac
+done
+
+case "$PREFIX" in /*) ;; *) die "--prefix must be an absolute path" ;; esac
+if [ -n "$ROOT" ]; then
+    mkdir -p "$ROOT" && ROOT=$(cd "$ROOT" && pwd)
+    [ "$ROOT" != / ] || ROOT=""
+fi
+
+ETC=$ROOT/etc/monitor
+UNIT_DIR=$ROOT/etc/systemd/system
+DROPIN_DIR=$UNIT_DIR/$UNIT.d
+WANTS_LINK=$UNIT_DIR/multi-user.target.wants/$UNIT
+VENV=$ROOT$PREFIX/venv
+BIN_LINK=$ROOT/usr/local/bin/monitor
+
+# systemctl only acts on the live system: not under --root, not without systemd as PID 1.
+live_systemd() { [ -z "$ROOT" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+# Copy SRC to DEST with MODE unless DEST already has that content and mode.
+install_file() {
+    src=$1 dest=$2 mode=$3
+    if [ -f "$dest" ] && cmp -s "$src" "$dest"; then
+        [ "$(stat -c %a "$dest")" = "${mode#0}" ] || chmod "$mode" "$dest"
+        return 0
+    fi
+    mkdir -p "$(dirname "$dest")"
+    install -m "$mode" "$src" "$dest"
+    say "installed $dest"
+}
+
+# Copy SRC to DEST only when DEST does not exist: the user owns it afterwards.
+install_once() {
+    src=$1 dest=$2 mode=$3
+    [ -e "$dest" ] && return 0
+    mkdir -p "$(dirname "$dest")"
+    install -m "$mode" "$src" "$dest"
+    say "installed $dest (example; edit it)"
+}
+
+ensure_dir() {
+    dir=$1 mode=$2
+    [ -d "$dir" ] || { mkdir -p "$dir"; say "created $dir"; }
+    [ "$(stat -c %a "$dir")" = "${mode#0}" ] || chmod "$mode" "$dir"
+}
+
+uninstall() {
+    if live_systemd; then
+        systemctl disable --now "$UNIT" 2>/dev/null || true
+    fi
+    rm -f "$WANTS_LINK" "$UNIT_DIR/$UNIT"
+    rm -rf "$DROPIN_DIR"
+    if [ -L "$BIN_LINK" ]; then rm -f "$BIN_LINK"; fi
+    rm -rf "$ROOT$PREFIX"
+    if [ "$KEEP_CONFIG" = 0 ]; then rm -rf "$ETC"; fi
+    if live_systemd; then systemctl daemon-reload; fi
+    say "removed the monitor; the state in $ROOT/var/lib/monitor (and /var/lib/private/monitor) is kept"
+}
+
+install_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    fi
+    # camel-tools depends on torch, which the daemon never imports: take the
+    # CPU build so pip does not pull gigabytes of CUDA libraries.
+    if ! "$VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
+        "$VENV/bin/python" -m pip install --quiet --index-url https://download.pytorch.org/whl/cpu torch \
+            || say "warning: CPU torch not installed; pip will resolve torch itself"
+    fi
+    "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"
+    say "installed the package into $VENV"
+}
+
+render_unit() {
+    # The shipped unit assumes /opt/monitor; follow --prefix.
+    sed "s#/opt/monitor/venv/#$PREFIX/venv/#g" "$SRC/deploy/$UNIT"
+}
+
+# One LoadCredential= line per file in /etc/monitor/credentials, so each file
+# NAME reaches the daemon as $CREDENTIALS_DIRECTORY/NAME (for ${NAME} in config).
+render_credentials() {
+    echo "# Generated by deploy/install.sh from /etc/monitor/credentials/; re-run it after adding a file."
+    echo "[Service]"
+    for f in "$ETC"/credentials/*; do
+        [ -f "$f" ] || continue
+        name=$(basename "$f")
+        case "$name" in *[!A-Za-z0-9_.-]*|.*) say "warning: skipping credential file with an unusual name: $name"; continue ;; esac
+        echo "LoadCredential=$name:/etc/monitor/credentials/$name"
+    done
+}
+
+do_install() {
+    [ -f "$SRC/deploy/$UNIT" ] || die "cannot find $SRC/deploy/$UNIT"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+
+    if [ "$DO_VENV" = 1 ]; then install_venv; else say "skipping the virtual environment (--no-venv)"; fi
+    mkdir -p "$(dirname "$BIN_LINK")"
+    if [ "$(readlink "$BIN_LINK" 2>/dev/null || true)" != "$PREFIX/venv/bin/monitor" ]; then
+        ln -sfn "$PREFIX/venv/bin/monitor" "$BIN_LINK"
+        say "linked $BIN_LINK"
+    fi
+
+    # Config: readable by the service's dynamic user; secrets are not in it.
+    ensure_dir "$ETC" 0755
+    if [ -f "$SRC/examples/config.yaml" ]; then
+        install_once "$SRC/examples/config.yaml" "$ETC/config.yaml" 0644
+    else
+        say "warning: $SRC/examples/config.yaml not found; write $ETC/config.yaml yourself"
+    fi
+    ensure_dir "$ETC/rules" 0755
+    if [ -d "$SRC/rules" ]; then
+        (cd "$SRC/rules" && find . -type f \( -name '*.yaml' -o -name '*.yml' \) | sort) | while read -r rel; do
+            install_once "$SRC/rules/$rel" "$ETC/rules/${rel#./}" 0644
+        done
+    else
+        say "warning: $SRC/rules not found; no default rules installed"
+    fi
+    # Secrets: root only; systemd reads them before dropping privileges.
+    ensure_dir "$ETC/credentials" 0700
+    install_once "$SRC/deploy/monitor.env.example" "$ETC/monitor.env" 0600
+    chmod 0600 "$ETC/monitor.env"
+
+    render_unit > "$tmp/$UNIT"
+    install_file "$tmp/$UNIT" "$UNIT_DIR/$UNIT" 0644
+    render_credentials > "$tmp/credentials.conf"
+    install_file "$tmp/credentials.conf" "$DROPIN_DIR/credentials.conf" 0644
+
+    # Enable: the symlink `systemctl enable` makes (WantedBy=multi-user.target).
+    if live_systemd; then
+        systemctl daemon-reload
+        systemctl enable "$UNIT" >/dev/null 2>&1
+        if [ "$DO_START" = 1 ]; then
+            systemctl restart "$UNIT"
+            say "started $UNIT; logs: journalctl -u monitor -f"
+        fi
+    elif [ "$(readlink "$WANTS_LINK" 2>/dev/null || true)" != "/etc/systemd/system/$UNIT" ]; then
+        mkdir -p "$(dirname "$WANTS_LINK")"
+        ln -sfn "/etc/systemd/system/$UNIT" "$WANTS_LINK"
+        say "enabled $UNIT"
+    fi
+}
+
+if [ "$(id -u)" != 0 ] && [ -z "$ROOT" ]; then
+    die "run as root (or use --root DIR to install into a directory)"
+fi
+umask 022
+if [ "$UNINSTALL" = 1 ]; then uninstall; else do_install; fi
