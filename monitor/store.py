@@ -73,8 +73,10 @@ CREATE TABLE IF NOT EXISTS stories (
     text_hash  TEXT NOT NULL,
     minhash    BLOB,
     title      TEXT,
-    sources    INTEGER NOT NULL DEFAULT 1
+    sources    INTEGER NOT NULL DEFAULT 1,
+    shingles   INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS stories_updated ON stories(updated);
 CREATE INDEX IF NOT EXISTS stories_created ON stories(created);
 CREATE INDEX IF NOT EXISTS stories_text_hash ON stories(text_hash);
 
@@ -87,6 +89,8 @@ CREATE TABLE IF NOT EXISTS story_items (
     added     REAL NOT NULL,
     PRIMARY KEY (story_id, item_key)
 );
+CREATE INDEX IF NOT EXISTS story_items_key ON story_items(item_key);
+CREATE INDEX IF NOT EXISTS story_items_link ON story_items(link);
 
 -- One alert per (story, rule): a story never alerts twice for one rule.
 CREATE TABLE IF NOT EXISTS alerts (
@@ -116,6 +120,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at         REAL,
     last_error      TEXT,
     possible_repeat INTEGER NOT NULL DEFAULT 0,
+    -- Rows of one channel with the same group_key that are due together go
+    -- out as one message (group_wait / group_interval / digest); NULL = alone.
+    group_key       TEXT,
+    -- Backoff after a failed attempt; the row stays head of its channel's line.
+    retry_at        REAL,
+    -- Telegram pieces of a split message already accepted (resume, not repeat).
+    parts_sent      INTEGER NOT NULL DEFAULT 0,
     UNIQUE (alert_id, channel, kind)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, channel, not_before);
