@@ -1,0 +1,360 @@
+"""Fetch stage: one bounded HTTP GET per feed poll.
+
+Why not just ``client.get(url)``: httpx inflates a whole network chunk at
+once (a 1 MB gzip bomb becomes a 1 GiB chunk before any cap can look at it),
+its read timeout is per read (a slow drip never times out), it never honours
+Retry-After, and ``raise_for_status`` treats 304 as an error. So this module:
+
+* reads ``aiter_raw()`` and inflates gzip/deflate itself with
+  ``decompress(buf, max_length)``, counting *decoded* bytes against
+  ``max_bytes`` (and raw bytes too, so a lying Content-Length cannot help);
+* refuses stacked or unknown Content-Encodings (``gzip, gzip``, ``br``);
+* puts ``asyncio.timeout`` around the whole fetch, redirects included;
+* follows redirects itself (http/https only, at most ``max_redirects``) and
+  reports the target of an all-permanent (301/308) chain so the caller can
+  poll it next time;
+* returns 304 before any status check; every other non-2xx becomes a
+  ``FetchError`` with the parsed, clamped Retry-After;
+* limits concurrent requests per host so 1,000 feeds on one server do not
+  hammer it, on one shared ``httpx.AsyncClient`` (keep-alive pool).
+
+Expected failures are ``FetchError`` (kinds: timeout, connect, status,
+too_large, encoding, redirect, protocol, forbidden_target); nothing else
+escapes for network trouble.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+import zlib
+from collections import defaultdict
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Mapping
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor import __version__ as _version
+from monitor.errors import FetchError
+from monitor.models import FetchResult
+from monitor.schedule import MAX_RETRY_AFTER, parse_retry_after
+
+DEFAULT_USER_AGENT = f"arabic-news-monitor/{_version} (+https://github.com/; feed alert daemon)"
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
+)
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+
+_REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+_PERMANENT_STATUSES = {301, 308}
+# Retry-After is meaningful on these (RFC 9110 10.2.3); others may send it too.
+_RETRY_AFTER_STATUSES = {429, 503}
+
+
+class FetchSettings(BaseModel):
+    """The config file's ``fetch:`` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float = Field(30.0, gt=0, description="Total seconds one fetch may take, redirects and slow "
+                           "bodies included (a per-read timeout does not stop a slow drip).")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to establish a TCP/TLS connection.")
+    read_timeout: float = Field(20.0, gt=0, description="Seconds to wait for any single read.")
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Cap on the decoded (inflated) body, "
+                           "in bytes; a larger feed is a 'too_large' error, not a partial parse.")
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirect hops followed before a 'redirect' error.")
+    per_host: int = Field(4, ge=1, description="Concurrent requests to one host.")
+    max_connections: int = Field(64, ge=1, description="Connections in the shared pool, all hosts together.")
+    max_keepalive: int = Field(32, ge=0, description="Idle keep-alive connections kept in the pool.")
+    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header sent to feeds.")
+    max_retry_after: float = Field(MAX_RETRY_AFTER, gt=0, description="Clamp for a server's Retry-After, seconds.")
+    allow_private_addresses: bool = Field(True, description="Allow feeds and redirects that resolve to "
+                                          "loopback, private or link-local addresses. Set false on a "
+                                          "server that must not be used to reach its own network.")
+
+
+class _BoundedInflater:
+    """Inflate gzip/deflate incrementally without ever holding more than the cap.
+
+    ``decompress(data, max_length)`` stops producing output at the cap and keeps
+    the rest of the input in ``unconsumed_tail``, so a 1,000:1 bomb costs at most
+    ``limit`` bytes, unlike httpx's decoder which inflates a chunk in one call.
+    """
+
+    def __init__(self, coding: str, limit: int, url: str) -> None:
+        self.coding = coding
+        self.limit = limit
+        self.url = url
+        self.produced = 0
+        self._deflate_raw_retry = coding == "deflate"
+        self._members = 0
+        self._finished_tail_ignored = False
+        self._d = self._new()
+
+    def _new(self):
+        if self.coding == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return zlib.decompressobj(zlib.MAX_WBITS)  # deflate: zlib wrapper first
+
+    def _take(self, piece: bytes, out: list[bytes]) -> None:
+        self.produced += len(piece)
+        if self.produced > self.limit:
+            raise FetchError(self.url, "too_large", f"decoded body exceeds {self.limit} bytes")
+        if piece:
+            out.append(piece)
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        while data:
+            if self._finished_tail_ignored:
+                return b""
+            try:
+                piece = self._d.decompress(data, self.limit - self.produced + 1)
+            except zlib.error as exc:
+                if self._deflate_raw_retry and self.produced == 0:
+                    # Some servers send raw deflate (no zlib header) as "deflate".
+                    self._deflate_raw_retry = False
+                    self._d = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                if self._members and self.produced:
+                    # Garbage after a complete gzip member: ignore it, like browsers do.
+                    self._finished_tail_ignored = True
+                    return b"".join(out)
+                raise FetchError(self.url, "encoding", f"invalid {self.coding} data: {exc}") from None
+            self._deflate_raw_retry = False
+            self._take(piece, out)
+            if self._d.eof:
+                self._members += 1
+                data = self._d.unused_data
+                if data and self.coding == "gzip" and data.strip(b"\0"):
+                    self._d = self._new()  # concatenated gzip members are one stream
+                else:
+                    data = b""
+                    if self.coding != "gzip":
+                        self._finished_tail_ignored = True
+            else:
+                data = self._d.unconsumed_tail
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        out: list[bytes] = []
+        if not self._d.eof and not self._finished_tail_ignored:
+            if self._members == 0:
+                self._take(self._d.flush(), out)
+                raise FetchError(self.url, "encoding", f"truncated {self.coding} body")
+        return b"".join(out)
+
+
+def _content_coding(headers: httpx.Headers, url: str) -> str:
+    """Return 'identity', 'gzip' or 'deflate'; refuse anything else or any stack."""
+    values = headers.get_list("content-encoding", split_commas=True)
+    codings = [v.strip().lower() for v in values if v.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return "identity"
+    if len(codings) > 1:
+        raise FetchError(url, "encoding", f"stacked Content-Encoding refused: {', '.join(codings)}")
+    coding = {"x-gzip": "gzip"}.get(codings[0], codings[0])
+    if coding not in ("gzip", "deflate"):
+        raise FetchError(url, "encoding", f"unsupported Content-Encoding: {coding}")
+    return coding
+
+
+def _check_scheme(url: str, original: str, kind: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise FetchError(original, kind, f"invalid URL {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise FetchError(original, kind, f"only http(s) URLs are fetched, not {url!r}")
+    return parsed
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _plain_headers(headers: httpx.Headers) -> dict[str, str]:
+    """Lower-case names, repeated headers joined; what feedparser's response_headers wants."""
+    out: dict[str, str] = {}
+    for name, value in headers.multi_items():
+        name = name.lower()
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    # The body we hand on is already inflated.
+    out.pop("content-encoding", None)
+    out.pop("content-length", None)
+    return out
+
+
+class Fetcher:
+    """One shared ``httpx.AsyncClient`` plus per-host limits; use ``async with`` or ``aclose()``."""
+
+    def __init__(self, settings: FetchSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings or FetchSettings()
+        s = self.settings
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=s.timeout),
+            limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_keepalive),
+            follow_redirects=False,
+            headers={"User-Agent": s.user_agent, "Accept-Encoding": "gzip, deflate"},
+            transport=transport,
+            trust_env=False,
+        )
+        self._host_slots: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(s.per_host))
+
+    async def __aenter__(self) -> "Fetcher":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+        """Conditional GET of a feed; 200 (body inflated, within the cap) or 304."""
+        headers = {"Accept": FEED_ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        return await self._get(url, headers)
+
+    async def fetch_page(self, url: str) -> FetchResult:
+        """Fetch an article page (full-text extraction) under the same limits."""
+        return await self._get(url, {"Accept": PAGE_ACCEPT})
+
+    @asynccontextmanager
+    async def _slot(self, host: str) -> AsyncIterator[None]:
+        async with self._host_slots[host.lower()]:
+            yield
+
+    async def _guard_target(self, url: httpx.URL, original: str) -> None:
+        if self.settings.allow_private_addresses:
+            return
+        host = url.host
+        try:
+            addresses = [host] if _looks_like_ip(host) else [
+                info[4][0] for info in await asyncio.get_running_loop().getaddrinfo(
+                    host, url.port or (443 if url.scheme == "https" else 80), type=socket.SOCK_STREAM)
+            ]
+        except OSError as exc:
+            raise FetchError(original, "connect", f"cannot resolve {host}: {exc}") from None
+        bad = [a for a in addresses if not _is_public(a)]
+        if bad:
+            raise FetchError(original, "forbidden_target", f"{host} resolves to non-public address {bad[0]}")
+
+    async def _get(self, url: str, headers: Mapping[str, str]) -> FetchResult:
+        started = time.monotonic()
+        current = _check_scheme(url, url, "protocol")
+        permanent: str | None = None
+        all_permanent = True
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        for hop in range(self.settings.max_redirects + 1):
+            async with self._slot(current.host):
+                # The clock starts when we hold a slot: queueing behind our own
+                # per-host limit is not the server's fault.
+                if deadline is None:
+                    deadline = loop.time() + self.settings.timeout
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self._guard_target(current, url)
+                        outcome = await self._one_request(url, current, headers)
+                except TimeoutError:
+                    raise FetchError(url, "timeout", f"no complete response within {self.settings.timeout:g} s") from None
+                except httpx.TimeoutException as exc:
+                    raise FetchError(url, "timeout", f"{type(exc).__name__}: {exc or 'timed out'}") from None
+                except httpx.ConnectError as exc:
+                    raise FetchError(url, "connect", f"cannot connect to {current.host}: {exc}") from None
+                except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                    raise FetchError(url, "protocol", str(exc)) from None
+                except httpx.NetworkError as exc:
+                    raise FetchError(url, "connect", f"{type(exc).__name__}: {exc}") from None
+                except (httpx.ProtocolError, httpx.DecodingError) as exc:
+                    raise FetchError(url, "protocol", f"{type(exc).__name__}: {exc}") from None
+            status, resp_headers, body, location = outcome
+            if location is None:
+                if hop and all_permanent:
+                    permanent = str(current)
+                return FetchResult(
+                    url=url,
+                    final_url=str(current),
+                    status=status,
+                    body=body,
+                    headers=_plain_headers(resp_headers),
+                    etag=resp_headers.get("etag"),
+                    last_modified=resp_headers.get("last-modified"),
+                    permanent_redirect=permanent,
+                    elapsed=time.monotonic() - started,
+                )
+            all_permanent = all_permanent and status in _PERMANENT_STATUSES
+            current = _check_scheme(urljoin(str(current), location), url, "redirect")
+        raise FetchError(url, "redirect", f"more than {self.settings.max_redirects} redirects")
+
+    async def _one_request(self, original: str, url: httpx.URL, headers: Mapping[str, str]):
+        """One hop: returns (status, headers, body, redirect location or None)."""
+        request = self._client.build_request("GET", url, headers=headers)
+        response = await self._client.send(request, stream=True)
+        try:
+            status = response.status_code
+            if status == 304:
+                return 304, response.headers, b"", None
+            if status in _REDIRECT_STATUSES:
+                location = response.headers.get("location")
+                if not location:
+                    raise FetchError(original, "redirect", f"HTTP {status} without Location")
+                return status, response.headers, b"", location
+            if not (200 <= status < 300) or status in (204, 205, 206):
+                retry_after = None
+                if status in _RETRY_AFTER_STATUSES or "retry-after" in response.headers:
+                    retry_after = parse_retry_after(response.headers.get("retry-after"),
+                                                    max_seconds=self.settings.max_retry_after)
+                reason = response.reason_phrase or ""
+                raise FetchError(original, "status", f"HTTP {status} {reason}".strip(),
+                                 status=status, retry_after=retry_after)
+            body = await self._read_body(original, response)
+            return 200, response.headers, body, None
+        finally:
+            await response.aclose()
+
+    async def _read_body(self, original: str, response: httpx.Response) -> bytes:
+        coding = _content_coding(response.headers, original)
+        limit = self.settings.max_bytes
+        inflater = _BoundedInflater(coding, limit, original) if coding != "identity" else None
+        # Compressed data larger than the decoded cap is never legitimate for
+        # our content, so the raw count gets the same cap (plus header slack).
+        raw_limit = limit + 64 * 1024
+        raw_read = 0
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            raw_read += len(chunk)
+            if raw_read > raw_limit:
+                raise FetchError(original, "too_large", f"body exceeds {limit} bytes")
+            piece = inflater.feed(chunk) if inflater else chunk
+            size += len(piece)
+            if size > limit:
+                raise FetchError(original, "too_large", f"body exceeds {limit} bytes")
+            if piece:
+                parts.append(piece)
+        if inflater:
+            parts.append(inflater.finish())
+        return b"".join(parts)
+
+
+def _looks_like_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
