@@ -1,0 +1,316 @@
+"""The daemon's YAML config: feeds, channels, rules, state, and each stage's settings.
+
+One file, validated strictly (unknown keys are errors with a spelling hint),
+every error located at file:line:column. Each stage owns its settings model
+(``FetchSettings`` in ``fetch``, ``ChannelSettings`` in ``deliver``, ...);
+this module composes them, resolves relative paths against the config file's
+folder, and expands ``${VAR}`` secrets from the environment or from systemd
+credentials (``$CREDENTIALS_DIRECTORY/VAR``) so no secret has to sit in the
+file. Expanded secret values are collected so the log filter can redact them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from monitor.dedup import DedupSettings
+from monitor.deliver import ChannelSettings
+from monitor.errors import ConfigError, ConfigErrors
+from monitor.fetch import FetchSettings
+from monitor.housekeeping import HousekeepingSettings
+from monitor.http_api import HttpSettings
+from monitor.route import RoutingSettings
+from monitor.yamlsrc import YamlDocument, errors_from_validation, load_yaml, model_field_names
+
+DEFAULT_CONFIG_PATHS = (Path("/etc/monitor/config.yaml"),)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``300``, ``"300"``, ``"5m"``, ``"1.5h"``, ``"2d"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 300, '5m' or '1h'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as 300, '5m' or '1h', got {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedSettings(_Strict):
+    """One feed to poll."""
+
+    name: str = Field(description="Short unique name, used in logs, alerts and `monitor feeds`.")
+    url: str = Field(description="http(s) URL of the RSS or Atom feed.")
+    interval: Duration | None = Field(None, description="Base polling interval (default: defaults.interval).")
+    encoding: str | None = Field(None, description="Force this character encoding (e.g. windows-1256) for a feed "
+                                                   "that declares a wrong one.")
+    full_text: bool = Field(False, description="Fetch each new item's page and match its article text too "
+                                               "(for feeds that carry only headlines).")
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^https?://[^/\s]+", value, re.IGNORECASE):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import codecs
+
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(f"unknown character encoding {value!r}") from None
+
+
+class PollDefaults(_Strict):
+    """Polling defaults that apply to every feed unless the feed overrides them."""
+
+    interval: Duration = Field(600.0, description="Base polling interval.")
+    min_interval: Duration = Field(60.0, description="Adaptive polling never polls more often than this.")
+    max_interval: Duration = Field(6 * 3600.0, description="... nor less often than this.")
+    jitter: float = Field(0.1, ge=0, le=0.5, description="Random spread of each delay, as a fraction.")
+    concurrency: int = Field(16, ge=1, le=512, description="Feeds polled at the same time.")
+    max_item_age: Duration | None = Field(None, description="Items published longer ago than this never alert.")
+
+
+class ConfigModel(_Strict):
+    """The whole file, as written (paths not yet resolved)."""
+
+    state_path: str | None = Field(None, description="SQLite state file (default: $STATE_DIRECTORY/state.sqlite3 "
+                                                     "under systemd, else ./state/state.sqlite3).")
+    rules: list[str] = Field(default_factory=lambda: ["rules"], description="Rule files or folders.")
+    templates_dir: str | None = Field(None, description="Folder with message templates overriding the built-ins.")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    feeds: list[FeedSettings] = Field(default_factory=list)
+    feed_files: list[str] = Field(default_factory=list, description="Globs of YAML files holding more feeds "
+                                                                    "(a list of {name, url, ...}), e.g. from "
+                                                                    "`monitor feeds import`.")
+    defaults: PollDefaults = Field(default_factory=PollDefaults)
+    channels: dict[str, ChannelSettings] = Field(default_factory=dict)
+    ops_channel: str | None = Field(None, description="Channel that receives operational alerts (a rules file "
+                                                      "that fails to reload).")
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
+
+
+@dataclass
+class Config:
+    """A validated config with absolute paths and secrets expanded."""
+
+    path: Path
+    model: ConfigModel
+    feeds: list[FeedSettings]
+    rules: list[Path]
+    state_path: Path
+    templates_dir: Path | None
+    secrets: set[str] = field(default_factory=set)
+    # Files whose change should trigger a reload (config, feed files).
+    sources: list[Path] = field(default_factory=list)
+
+    @property
+    def channels(self) -> dict[str, ChannelSettings]:
+        return self.model.channels
+
+    def feed_interval(self, feed: FeedSettings) -> float:
+        return feed.interval if feed.interval is not None else self.model.defaults.interval
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_secrets(doc: YamlDocument, environ: dict[str, str] | None = None) -> set[str]:
+    """Replace ``${VAR}`` in every string of ``doc.data`` in place; return the values used.
+
+    A value comes from the environment, else from ``$CREDENTIALS_DIRECTORY/VAR``
+    (systemd ``LoadCredential=``). A missing one is a located ``ConfigError``.
+    """
+    env = os.environ if environ is None else environ
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    used: set[str] = set()
+    errors: list[ConfigError] = []
+
+    def lookup(name: str, path: tuple) -> str:
+        if name in env:
+            return env[name]
+        if cred_dir:
+            candidate = Path(cred_dir) / name
+            if candidate.is_file():
+                return candidate.read_text(encoding="utf-8").strip()
+        errors.append(doc.error(path, f"${{{name}}} is not set in the environment"
+                                      + (" nor in $CREDENTIALS_DIRECTORY" if cred_dir else "")))
+        return ""
+
+    def walk(value: Any, path: tuple) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, path + (k,)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, path + (i,)) for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            def sub(m: re.Match[str]) -> str:
+                secret = lookup(m.group(1), path)
+                if secret:
+                    used.add(secret)
+                return secret
+            return _VAR.sub(sub, value)
+        return value
+
+    doc.data = walk(doc.data, ())
+    if errors:
+        raise ConfigErrors(errors)
+    return used
+
+
+def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> Config:
+    """Read, validate and resolve a config file; raises ``ConfigErrors`` listing every problem."""
+    path = Path(path).absolute()
+    doc = load_yaml(path)
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise ConfigErrors([doc.error((), "the config file must be a mapping of settings")])
+    secrets = expand_secrets(doc, environ)
+    names = model_field_names(ConfigModel)
+    try:
+        model = ConfigModel.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigErrors(errors_from_validation(exc, doc, known_names=names)) from None
+
+    base = path.parent
+    errors: list[ConfigError] = []
+    # Each feed with where it was written, so a duplicate name points at the second one.
+    located = [(feed, doc, ("feeds", i, "name")) for i, feed in enumerate(model.feeds)]
+    sources = [path]
+    for index, pattern in enumerate(model.feed_files):
+        matched = sorted(glob.glob(str(base / pattern)))
+        if not matched and not glob.has_magic(pattern):
+            errors.append(doc.error(("feed_files", index), f"no such file: {pattern}"))
+        for file in matched:
+            sources.append(Path(file))
+            try:
+                located.extend(_load_feed_file(Path(file), names))
+            except ConfigErrors as exc:
+                errors.extend(exc.errors)
+
+    seen: set[str] = set()
+    for feed, where_doc, where in located:
+        if feed.name in seen:
+            errors.append(where_doc.error(where, f"duplicate feed name {feed.name!r}"))
+        seen.add(feed.name)
+    feeds = [feed for feed, _, _ in located]
+
+    if model.ops_channel and model.ops_channel not in model.channels:
+        errors.append(doc.error(("ops_channel",), f"no channel named {model.ops_channel!r}",
+                                suggestion=_closest(model.ops_channel, model.channels)))
+    if errors:
+        raise ConfigErrors(errors)
+
+    return Config(
+        path=path,
+        model=model,
+        feeds=[f for f in feeds if f.enabled],
+        rules=[(base / r).resolve() for r in model.rules],
+        state_path=_state_path(model.state_path, base),
+        templates_dir=(base / model.templates_dir).resolve() if model.templates_dir else None,
+        secrets=secrets,
+        sources=sources,
+    )
+
+
+def _load_feed_file(path: Path, names: set[str]) -> list[tuple[FeedSettings, YamlDocument, tuple]]:
+    doc = load_yaml(path)
+    data = doc.data or []
+    if isinstance(data, dict) and "feeds" in data:
+        data = data["feeds"]
+        prefix: tuple = ("feeds",)
+    else:
+        prefix = ()
+    if not isinstance(data, list):
+        raise ConfigErrors([doc.error(prefix, "a feed file must be a list of feeds")])
+    feeds, errors = [], []
+    for index, entry in enumerate(data):
+        try:
+            feeds.append((FeedSettings.model_validate(entry), doc, prefix + (index, "name")))
+        except ValidationError as exc:
+            errors.extend(errors_from_validation(exc, doc, prefix=prefix + (index,), known_names=names))
+    if errors:
+        raise ConfigErrors(errors)
+    return feeds
+
+
+def _state_path(configured: str | None, base: Path) -> Path:
+    if configured:
+        return (base / os.path.expandvars(configured)).resolve()
+    state_dir = os.environ.get("STATE_DIRECTORY")
+    if state_dir:
+        return Path(state_dir.split(":")[0]) / "state.sqlite3"
+    return (base / "state" / "state.sqlite3").resolve()
+
+
+def _closest(name: str, options: Any) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return close[0] if close else None
+
+
+def check_rules_against_config(config: Config, ruleset: Any) -> list[ConfigError]:
+    """Rules may name channels; every name must exist in the config."""
+    errors = []
+    for name in sorted(ruleset.channels_referenced()):
+        if name not in config.channels:
+            errors.append(ConfigError(f"a rule sends to channel {name!r}, which the config does not define",
+                                      file=str(config.path), field="channels",
+                                      suggestion=_closest(name, config.channels)))
+    return errors
+
+
+def find_config(explicit: str | Path | None) -> Path:
+    """The config to use: the explicit path, ``$MONITOR_CONFIG``, or /etc/monitor/config.yaml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MONITOR_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.exists():
+            return candidate
+    raise ConfigError("no config file: pass --config PATH or set MONITOR_CONFIG", file="<none>")

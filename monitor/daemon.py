@@ -1,0 +1,374 @@
+"""The long-running service: schedule polls, deliver alerts, reload, stop cleanly.
+
+``Daemon`` wires the stages together once and owns their lifetimes:
+the state connection, the shared HTTP client, the story index, the delivery
+worker, the APScheduler jobs (one per feed, each rescheduling itself after
+its poll finishes, so one feed's polls never overlap), the systemd
+notifications, the optional HTTP endpoint and the rules-file watcher.
+
+Reload (SIGHUP or a changed rules/config file) builds the new config and
+rules completely before swapping them in; if anything is invalid the old
+ones keep running and the error is logged with file:line (and sent once to
+the ops channel, if one is configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TextIO
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from monitor import metrics
+from monitor.config import Config, FeedSettings, check_rules_against_config, load_config
+from monitor.dedup import StoryIndex
+from monitor.deliver import Deliverer, DeliveryReport
+from monitor.errors import ConfigError, ConfigErrors, MonitorError
+from monitor.fetch import Fetcher
+from monitor.housekeeping import checkpoint, prune
+from monitor.http_api import HealthReport, start_http_server
+from monitor.logs import setup_logging
+from monitor.pipeline import Pipeline, PollOutcome
+from monitor.rules import RuleSet, load_rules
+from monitor.schedule import next_poll_delay
+from monitor.sdnotify import Notifier
+from monitor.store import open_state
+from monitor.watch import FileWatcher
+
+log = logging.getLogger("monitor.daemon")
+
+
+@dataclass
+class CycleSummary:
+    """Totals of one ``run --once`` cycle, printed as one line."""
+
+    feeds: int = 0
+    failed: int = 0
+    not_modified: int = 0
+    items: int = 0
+    new_items: int = 0
+    alerts_new: int = 0
+    alerts_already_sent: int = 0
+    delivery: DeliveryReport | None = None
+
+    @classmethod
+    def of(cls, outcomes: list[PollOutcome], delivery: DeliveryReport | None) -> "CycleSummary":
+        return cls(
+            feeds=len(outcomes),
+            failed=sum(o.status == "error" for o in outcomes),
+            not_modified=sum(o.status == "not_modified" for o in outcomes),
+            items=sum(o.items for o in outcomes),
+            new_items=sum(o.new_items for o in outcomes),
+            alerts_new=sum(o.alerts_new for o in outcomes),
+            alerts_already_sent=sum(o.alerts_already_sent for o in outcomes),
+            delivery=delivery,
+        )
+
+    def line(self) -> str:
+        text = (f"{self.feeds} feeds polled ({self.failed} failed, {self.not_modified} not modified), "
+                f"{self.items} items seen ({self.new_items} new), "
+                f"alerts: {self.alerts_new} new / {self.alerts_already_sent} already sent")
+        if self.delivery is not None:
+            d = self.delivery
+            text += f"; delivered {d.sent}, failed {d.failed}, dead {d.dead}, pending {d.pending}"
+        if self.alerts_new == 0 and self.failed == 0:
+            text += " — nothing new"
+        return text
+
+
+def load_everything(config_path: Path) -> tuple[Config, RuleSet]:
+    """Config and rules, fully validated and cross-checked (``monitor check`` runs exactly this)."""
+    config = load_config(config_path)
+    ruleset = load_rules(config.rules)
+    errors = check_rules_against_config(config, ruleset)
+    if errors:
+        raise ConfigErrors(errors)
+    return config, ruleset
+
+
+class Daemon:
+    """One configured monitor: ``await Daemon(path).run()`` or ``.run_once()``."""
+
+    def __init__(self, config_path: Path, *, console: TextIO | None = None, journald: bool | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.console = console or sys.stdout
+        self.journald = journald
+        self.notifier = Notifier.from_env()
+        self.stop_event = asyncio.Event()
+        self.started_at = time.time()
+        self._poll_slots: asyncio.Semaphore | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._last_reload_error: str | None = None
+
+    # -- set-up ------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Load and validate everything; raises ``ConfigError`` before anything starts."""
+        self.config, self.ruleset = load_everything(self.config_path)
+        setup_logging(self.config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
+        self.conn: sqlite3.Connection = open_state(self.config.state_path)
+        self.stories = StoryIndex(self.config.model.dedup)
+        self.stories.load(self.conn, time.time())
+        self.fetcher = Fetcher(self.config.model.fetch)
+        self.deliverer = Deliverer(self.conn, dict(self.config.channels), templates_dir=self.config.templates_dir,
+                                   console=self.console)
+        self.pipeline = Pipeline(self.config, self.conn, self.ruleset, self.fetcher, self.stories,
+                                 on_alerts=lambda ids: self.deliverer.wake())
+        self._poll_slots = asyncio.Semaphore(self.config.model.defaults.concurrency)
+        log.info("config %s: %d feeds, %d channels, rules %s (%d rules, %d entities)", self.config.path,
+                 len(self.config.feeds), len(self.config.channels), self.ruleset.fingerprint[:12],
+                 len(self.ruleset.rule_ids), len(self.ruleset.entity_ids))
+
+    async def close(self) -> None:
+        await self.fetcher.aclose()
+        self.conn.close()
+
+    # -- one cycle -----------------------------------------------------------
+
+    async def poll_all(self) -> list[PollOutcome]:
+        """Poll every feed once, at most ``defaults.concurrency`` at a time."""
+        return list(await asyncio.gather(*(self._poll(feed) for feed in self.config.feeds)))
+
+    async def _poll(self, feed: FeedSettings) -> PollOutcome:
+        assert self._poll_slots is not None
+        async with self._poll_slots:
+            return await self.pipeline.poll(feed)
+
+    async def run_once(self, *, delivery_timeout: float = 120.0) -> CycleSummary:
+        """Poll every feed once, deliver what is due, and return the totals."""
+        try:
+            outcomes = await self.poll_all()
+            report = await self.deliverer.drain(timeout=delivery_timeout)
+        finally:
+            await self.close()
+        return CycleSummary.of(outcomes, report)
+
+    # -- the service -------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
+
+        self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=timezone.utc)
+        now = datetime.now(timezone.utc)
+        for feed in self.config.feeds:
+            # Spread the first polls over a few seconds so a restart does not burst.
+            self._schedule(feed, now + timedelta(seconds=random.uniform(0, min(5.0, len(self.config.feeds) * 0.05))))
+        hk = self.config.model.housekeeping
+        self.scheduler.add_job(self._housekeeping, "interval", hours=hk.interval_hours, id="housekeeping",
+                               next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)
+        self.scheduler.start()
+
+        http_server = None
+        if self.config.model.http.enabled:
+            http_server = await start_http_server(self.config.model.http, self.health)
+        self._spawn(self.deliverer.run(self.stop_event))
+        watcher = FileWatcher(self._watched_files(), self._reload_on_change)
+        self._spawn(watcher.run(self.stop_event))
+        if self.notifier.watchdog_interval:
+            self._spawn(self._watchdog())
+        self._spawn(self._status_loop())
+
+        self.notifier.ready()
+        log.info("monitor started: %d feeds", len(self.config.feeds))
+        await self.stop_event.wait()
+
+        self.notifier.stopping()
+        log.info("stopping: waiting for running polls and deliveries")
+        self.scheduler.shutdown(wait=False)
+        if http_server is not None:
+            await http_server.close()
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=20.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.close()
+        log.info("monitor stopped")
+        return 0
+
+    def request_stop(self, signum: int | None = None) -> None:
+        if not self.stop_event.is_set():
+            log.info("received %s", signal.Signals(signum).name if signum else "stop request")
+            self.stop_event.set()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed: %r", task.exception(), exc_info=task.exception())
+
+    def _schedule(self, feed: FeedSettings, when: datetime) -> None:
+        self.scheduler.add_job(self._poll_job, DateTrigger(run_date=when, timezone=timezone.utc),
+                               args=[feed.name], id=f"feed:{feed.name}", replace_existing=True,
+                               max_instances=1, misfire_grace_time=None)
+
+    async def _poll_job(self, name: str) -> None:
+        feed = next((f for f in self.config.feeds if f.name == name), None)
+        if feed is None or self.stop_event.is_set():
+            return  # removed by a reload, or stopping
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            outcome = await self._poll(feed)
+        except Exception:
+            # A bug, not a feed problem: log it and keep the feed scheduled.
+            log.exception("feed %s: unexpected error while polling", name)
+            outcome = PollOutcome(name, "error", error="internal error", error_kind="internal")
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+        if self.stop_event.is_set():
+            return
+        delay = self._next_delay(feed, outcome)
+        when = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        self.pipeline.record_schedule(feed, delay, when.timestamp())
+        if any(f.name == name for f in self.config.feeds):
+            self._schedule(feed, when)
+
+    def _next_delay(self, feed: FeedSettings, outcome: PollOutcome) -> float:
+        defaults = self.config.model.defaults
+        row = self.conn.execute("SELECT consecutive_errors FROM feeds WHERE name = ?", (feed.name,)).fetchone()
+        return next_poll_delay(
+            base=self.config.feed_interval(feed),
+            min_interval=defaults.min_interval,
+            max_interval=defaults.max_interval,
+            jitter=defaults.jitter,
+            consecutive_errors=row["consecutive_errors"] if row else 0,
+            retry_after=outcome.retry_after,
+            ttl=outcome.ttl_seconds,
+        )
+
+    # -- reload ------------------------------------------------------------------
+
+    def _watched_files(self) -> list[Path]:
+        files = list(self.config.sources)
+        files += [Path(p) for p in self.ruleset.sources]
+        return files
+
+    async def _reload_on_change(self) -> None:
+        await self.reload("file change")
+
+    async def reload(self, reason: str) -> bool:
+        """Swap in a new config and rules if both are valid; otherwise keep the old ones."""
+        self.notifier.reloading()
+        try:
+            config, ruleset = load_everything(self.config_path)
+        except ConfigError as exc:
+            message = str(exc)
+            log.error("reload (%s) failed, keeping the running rules: %s", reason, message)
+            if message != self._last_reload_error:
+                self._last_reload_error = message
+                self._ops_alert(f"monitor: reload failed, old rules still running:\n{message}")
+            self.notifier.ready()
+            return False
+        self._last_reload_error = None
+        old_names = {f.name for f in self.config.feeds}
+        self.config = config
+        self.ruleset = ruleset
+        self.pipeline.config = config
+        self.pipeline.ruleset = ruleset
+        self.deliverer.update_channels(dict(config.channels))
+        setup_logging(config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
+        now = datetime.now(timezone.utc)
+        for feed in config.feeds:
+            if feed.name not in old_names:
+                self._schedule(feed, now)
+        for name in old_names - {f.name for f in config.feeds}:
+            try:
+                self.scheduler.remove_job(f"feed:{name}")
+            except Exception:  # already running or gone: _poll_job checks the config anyway
+                pass
+        log.info("reloaded (%s): %d feeds, rules %s (%d rules)", reason, len(config.feeds),
+                 ruleset.fingerprint[:12], len(ruleset.rule_ids))
+        self.notifier.ready()
+        return True
+
+    def _ops_alert(self, text: str) -> None:
+        channel = self.config.model.ops_channel
+        if not channel:
+            return
+        try:
+            self.deliverer.enqueue_notice(channel, text)
+        except MonitorError as exc:
+            log.warning("could not queue the ops alert: %s", exc)
+
+    # -- health ------------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        """Ping systemd's watchdog while the event loop and the scheduler make progress."""
+        interval = self.notifier.watchdog_interval or 10.0
+        while not self.stop_event.is_set():
+            if self.scheduler.running:
+                self.notifier.watchdog()
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), timeout=interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _status_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.notifier.status(self.status_line())
+            except sqlite3.Error as exc:
+                log.warning("status: %s", exc)
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), timeout=30.0)
+            except asyncio.TimeoutError:
+                pass
+
+    def status_line(self) -> str:
+        failing = self.conn.execute("SELECT COUNT(*) FROM feeds WHERE consecutive_errors > 0").fetchone()[0]
+        last = self.conn.execute("SELECT MAX(last_poll_at) FROM feeds").fetchone()[0]
+        day = time.time() - 86400
+        sent = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'sent' AND sent_at >= ?",
+                                 (day,)).fetchone()[0]
+        last_text = datetime.fromtimestamp(last, timezone.utc).strftime("%H:%M:%S") if last else "never"
+        return (f"{len(self.config.feeds)} feeds ({failing} failing), last poll {last_text} UTC, "
+                f"{sent} alerts sent in 24h")
+
+    def health(self) -> HealthReport:
+        reasons = []
+        failing = [r["name"] for r in self.conn.execute(
+            "SELECT name FROM feeds WHERE consecutive_errors >= 3 ORDER BY name")]
+        if failing:
+            reasons.append(f"{len(failing)} feeds failing: {', '.join(failing[:10])}")
+        depth = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0]
+        metrics.OUTBOX_DEPTH.set(depth)
+        if depth > 100:
+            reasons.append(f"outbox backlog: {depth} messages waiting")
+        dead = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
+        if self._last_reload_error:
+            reasons.append("last reload failed: " + self._last_reload_error.splitlines()[0])
+        return HealthReport(status="degraded" if reasons else "ok", reasons=reasons,
+                            details={"feeds": len(self.config.feeds), "failing_feeds": len(failing),
+                                     "outbox_depth": depth, "dead": dead,
+                                     "uptime_seconds": round(time.time() - self.started_at)})
+
+    async def _housekeeping(self) -> None:
+        try:
+            report = prune(self.conn, self.config.model.housekeeping, time.time())
+            checkpoint(self.conn)
+            log.info("housekeeping: %s", report)
+        except sqlite3.Error as exc:
+            log.warning("housekeeping failed: %s", exc)

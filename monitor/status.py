@@ -1,0 +1,94 @@
+"""Read-only views of the state for the CLI: ``monitor status`` and ``monitor feeds``.
+
+They open the database read-only and hold no transaction open, so they can
+run while the daemon writes (WAL) without blocking it or growing its WAL.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from monitor.config import Config
+from monitor.store import connect
+
+
+def _when(ts: float | None, now: float) -> str:
+    if not ts:
+        return "never"
+    delta = ts - now
+    stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return f"{stamp} ({_ago(delta)})"
+
+
+def _ago(delta: float) -> str:
+    future = delta > 0
+    delta = abs(delta)
+    if delta < 90:
+        text = f"{delta:.0f}s"
+    elif delta < 5400:
+        text = f"{delta / 60:.0f}m"
+    elif delta < 172800:
+        text = f"{delta / 3600:.0f}h"
+    else:
+        text = f"{delta / 86400:.0f}d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def read_status(state_path: Path) -> str:
+    """Uptime-ish summary: feeds ok/failing, outbox depth, last alert."""
+    conn = connect(state_path, readonly=True)
+    now = time.time()
+    try:
+        feeds = conn.execute("SELECT COUNT(*) AS n, SUM(consecutive_errors > 0) AS failing, "
+                             "MAX(last_poll_at) AS last_poll FROM feeds").fetchone()
+        outbox = {r["state"]: r["n"] for r in conn.execute("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")}
+        last_alert = conn.execute("SELECT MAX(created) FROM alerts").fetchone()[0]
+        started = conn.execute("SELECT value FROM meta WHERE key = 'daemon_started'").fetchone()
+    finally:
+        conn.close()
+    lines = [
+        f"state:     {state_path}",
+        f"daemon:    started {_when(float(started[0]), now)}" if started else "daemon:    not started yet",
+        f"feeds:     {feeds['n'] or 0} known, {feeds['failing'] or 0} failing, last poll {_when(feeds['last_poll'], now)}",
+        f"outbox:    {outbox.get('pending', 0) + outbox.get('sending', 0)} waiting, {outbox.get('sent', 0)} sent, "
+        f"{outbox.get('dead', 0)} dead",
+        f"last alert: {_when(last_alert, now)}",
+    ]
+    return "\n".join(lines)
+
+
+def feed_table(config: Config) -> str:
+    """One block per configured feed with its health, in plain words."""
+    now = time.time()
+    rows = {}
+    if config.state_path.exists():
+        conn = connect(config.state_path, readonly=True)
+        try:
+            rows = {r["name"]: r for r in conn.execute("SELECT * FROM feeds")}
+        finally:
+            conn.close()
+    out = []
+    for feed in config.feeds:
+        row = rows.get(feed.name)
+        if row is None:
+            out.append(f"{feed.name}: never polled\n  url: {feed.url}")
+            continue
+        health = "ok" if row["consecutive_errors"] == 0 else f"FAILING ({row['consecutive_errors']} in a row)"
+        block = [
+            f"{feed.name}: {health}",
+            f"  url:           {row['redirected_url'] or feed.url}",
+            f"  last success:  {_when(row['last_success_at'], now)}",
+        ]
+        if row["last_error"]:
+            block.append(f"  last error:    {row['last_error_kind']}: {row['last_error']} "
+                         f"({_when(row['last_error_at'], now)})")
+        interval = row["interval"] or config.feed_interval(feed)
+        block += [
+            f"  items seen:    {row['items_seen']}   alerts: {row['alerts_created']}",
+            f"  interval:      {interval:.0f}s" + ("  (backing off)" if row["consecutive_errors"] else ""),
+            f"  next poll:     {_when(row['next_poll_at'], now)}",
+        ]
+        out.append("\n".join(block))
+    return "\n".join(out) if out else "no feeds configured"

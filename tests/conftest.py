@@ -1,0 +1,198 @@
+"""Shared fixtures: a real SMTP server (aiosmtpd) and helpers to run the real CLI.
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+CORPUS = DATA / "corpus"
+
+
+@dataclass
+class SmtpSink:
+    """What the test SMTP server received, parsed as ``EmailMessage``s."""
+
+    host: str
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def mailto(self, to: str = "analyst@example.org") -> str:
+        return f"mailto://monitor:secret@{self.host}:{self.port}?mode=insecure&from=monitor@example.org&to={to}"
+
+    def received(self) -> list[EmailMessage]:
+        with self.lock:
+            return list(self.messages)
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        message = email.message_from_bytes(envelope.original_content or envelope.content,
+                                           policy=email.policy.default)
+        with self.sink.lock:
+            self.sink.messages.append(message)
+        return "250 OK"
+
+
+class _AcceptAll:
+    """Authenticator that takes any login (the tests check delivery, not passwords)."""
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+
+        return AuthResult(success=True)
+
+
+@pytest.fixture
+def smtp_server():
+    """A real aiosmtpd server on 127.0.0.1 that keeps every message it receives."""
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink("127.0.0.1", free_port())
+    controller = Controller(_Handler(sink), hostname="127.0.0.1", port=sink.port, authenticator=_AcceptAll(),
+                            auth_require_tls=False, auth_required=False)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run ``python -m monitor ARGS`` as a real process and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("NOTIFY_SOCKET", None)
+    return subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd or ROOT)
+
+
+def corpus_articles() -> list[tuple[str, str]]:
+    """The five corpus articles as (file stem, text)."""
+    return [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(CORPUS.glob("0*.txt"))]
+
+
+class FeedServer:
+    """A real HTTP server on 127.0.0.1 serving feeds the test sets and changes.
+
+    ``set(path, body, ...)`` (re)defines a route; 200 answers carry an ETag
+    and honour If-None-Match with 304, as real feed servers do. ``hang=True``
+    never answers (a timing-out feed). ``hits[path]`` counts requests.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.routes: dict[str, dict] = {}
+        self.hits: dict[str, int] = {}
+        self._stop = threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):  # noqa: N802 - stdlib hook name
+                owner.hits[self.path] = owner.hits.get(self.path, 0) + 1
+                route = owner.routes.get(self.path)
+                if route is None:
+                    self._send(404, b"not found", {"Content-Type": "text/plain"})
+                    return
+                if route["hang"]:
+                    owner._stop.wait(30)
+                    return
+                body: bytes = route["body"]
+                etag = '"%x"' % (hash(body) & 0xFFFFFFFF)
+                if route["status"] == 200 and self.headers.get("If-None-Match") == etag:
+                    self._send(304, b"", {"ETag": etag})
+                    return
+                headers = {"Content-Type": route["content_type"], **route["headers"]}
+                if route["status"] == 200:
+                    headers["ETag"] = etag
+                self._send(route["status"], body, headers)
+
+            def _send(self, status, body, headers):
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def set(self, path: str, body: bytes | str = b"", *, status: int = 200, headers: dict | None = None,
+            content_type: str = "application/rss+xml; charset=utf-8", hang: bool = False) -> str:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.routes[path] = {"body": body, "status": status, "headers": headers or {},
+                             "content_type": content_type, "hang": hang}
+        return self.url(path)
+
+    def __enter__(self) -> "FeedServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def feed_server():
+    with FeedServer() as server:
+        yield server
+
+
+def rss_feed(items: list[dict], *, title: str = "موقع إخباري") -> str:
+    """An RSS 2.0 document; each item dict has title, link, and description (plain text)."""
+    from xml.sax.saxutils import escape
+
+    body = "".join(
+        f"<item><title>{escape(i['title'])}</title><link>{escape(i['link'])}</link>"
+        f"<guid>{escape(i.get('guid', i['link']))}</guid>"
+        f"<pubDate>{i.get('date', 'Mon, 23 Oct 2017 08:00:00 +0300')}</pubDate>"
+        f"<description>{escape(i.get('description', ''))}</description></item>"
+        for i in items
+    )
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{escape(title)}</title>'
+            f"<link>https://news.example/</link><description>x</description>{body}</channel></rss>")
