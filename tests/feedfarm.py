@@ -251,6 +251,10 @@ def _drip(handler: _Handler, route: Route) -> None:
             return
 
 
+def _redirect_to_self(handler: _Handler, route: Route) -> None:
+    handler._send(302, b"", {"Location": handler.path, "Content-Type": "text/plain"})
+
+
 def _stream_huge(handler: _Handler, route: Route) -> None:
     """50 MB of valid-looking RSS, streamed chunked so the farm never holds it."""
     handler.send_response(200)
@@ -316,7 +320,7 @@ HOSTILE: dict[str, Callable[[], dict]] = {
                                      headers={"Retry-After": formatdate(time.time() + 3600, usegmt=True)}),
     "hang": lambda: dict(handler=_hang),
     "drip": lambda: dict(handler=_drip),
-    "redirect_loop": lambda: dict(status=302, headers={"Location": "/hostile/redirect_loop"}),
+    "redirect_loop": lambda: dict(handler=_redirect_to_self),
     "redirect_file": lambda: dict(status=302, headers={"Location": "file:///etc/passwd"}),
     "gzip_bomb": lambda: dict(body=gzip_bomb(), headers={"Content-Encoding": "gzip"}),
     "gzip_gzip": lambda: dict(body=gzip.compress(gzip_bomb(), 9),

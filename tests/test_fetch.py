@@ -1,0 +1,282 @@
+"""Fetch stage against a real loopback HTTP server (tests/feedfarm.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import threading
+import tracemalloc
+import zlib
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from feedfarm import HOSTILE, FeedFarm, feedfarm, gzip_bomb, rss  # noqa: F401  (fixture)
+from monitor.errors import FetchError, ParseError
+from monitor.fetch import Fetcher, FetchSettings, _BoundedInflater
+from monitor.parse import parse_feed
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def fetch(url, settings=None, **kw):
+    async with Fetcher(settings or FetchSettings(timeout=2)) as f:
+        return await f.fetch(url, **kw)
+
+
+async def fetch_error(url, settings=None, **kw) -> FetchError:
+    with pytest.raises(FetchError) as info:
+        await fetch(url, settings, **kw)
+    return info.value
+
+
+def test_200_then_304_with_etag(feedfarm):
+    url = feedfarm.add("/f.xml", rss().encode(), etag='"v1"')
+    first = run(fetch(url))
+    assert first.status == 200 and first.etag == '"v1"'
+    assert b"<rss" in first.body
+    assert "content-encoding" not in first.headers and first.headers["content-type"].startswith("application/rss")
+    second = run(fetch(url, etag=first.etag))
+    assert second.status == 304 and second.not_modified and second.body == b""
+    assert feedfarm.hits("/f.xml") == 2
+    feedfarm.replace("/f.xml", rss([("جديد", "https://example.com/n", "x")]).encode(), etag='"v2"')
+    third = run(fetch(url, etag=first.etag))
+    assert third.status == 200 and "جديد".encode() in third.body and third.etag == '"v2"'
+
+
+def test_304_on_if_modified_since(feedfarm):
+    url = feedfarm.add("/lm.xml", rss().encode(), last_modified="Mon, 06 Nov 2017 10:00:00 GMT")
+    first = run(fetch(url))
+    assert first.last_modified == "Mon, 06 Nov 2017 10:00:00 GMT"
+    assert run(fetch(url, last_modified=first.last_modified)).status == 304
+
+
+@pytest.mark.parametrize("name,kind,status", [
+    ("not_found", "status", 404),
+    ("server_error", "status", 500),
+    ("rate_limited", "status", 429),
+    ("redirect_loop", "redirect", None),
+    ("redirect_file", "redirect", None),
+    ("gzip_bomb", "too_large", None),
+    ("gzip_gzip", "encoding", None),
+    ("brotli", "encoding", None),
+    ("huge", "too_large", None),
+    ("hang", "timeout", None),
+    ("drip", "timeout", None),
+])
+def test_hostile_routes_give_clear_errors(feedfarm, name, kind, status):
+    url = feedfarm.add(f"/h/{name}", **HOSTILE[name]())
+    err = run(fetch_error(url, FetchSettings(timeout=1)))
+    assert err.kind == kind, err
+    assert err.status == status
+    assert err.url == url
+
+
+def test_retry_after_seconds_and_date_are_parsed_and_clamped(feedfarm):
+    err = run(fetch_error(feedfarm.add("/r1", **HOSTILE["rate_limited"]())))
+    assert err.retry_after == 120
+    err = run(fetch_error(feedfarm.add("/r2", **HOSTILE["unavailable_date"]())))
+    assert 3000 < err.retry_after <= 3600
+    err = run(fetch_error(feedfarm.add("/r3", b"", status=429, headers={"Retry-After": "99999999"})))
+    assert err.retry_after == 6 * 3600
+    err = run(fetch_error(feedfarm.add("/r4", b"", status=503, headers={"Retry-After": "soon-ish"})))
+    assert err.retry_after is None and err.status == 503
+
+
+def test_permanent_redirect_is_reported_temporary_is_not(feedfarm):
+    new = feedfarm.add("/new.xml", rss().encode())
+    feedfarm.add("/old.xml", status=301, headers={"Location": "/new.xml"})
+    feedfarm.add("/tmp.xml", status=302, headers={"Location": "/new.xml"})
+    feedfarm.add("/mixed.xml", status=302, headers={"Location": "/old.xml"})
+    res = run(fetch(feedfarm.url("/old.xml")))
+    assert res.status == 200 and res.final_url == new and res.permanent_redirect == new
+    assert res.url == feedfarm.url("/old.xml")
+    res = run(fetch(feedfarm.url("/tmp.xml")))
+    assert res.final_url == new and res.permanent_redirect is None
+    assert run(fetch(feedfarm.url("/mixed.xml"))).permanent_redirect is None
+
+
+def test_redirect_limit_is_configurable(feedfarm):
+    feedfarm.add("/a", status=302, headers={"Location": "/b"})
+    feedfarm.add("/b", status=302, headers={"Location": "/c"})
+    feedfarm.add("/c", rss().encode())
+    assert run(fetch(feedfarm.url("/a"), FetchSettings(max_redirects=2))).status == 200
+    assert run(fetch_error(feedfarm.url("/a"), FetchSettings(max_redirects=1))).kind == "redirect"
+
+
+def test_only_http_urls():
+    for url in ("file:///etc/passwd", "ftp://example.com/f", "javascript:alert(1)", "/etc/passwd"):
+        assert run(fetch_error(url)).kind == "protocol"
+
+
+def test_connection_refused_is_connect_error():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    assert run(fetch_error(f"http://127.0.0.1:{port}/feed")).kind == "connect"
+
+
+def test_private_targets_refused_when_configured(feedfarm):
+    url = feedfarm.add("/p.xml", rss().encode())
+    err = run(fetch_error(url, FetchSettings(allow_private_addresses=False)))
+    assert err.kind == "forbidden_target"
+    assert feedfarm.hits("/p.xml") == 0
+
+
+def test_204_is_an_error_not_an_empty_feed(feedfarm):
+    assert run(fetch_error(feedfarm.add("/e", b"", status=204))).kind == "status"
+
+
+def test_gzip_and_deflate_bodies_are_inflated(feedfarm):
+    doc = rss().encode()
+    raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    raw = raw_deflate.compress(doc) + raw_deflate.flush()
+    cases = {
+        "/gz": (gzip.compress(doc), "gzip"),
+        "/xgz": (gzip.compress(doc), "x-gzip"),
+        "/two-members": (gzip.compress(doc[:50]) + gzip.compress(doc[50:]), "gzip"),
+        "/zlib": (zlib.compress(doc), "deflate"),
+        "/raw-deflate": (raw, "deflate"),
+        "/identity": (doc, "identity"),
+    }
+    for path, (body, coding) in cases.items():
+        url = feedfarm.add(path, body, headers={"Content-Encoding": coding})
+        assert run(fetch(url)).body == doc, path
+
+
+def test_truncated_or_corrupt_gzip_is_an_encoding_error(feedfarm):
+    body = gzip.compress(rss().encode())
+    assert run(fetch_error(feedfarm.add("/t", body[: len(body) // 2],
+                                        headers={"Content-Encoding": "gzip"}))).kind == "encoding"
+    assert run(fetch_error(feedfarm.add("/c", b"not gzip at all",
+                                        headers={"Content-Encoding": "gzip"}))).kind == "encoding"
+
+
+def test_lying_content_length_is_a_parse_error_not_items(feedfarm):
+    url = feedfarm.add("/lie", **HOSTILE["lying_length"]())
+    res = run(fetch(url))
+    assert len(res.body) == 100
+    with pytest.raises(ParseError) as info:
+        parse_feed(res.body, res.headers, url=url, feed_name="lie")
+    assert info.value.kind == "malformed"
+
+
+def test_gzip_bomb_costs_bounded_memory(feedfarm):
+    url = feedfarm.add("/bomb", gzip_bomb(), headers={"Content-Encoding": "gzip"})
+    cap = 1 << 20
+    tracemalloc.start()
+    try:
+        err = run(fetch_error(url, FetchSettings(max_bytes=cap)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert err.kind == "too_large"
+    # 64 MiB would be decoded without the bounded inflater.
+    assert peak < 8 * cap
+
+
+def test_per_host_limit_caps_concurrency(feedfarm):
+    active = 0
+    most = 0
+    lock = threading.Lock()
+    body = rss().encode()
+
+    def slow(handler, route):
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        feedfarm.stopping.wait(0.15)
+        with lock:
+            active -= 1
+        handler._send(200, body, {})
+
+    urls = [feedfarm.add(f"/slow{i}", handler=slow) for i in range(6)]
+
+    async def go():
+        async with Fetcher(FetchSettings(per_host=2, timeout=10)) as f:
+            return await asyncio.gather(*(f.fetch(u) for u in urls))
+
+    results = run(go())
+    assert all(r.status == 200 for r in results)
+    assert most == 2
+
+
+def test_hostile_feeds_do_not_affect_good_ones(feedfarm):
+    """All hostile routes and good feeds polled together on one Fetcher: every good feed parses."""
+    hostile = feedfarm.add_hostile_routes()
+    good = {f"good{i}": feedfarm.add(f"/good{i}.xml", rss([(f"خبر {i}", f"https://example.com/{i}", "x")]).encode())
+            for i in range(10)}
+
+    async def poll(f, name, url):
+        try:
+            res = await f.fetch(url)
+            return parse_feed(res.body, res.headers, url=url, feed_name=name)
+        except (FetchError, ParseError) as exc:
+            return exc
+
+    async def go():
+        async with Fetcher(FetchSettings(timeout=1.5, per_host=64)) as f:
+            names = list(hostile) + list(good)
+            urls = list(hostile.values()) + list(good.values())
+            return dict(zip(names, await asyncio.gather(*(poll(f, n, u) for n, u in zip(names, urls)))))
+
+    results = run(go())
+    for name in good:
+        assert [i.title for i in results[name].items] == [f"خبر {name[4:]}"]
+    errors = {name: (type(r).__name__, r.kind) for name, r in results.items()
+              if isinstance(r, (FetchError, ParseError))}
+    assert errors["hang"] == ("FetchError", "timeout")
+    assert errors["gzip_bomb"] == ("FetchError", "too_large")
+    assert errors["xxe"] == ("ParseError", "entities")
+    assert errors["html"] == ("ParseError", "not_feed")
+    for name in ("ok", "cp1256_declared", "cp1256_undeclared", "utf8_bom_wrong_decl"):
+        assert "عاجل" in results[name].items[0].title, name
+
+
+def test_fetch_page_uses_same_limits(feedfarm):
+    url = feedfarm.add("/article.html", b"<html><body><p>x</p></body></html>",
+                       headers={"Content-Type": "text/html"})
+    async def go():
+        async with Fetcher(FetchSettings(max_bytes=1024)) as f:
+            ok = await f.fetch_page(url)
+            big = feedfarm.add("/big.html", b"x" * 5000, headers={"Content-Type": "text/html"})
+            with pytest.raises(FetchError) as info:
+                await f.fetch_page(big)
+            return ok, info.value
+    ok, err = run(go())
+    assert ok.status == 200 and b"<p>x</p>" in ok.body
+    assert err.kind == "too_large"
+
+
+def test_settings_forbid_unknown_keys():
+    with pytest.raises(Exception):
+        FetchSettings(timeuot=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=5000), cuts=st.lists(st.integers(0, 5000), max_size=6),
+       coding=st.sampled_from(["gzip", "deflate"]))
+def test_bounded_inflater_matches_zlib_in_any_chunking(data, cuts, coding):
+    packed = gzip.compress(data) if coding == "gzip" else zlib.compress(data)
+    points = sorted({min(c, len(packed)) for c in cuts} | {0, len(packed)})
+    inflater = _BoundedInflater(coding, 10_000, "u")
+    out = b"".join(inflater.feed(packed[a:b]) for a, b in zip(points, points[1:])) + inflater.finish()
+    assert out == data
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(1, 200_000), limit=st.integers(1, 100_000))
+def test_bounded_inflater_never_exceeds_limit(size, limit):
+    inflater = _BoundedInflater("gzip", limit, "u")
+    packed = gzip.compress(b"a" * size)
+    if size > limit:
+        with pytest.raises(FetchError) as info:
+            inflater.feed(packed)
+        assert info.value.kind == "too_large"
+    else:
+        assert inflater.feed(packed) + inflater.finish() == b"a" * size
