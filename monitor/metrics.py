@@ -24,3 +24,13 @@ DELIVERY_LATENCY = Histogram("monitor_delivery_latency_seconds",
 OUTBOX_DEPTH = Gauge("monitor_outbox_depth", "Outbox rows not yet sent or dead.", registry=REGISTRY)
 LAST_POLL = Gauge("monitor_last_poll_timestamp_seconds", "Unix time of the last finished poll.",
                   registry=REGISTRY)
+
+# Added with deploy/housekeeping/http_api (issue 6).
+PRUNED = Counter("monitor_pruned_rows_total", "State rows deleted by housekeeping, by table.",
+                 ["table"], registry=REGISTRY)
+WAL_BYTES = Gauge("monitor_state_wal_bytes", "Size of the state database's WAL after the last checkpoint.",
+                  registry=REGISTRY)
+FEEDS_FAILING = Gauge("monitor_feeds_failing", "Feeds whose last poll failed.", registry=REGISTRY)
+RELOADS = Counter("monitor_reloads_total", "Config/rules reloads by outcome (ok, error).",
+                  ["outcome"], registry=REGISTRY)
+UP_SINCE = Gauge("monitor_start_time_seconds", "Unix time the daemon started.", registry=REGISTRY)
