@@ -99,13 +99,24 @@ def normalize(text: str) -> str:
 
     Equal to ``normalize_reference(text)`` (property-tested).
     """
+    return normalize_with_path(text)[0]
+
+
+def normalize_with_path(text: str) -> tuple[str, bool]:
+    """``normalize`` plus whether it was per-character (``True``: offsets map char by char)."""
     out = text.translate(_TABLE)
     if not out.isascii() and not unicodedata.is_normalized("NFC", out):
         # Decomposed hamza/madda (ا + U+0654) or out-of-order marks: NFKC
         # composes/reorders across characters, which a per-character table
         # cannot. Rare, so take the exact (slower) path for this text.
-        return exact_normalize(text)
-    return out
+        return exact_normalize(text), False
+    return out, True
+
+
+def table_output(c: str) -> str:
+    """What the fast path's table makes of ``c`` (identity when not in the table)."""
+    out = _TABLE.get(ord(c), c)
+    return "" if out is None else out
 
 
 def exact_normalize(text: str) -> str:

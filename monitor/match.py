@@ -1,0 +1,344 @@
+"""Compiled multi-alias matcher: Aho-Corasick over normalized text, token-aware.
+
+Why this shape (``shared/design/perf-baselines.md`` section 3): pyahocorasick
+with a boundary check is the only exact method that stays fast at 10,000
+aliases. Matching happens on a *match string*: the normalized text with
+quotes, dashes, hashtag marks, underscores and every kind of whitespace
+turned into single spaces and ASCII lower-cased, so an alias written
+``دير الزور`` also finds ``#دير_الزور``, ``دير\\nالزور``, ``Deir ez-Zor`` and
+``حقل "العمر"``. Sentence punctuation (. ، ؛ ؟ ! :) is kept, so a name never
+spans two clauses.
+
+An occurrence counts only on whole words. On the left a word may carry a
+proclitic chain (و ف ب ل ك س ال and their chains: وبال، فلل، ولل); an alias
+that starts with ال is also found after لل (للبوكمال). On the right only the
+suffixes a keyword set asks for are allowed, so البوكمالية is not البوكمال.
+
+Offsets of a hit point into the ORIGINAL text: they are mapped back through
+the whitespace collapse and the normalization (deletions, ligature
+expansions) only for texts that have hits.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Iterable
+
+import ahocorasick
+
+from monitor.normalize import SPECIAL_CHARS, exact_normalize, normalize_with_path, table_output
+
+__all__ = ["Pattern", "Occurrence", "PreparedText", "Matcher", "match_form", "is_arabic",
+           "PROCLITICS", "DEFAULT_SUFFIXES"]
+
+_SEPARATORS = (
+    "\"'`«»“”„‟‘’‚‹›″´"  # quotes and guillemets
+    "-‐‑‒–—―_#@()[]{}<>/\\|*~^=+"  # dashes, hashtag and mention marks, brackets
+)
+
+
+def _build_sep_table() -> dict[int, str]:
+    table: dict[int, str] = {ord(c): " " for c in _SEPARATORS}
+    for cp in range(0x3000):
+        c = chr(cp)
+        if c.isspace():
+            table[cp] = " "
+        elif c.isupper():
+            low = c.lower()
+            if len(low) == 1:
+                table[cp] = low
+    return table
+
+
+_SEP_TABLE = _build_sep_table()
+_MULTI_SPACE = re.compile("  +")
+_SENTENCE_END = re.compile(r"[.!?؟؛;:،,…]")
+_WORD_TAIL = re.compile(r"[^\W_]+")
+_DIACRITICS = frozenset("\u064b\u064c\u064d\u064e\u064f\u0650\u0651\u0652\u0670\u0640")
+
+# Proclitic chains a word may carry before an alias: conjunction, then
+# preposition/future marker, then the article.
+_CONJ = ("", "و", "ف")
+_PREP = ("", "ب", "ل", "ك", "س")
+PROCLITICS: frozenset[str] = frozenset(c + p for c in _CONJ for p in _PREP) - {""}
+# Before an alias that has no article of its own, the article may also come in.
+_PROCLITICS_WITH_ARTICLE: frozenset[str] = frozenset(
+    PROCLITICS | {c + p + "ال" for c in _CONJ for p in ("", "ب", "ك")} | {c + "لل" for c in _CONJ})
+# An alias starting with ال written after ل: ل + البوكمال -> للبوكمال (we match لبوكمال after ل).
+_LAM_PREFIXES: frozenset[str] = frozenset({"ل", "ول", "فل"})
+_MAX_PREFIX = max(len(p) for p in _PROCLITICS_WITH_ARTICLE)
+
+# Suffixes a keyword may carry when its set asks for them (normalized spelling:
+# ة is already ه). Plural, dual, nisba and the attached pronouns.
+DEFAULT_SUFFIXES: frozenset[str] = frozenset({
+    "ات", "ان", "ين", "ون", "ي", "يه", "يين", "يون", "يات", "ه", "ها", "هم", "هما", "هن", "ك", "كم",
+    "نا", "اته", "اتها", "اتهم", "انه", "انها", "يها", "يهم", "هات", "تين", "تان", "ته", "تها", "تهم",
+})
+
+_JOIN_LEFT = frozenset({"ابو", "البو", "بو", "عبد", "ابن", "بن", "abu", "abou", "al", "el", "ad", "ar",
+                        "as", "az", "ash", "ez", "es", "ed", "ibn", "bin", "bou"})
+_SPLIT_PREFIXES = ("البو", "ابو", "عبد")
+
+
+def is_arabic(text: str) -> bool:
+    return any("\u0600" <= c <= "\u06ff" for c in text)
+
+
+def match_form(text: str) -> str:
+    """The match-string form of a short text (alias, phrase): normalized, separators collapsed."""
+    return _MULTI_SPACE.sub(" ", normalize_with_path(text)[0].translate(_SEP_TABLE)).strip()
+
+
+def spelling_variants(form: str) -> set[str]:
+    """Spacing variants real news uses: دير الزور / ديرالزور, البو كمال / البوكمال."""
+    tokens = form.split(" ")
+    out = {form}
+    # split a fused kunya/abd prefix: البوكمال -> البو كمال
+    split_tokens: list[str] = []
+    for tok in tokens:
+        for pre in _SPLIT_PREFIXES:
+            if tok.startswith(pre) and len(tok) >= len(pre) + 3:
+                split_tokens.extend([pre, tok[len(pre):]])
+                break
+        else:
+            split_tokens.append(tok)
+    for toks in {tuple(tokens), tuple(split_tokens)}:
+        gaps = [i for i in range(len(toks) - 1) if toks[i] in _JOIN_LEFT or toks[i + 1].startswith("ال")]
+        gaps = gaps[:4]
+        for choice in product((False, True), repeat=len(gaps)):
+            joined = set(g for g, j in zip(gaps, choice) if j)
+            text = ""
+            for i, tok in enumerate(toks):
+                text += tok
+                if i < len(toks) - 1:
+                    text += "" if i in joined else " "
+            out.add(text)
+    return out
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One alias to find. ``group`` is the entity or keyword-set id it belongs to.
+
+    ``kind`` lets the caller tell aliases from context words and exclusion
+    phrases; ``clitics`` allows proclitic chains; ``suffixes`` lists the
+    word endings allowed after the alias (empty: whole word only).
+    """
+
+    group: str
+    alias: str
+    kind: str = "alias"
+    clitics: bool = True
+    suffixes: frozenset[str] = frozenset()
+    tag: int = 0
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """A pattern found in a ``PreparedText``: ``[start, end)`` in match-string coordinates."""
+
+    pattern: Pattern
+    start: int
+    end: int
+
+
+class PreparedText:
+    """One field's text in the forms the matcher needs; maps offsets back lazily."""
+
+    __slots__ = ("original", "normalized", "per_char", "match", "_runs", "_pieces", "_sentences")
+
+    def __init__(self, original: str) -> None:
+        self.original = original
+        self.normalized, self.per_char = normalize_with_path(original)
+        spaced = self.normalized.translate(_SEP_TABLE)
+        if "  " in spaced:
+            self._runs: list[tuple[int, int]] | None = [(m.start(), m.end()) for m in _MULTI_SPACE.finditer(spaced)]
+            self.match = _MULTI_SPACE.sub(" ", spaced)
+        else:
+            self._runs = None
+            self.match = spaced
+        self._pieces: tuple[list[int], list[tuple[int, int, int, int]]] | None = None
+        self._sentences: list[int] | None = None
+
+    # --- match string -> normalized text -------------------------------------------------
+    def _to_normalized(self, p: int) -> int:
+        if not self._runs:
+            return p
+        removed = 0
+        for a, b in self._runs:
+            start_in_match = a - removed
+            if p <= start_in_match:
+                break
+            removed += (b - a) - 1
+        return p + removed
+
+    # --- normalized text -> original -------------------------------------------------------
+    def _build_pieces(self) -> tuple[list[int], list[tuple[int, int, int, int]]]:
+        """Non-identity pieces (x_start, x_len, n_start, n_len) of the original->normalized map."""
+        pieces: list[tuple[int, int, int, int]] = []
+        x = self.original
+        if self.per_char:
+            shift = 0
+            for i, c in enumerate(x):
+                if c in SPECIAL_CHARS:
+                    out_len = len(table_output(c))
+                    pieces.append((i, 1, i + shift, out_len))
+                    shift += out_len - 1
+        else:
+            # Rare exact path (decomposed hamza/madda): align by clusters (a base
+            # character and the marks/deleted characters that follow it).
+            starts = [i for i, c in enumerate(x)
+                      if i == 0 or (unicodedata.combining(c) == 0 and table_output(c) != "")]
+            starts.append(len(x))
+            n = 0
+            ok = True
+            for a, b in zip(starts, starts[1:]):
+                seg = exact_normalize(x[a:b])
+                if self.normalized[n:n + len(seg)] != seg:
+                    ok = False
+                    break
+                pieces.append((a, b - a, n, len(seg)))
+                n += len(seg)
+            if not ok or n != len(self.normalized):
+                pieces = [(0, len(x), 0, len(self.normalized))]
+        return [p[2] for p in pieces], pieces
+
+    def _x_start(self, n: int) -> int:
+        if self._pieces is None:
+            self._pieces = self._build_pieces()
+        n_starts, pieces = self._pieces
+        i = bisect_right(n_starts, n) - 1
+        if i < 0:
+            return n
+        xs, xl, ns, nl = pieces[i]
+        if n < ns + nl:
+            return xs
+        return xs + xl + (n - ns - nl)
+
+    def _x_end(self, n_end: int) -> int:
+        if n_end <= 0:
+            return 0
+        if self._pieces is None:
+            self._pieces = self._build_pieces()
+        n_starts, pieces = self._pieces
+        n = n_end - 1
+        i = bisect_right(n_starts, n) - 1
+        if i >= 0:
+            xs, xl, ns, nl = pieces[i]
+            end = xs + xl if n < ns + nl else xs + xl + (n - ns - nl) + 1
+        else:
+            end = n + 1
+        x = self.original
+        while end < len(x) and x[end] in _DIACRITICS:  # keep harakat on the last letter
+            end += 1
+        return end
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """``[start, end)`` in match-string coordinates -> offsets into the original text."""
+        n_start = self._to_normalized(start)
+        n_end = self._to_normalized(end - 1) + 1
+        return self._x_start(n_start), self._x_end(n_end)
+
+    # --- positions for proximity rules -------------------------------------------------------
+    def word_index(self, pos: int) -> int:
+        """Index of the word at match-string position ``pos`` (spaces counted)."""
+        return self.match.count(" ", 0, pos)
+
+    def sentence_index(self, pos: int) -> int:
+        if self._sentences is None:
+            self._sentences = [m.start() for m in _SENTENCE_END.finditer(self.match)]
+        return bisect_right(self._sentences, pos)
+
+    def is_quoted(self, start: int, end: int) -> bool:
+        """True when the occurrence is directly wrapped in quotes: «النمر», "العمر"."""
+        n_start = self._to_normalized(start)
+        n_end = self._to_normalized(end - 1) + 1
+        text = self.normalized
+        before = text[n_start - 1] if n_start > 0 else ""
+        after = text[n_end] if n_end < len(text) else ""
+        return before in _QUOTES and after in _QUOTES
+
+
+_QUOTES = frozenset("\"'«»“”„‟‘’‹›")
+
+
+@dataclass
+class _Key:
+    length: int
+    # (pattern, lam_variant, proclitic chains allowed before it)
+    entries: list[tuple[Pattern, bool, frozenset[str]]] = field(default_factory=list)
+
+
+class Matcher:
+    """All patterns compiled into one Aho-Corasick automaton (immutable once built)."""
+
+    def __init__(self, patterns: Iterable[Pattern]) -> None:
+        keys: dict[str, _Key] = {}
+        self.patterns: list[Pattern] = []
+        for pat in patterns:
+            self.patterns.append(pat)
+            form = match_form(pat.alias)
+            if not form:
+                continue
+            arabic = is_arabic(form)
+            if not (arabic and pat.clitics):
+                allowed: frozenset[str] = frozenset()
+            elif form.startswith("ال"):
+                allowed = PROCLITICS
+            else:
+                allowed = _PROCLITICS_WITH_ARTICLE
+            for variant in spelling_variants(form):
+                keys.setdefault(variant, _Key(len(variant))).entries.append((pat, False, allowed))
+                if allowed and variant.startswith("ال") and len(variant) > 3:
+                    lam = variant[1:]
+                    keys.setdefault(lam, _Key(len(lam))).entries.append((pat, True, _LAM_PREFIXES))
+        self._automaton = ahocorasick.Automaton()
+        for key, value in keys.items():
+            self._automaton.add_word(key, (value.length, tuple(value.entries)))
+        self.size = len(keys)
+        if keys:
+            self._automaton.make_automaton()
+
+    def prepare(self, text: str) -> PreparedText:
+        return PreparedText(text)
+
+    def find(self, prepared: PreparedText) -> list[Occurrence]:
+        """Every whole-word occurrence of every pattern in ``prepared``."""
+        if not self.size:
+            return []
+        m = prepared.match
+        size = len(m)
+        out: list[Occurrence] = []
+        for end, (length, entries) in self._automaton.iter(m):
+            s = end - length + 1
+            e = end + 1
+            # left boundary: start of word, or a proclitic chain
+            if s > 0 and m[s - 1].isalnum():
+                ws = s - 1
+                while ws > 0 and m[ws - 1].isalnum() and s - ws <= _MAX_PREFIX:
+                    ws -= 1
+                if ws > 0 and m[ws - 1].isalnum():
+                    continue
+                prefix = m[ws:s]
+            else:
+                ws = s
+                prefix = ""
+            # right boundary: end of word, or an allowed suffix
+            if e < size and m[e].isalnum():
+                tail = _WORD_TAIL.match(m, e)
+                we = tail.end() if tail else e
+                suffix = m[e:we]
+            else:
+                we = e
+                suffix = ""
+            for pat, lam, allowed in entries:
+                if suffix and suffix not in pat.suffixes:
+                    continue
+                if (prefix or lam) and prefix not in allowed:
+                    continue
+                out.append(Occurrence(pat, ws, we))
+        return out
