@@ -248,3 +248,16 @@ def test_unknown_option_is_refused(tmp_path: Path):
     proc = subprocess.run(["sh", str(INSTALL), "--root", str(tmp_path), "--bogus"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown option" in proc.stderr
+
+
+def test_install_script_is_valid_posix_sh():
+    proc = subprocess.run(["sh", "-n", str(INSTALL)], capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_readme_documents_running_as_a_service():
+    text = (REPO / "deploy" / "README.md").read_text()
+    for needle in ("## Run as a service", "sudo deploy/install.sh", "--uninstall", "journalctl -u monitor",
+                   "systemctl reload monitor", "/etc/monitor/monitor.env", "$CREDENTIALS_DIRECTORY",
+                   "/var/lib/monitor"):
+        assert needle in text, needle

@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from monitor import logs
 from monitor.logs import MASK, RedactionFilter, redact, setup_logging, under_journald
 
 BOT_TOKEN = "7351234567:AAFq3kP9xZ_wd-84hQv2LmNoPqRsTuVwXyZ1"
@@ -32,7 +33,10 @@ def restore_root_logging():
     for h in handlers:
         h.filters = [f for f in h.filters if not isinstance(f, RedactionFilter)]
     root.setLevel(level)
-    setattr(logging.getLogger("monitor.logs"), "disabled", False)
+    for name in logs._CHATTY:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    logging.captureWarnings(False)
+    logs._secrets_source = logs._no_secrets
 
 
 class _Capture(logging.Handler):
