@@ -127,6 +127,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     retry_at        REAL,
     -- Telegram pieces of a split message already accepted (resume, not repeat).
     parts_sent      INTEGER NOT NULL DEFAULT 0,
+    -- Text of an operational notice (kind 'notice', no alert_id).
+    body            TEXT,
     UNIQUE (alert_id, channel, kind)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, channel, not_before);

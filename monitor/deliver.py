@@ -1,0 +1,472 @@
+"""Deliver stage: drain the outbox through Apprise, crash-safely, one worker per channel.
+
+Why this shape:
+
+* **Claim, send, mark.** A row is committed as 'sending' before the send and
+  'sent' after it (``monitor.outbox``). After a kill -9 the rows found
+  'sending' are re-queued as *possible repeats*: at most the in-flight
+  message is sent twice, and it says so. Nothing is lost.
+* **One asyncio task per channel**, each with its own rate limiter and
+  backoff, so an SMTP outage never delays Telegram. Within a channel the head
+  of the line blocks while it backs off: alerts arrive in order per chat.
+* **The daemon owns retries.** Apprise is used with its own retries off; its
+  ``notify()`` only says True/False. To learn *why* (HTTP status, Telegram's
+  ``retry_after``, SMTP reply code) a logging filter on the ``apprise`` logger
+  collects, per sending thread, the plugin's own log lines - including the
+  DEBUG "Response Details" line that carries Telegram's JSON answer - while
+  the REAL plugin code runs unchanged. The filter forwards only INFO and
+  above to the rest of logging: apprise's DEBUG lines contain the bot token.
+* **console://** is handled here, not registered with Apprise's notify
+  decorator: the decorator registers a process-global scheme whose handler
+  could not reach this Deliverer's ``console`` stream (tests and the demo
+  pass their own), and it would gain nothing from Apprise.
+* SQLite is used only from the event-loop thread and never across an
+  ``await``; sends run in worker threads (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import re
+import sqlite3
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Literal, TextIO
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import apprise
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from monitor import metrics
+from monitor import outbox as ob
+from monitor.errors import DeliveryError
+from markupsafe import escape
+
+from monitor.render import Renderer, clean_subject, split_telegram_html
+
+__all__ = ["ChannelSettings", "Deliverer", "DeliveryReport", "send_test_message", "SEVERITIES"]
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = {"info": 0, "warning": 1, "critical": 2}
+_QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class ChannelSettings(BaseModel):
+    """One destination (``channels.<name>`` in the config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Apprise URL (tgram://TOKEN/CHAT, mailto://..., ...) or console:// for the terminal.")
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "info", description="Alerts below this severity are not sent to this channel.")
+    min_interval: float | None = Field(
+        None, ge=0, description="Seconds between two messages; default 1.0 for Telegram (1 msg/s per chat), else 0.")
+    per_minute: int | None = Field(
+        None, ge=1, description="At most this many messages per minute; default 20 for Telegram (group limit).")
+    max_attempts: int = Field(
+        5, ge=1, description="Attempts before a message failing permanently (HTTP 400/401/403, SMTP 5xx) goes 'dead'.")
+    backoff_initial: float = Field(5.0, gt=0, description="Seconds before the first retry; doubles each attempt.")
+    backoff_max: float = Field(900.0, gt=0, description="Upper bound of the retry delay (jitter is added below it).")
+    quiet_hours: str | None = Field(
+        None, description="'HH:MM-HH:MM' in `timezone` during which alerts wait (may cross midnight).")
+    timezone: str = Field("UTC", description="IANA time zone for quiet hours, digests and times in messages.")
+    quiet_bypass_severity: Literal["info", "warning", "critical"] | None = Field(
+        "critical", description="Alerts at or above this severity are sent even in quiet hours (null: none are).")
+    digest_minutes: float | None = Field(
+        None, gt=0, description="If set, alerts are collected and sent as one digest message per period.")
+    max_group: int = Field(20, ge=1, description="Most alerts folded into one grouped or digest message.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        url = url.strip()
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if not scheme:
+            raise ValueError("must be an Apprise URL like tgram://TOKEN/CHAT_ID or mailto://... or console://")
+        query = {k.lower(): v for k, v in parse_qs(urlsplit(url).query).items()}
+        if any(v.strip().lower() in {"yes", "true", "1", "on"} for v in query.get("optional", [])):
+            raise ValueError("optional=yes makes failures look like success; remove it (the daemon retries)")
+        if scheme != "console" and apprise.Apprise.instantiate(url) is None:
+            raise ValueError("Apprise does not understand this URL (unknown scheme or missing parts)")
+        return url
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, tz: str) -> str:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {tz!r}") from exc
+        return tz
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet(cls, value: str | None) -> str | None:
+        if value is not None and not _QUIET.match(value.replace(" ", "")):
+            raise ValueError("quiet_hours must look like '22:00-07:00'")
+        return value.replace(" ", "") if value else value
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> "ChannelSettings":
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must be >= backoff_initial")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split("://", 1)[0].lower()
+
+    @property
+    def is_telegram(self) -> bool:
+        return self.scheme in {"tgram", "telegram"}
+
+    @property
+    def is_email(self) -> bool:
+        return self.scheme in {"mailto", "mailtos", "email"}
+
+    def limits(self) -> tuple[float, int | None]:
+        """(seconds between messages, messages per minute) with Telegram's defaults."""
+        if self.is_telegram:
+            return (1.0 if self.min_interval is None else self.min_interval,
+                    20 if self.per_minute is None else self.per_minute)
+        return (self.min_interval or 0.0, self.per_minute)
+
+    def private_url(self) -> str:
+        """The URL with secrets hidden (Apprise's privacy rendering), for logs and the CLI."""
+        if self.scheme == "console":
+            return self.url
+        plugin = apprise.Apprise.instantiate(self.url)
+        return plugin.url(privacy=True) if plugin is not None else f"{self.scheme}://…"
+
+
+@dataclass
+class DeliveryReport:
+    """What a drain did: messages sent, failed attempts (will retry), rows gone dead, rows still waiting."""
+
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    pending: int = 0
+
+
+# -- learning why Apprise failed ------------------------------------------------
+
+class _AppriseLogTap(logging.Filter):
+    """Per-thread capture of the apprise logger's lines; forwards INFO+ only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lines = getattr(self._local, "lines", None)
+        if lines is not None:
+            try:
+                lines.append(record.getMessage())
+            except Exception:  # noqa: BLE001 - a bad log call must not break a send
+                pass
+        return record.levelno >= logging.INFO
+
+    @contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        self._local.lines = []
+        try:
+            yield self._local.lines
+        finally:
+            self._local.lines = None
+
+
+_TAP = _AppriseLogTap()
+_TAP_LOCK = threading.Lock()
+
+
+def _install_tap() -> None:
+    with _TAP_LOCK:
+        logger = logging.getLogger("apprise")
+        if _TAP not in logger.filters:
+            logger.addFilter(_TAP)
+        if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
+            logger.setLevel(logging.DEBUG)  # records must exist to be read; the tap drops DEBUG
+
+
+_HTTP_STATUS = re.compile(r"error=(\d{3})\b")
+_RETRY_AFTER = re.compile(r"retry_after\\?['\"]?\s*:\s*(\d+(?:\.\d+)?)")
+_SMTP_CODE = re.compile(r"\((\d{3}), b?['\"]|refused: (\d{3})\b|^(\d{3}) ")
+
+
+def classify(channel: str, lines: list[str], timeout_hint: bool = False) -> DeliveryError:
+    """Turn apprise's log lines for one failed send into a ``DeliveryError``."""
+    text = "\n".join(lines)
+    status = next((int(m.group(1)) for m in _HTTP_STATUS.finditer(text)), None)
+    retry_after = next((float(m.group(1)) for m in _RETRY_AFTER.finditer(text)), None)
+    smtp = None
+    for line in lines:
+        m = _SMTP_CODE.search(line)
+        if m:
+            smtp = int(next(g for g in m.groups() if g))
+    shown = [ln for ln in lines if not ln.startswith(("Response Details", "Telegram POST URL", "Telegram Payload"))]
+    message = (shown[-1] if shown else "notification failed").strip()[:300]
+    if status is not None:
+        retryable = status == 429 or status == 408 or status >= 500
+        return DeliveryError(channel, f"HTTP {status}: {message}", retryable=retryable,
+                             retry_after=retry_after if status == 429 else None)
+    if smtp is not None:
+        return DeliveryError(channel, f"SMTP {smtp}: {message}", retryable=smtp < 500)
+    return DeliveryError(channel, message, retryable=True)
+
+
+def _apprise_send(channel: str, url: str, *, title: str, body: str, body_format: str) -> None:
+    """One blocking send through the real Apprise plugin (runs in a worker thread)."""
+    _install_tap()
+    with _TAP.capture() as lines:
+        plugin = apprise.Apprise.instantiate(url)
+        if plugin is None:
+            raise DeliveryError(channel, "Apprise cannot load this URL", retryable=False)
+        try:
+            ok = bool(plugin.notify(body=body, title=title, body_format=body_format))
+        except Exception as exc:  # noqa: BLE001 - a plugin bug is a failed send, not a crash
+            raise DeliveryError(channel, f"{type(exc).__name__} in Apprise: {exc}", retryable=True) from exc
+    if not ok:
+        raise classify(channel, lines)
+
+
+# -- the worker -----------------------------------------------------------------
+
+class _RateLimiter:
+    def __init__(self, min_interval: float, per_minute: int | None, clock: Callable[[], float]) -> None:
+        self.min_interval, self.per_minute, self.clock = min_interval, per_minute, clock
+        self.sent: collections.deque[float] = collections.deque()
+
+    def delay(self) -> float:
+        now = self.clock()
+        wait = 0.0
+        if self.sent and self.min_interval:
+            wait = max(wait, self.sent[-1] + self.min_interval - now)
+        if self.per_minute:
+            while self.sent and self.sent[0] <= now - 60:
+                self.sent.popleft()
+            if len(self.sent) >= self.per_minute:
+                wait = max(wait, self.sent[0] + 60 - now)
+        return max(0.0, wait)
+
+    def record(self) -> None:
+        self.sent.append(self.clock())
+        keep = max(self.per_minute or 1, 1)
+        while len(self.sent) > keep:
+            self.sent.popleft()
+
+
+def backoff(attempts: int, settings: ChannelSettings, retry_after: float | None, rng: random.Random) -> float:
+    """Exponential backoff with full jitter in its upper half; a server's retry_after is a floor."""
+    base = min(settings.backoff_max, settings.backoff_initial * (2 ** max(0, attempts - 1)))
+    delay = base / 2 + rng.random() * base / 2
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 3600.0))
+    return delay
+
+
+class Deliverer:
+    """Sends due outbox rows on every channel; see the module docstring."""
+
+    def __init__(self, conn: sqlite3.Connection, channels: dict[str, ChannelSettings], *,
+                 templates_dir: Path | None = None, console: TextIO = sys.stdout,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.conn = conn
+        self.channels = dict(channels)
+        self.console = console
+        self.clock = clock
+        self._templates_dir = templates_dir
+        self.renderers = {n: Renderer(templates_dir, tz=c.timezone) for n, c in self.channels.items()}
+        self.limiters = {n: _RateLimiter(*c.limits(), clock) for n, c in self.channels.items()}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._recovered = False
+        self._rng = random.Random()
+        self.report = DeliveryReport()
+
+    def update_channels(self, channels: dict[str, ChannelSettings]) -> None:
+        """After a config reload: new settings apply to the next message (running loops pick them up)."""
+        self.channels = dict(channels)
+        for n, c in self.channels.items():
+            self.renderers[n] = Renderer(self._templates_dir, tz=c.timezone)
+            self.limiters[n] = _RateLimiter(*c.limits(), self.clock)
+        self.wake()
+
+    def enqueue_notice(self, channel: str, text: str) -> int:
+        """Queue an operational message (not an alert) on ``channel``; raises DeliveryError if unknown."""
+        if channel not in self.channels:
+            raise DeliveryError(channel, "no such channel")
+        row = ob.enqueue_notice(self.conn, channel, text, self.clock())
+        self.wake()
+        return row
+
+    def wake(self) -> None:
+        """New outbox rows were committed: look now instead of at the next timer."""
+        for ev in self._wake.values():
+            ev.set()
+
+    def _recover(self) -> None:
+        if not self._recovered:
+            n = ob.recover_inflight(self.conn)
+            if n:
+                log.warning("%d message(s) were being sent when the daemon stopped; resending, marked as possible repeats", n)
+            self._recovered = True
+            self._update_depth()
+
+    def _update_depth(self) -> None:
+        metrics.OUTBOX_DEPTH.set(ob.depth(self.conn))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; an in-flight send is allowed to finish and be recorded."""
+        self._recover()
+        tasks = [asyncio.create_task(self._channel_loop(n, stop=stop), name=f"deliver:{n}") for n in self.channels]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def drain(self, timeout: float = 60.0) -> DeliveryReport:
+        """Send everything due now (waiting out short backoffs within ``timeout``), then return."""
+        self._recover()
+        self.report = DeliveryReport()
+        deadline = self.clock() + timeout
+        tasks = [asyncio.create_task(self._channel_loop(n, deadline=deadline)) for n in self.channels]
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout + 5)
+        except asyncio.TimeoutError:
+            log.warning("delivery drain timed out after %.0fs; the rest stays queued", timeout)
+        self.report.pending = ob.depth(self.conn)
+        self._update_depth()
+        return self.report
+
+    async def _sleep(self, name: str, seconds: float, stop: asyncio.Event | None) -> None:
+        ev = self._wake.setdefault(name, asyncio.Event())
+        waiters = [asyncio.ensure_future(ev.wait())]
+        if stop is not None:
+            waiters.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        ev.clear()
+
+    async def _channel_loop(self, name: str, *, stop: asyncio.Event | None = None,
+                            deadline: float | None = None) -> None:
+        self._wake.setdefault(name, asyncio.Event())
+        while not (stop is not None and stop.is_set()):
+            settings = self.channels.get(name)
+            if settings is None:
+                return  # removed by a reload; its rows wait for it to come back
+            now = self.clock()
+            limiter_wait = self.limiters[name].delay()
+            if limiter_wait > 0:
+                if deadline is not None and now + limiter_wait > deadline:
+                    return
+                await asyncio.sleep(limiter_wait)  # rate limit: not interruptible by wake
+                continue
+            claimed = ob.claim(self.conn, name, now, settings.max_group)
+            if not isinstance(claimed, ob.Claimed):
+                nxt = claimed if claimed is not None else ob.next_due(self.conn, name)
+                if deadline is not None:
+                    if nxt is None or nxt > deadline:
+                        return
+                    await asyncio.sleep(max(0.0, min(nxt - now, deadline - now)))
+                    continue
+                await self._sleep(name, min(60.0, (nxt - now) if nxt is not None else 60.0), stop)
+                continue
+            await self._deliver(name, settings, claimed)
+
+    async def _deliver(self, name: str, settings: ChannelSettings, claimed: ob.Claimed) -> None:
+        views = ob.load_views(self.conn, claimed.ids)
+        renderer = self.renderers[name]
+        try:
+            parts = self._render(settings, renderer, views)
+        except Exception as exc:  # noqa: BLE001 - a template bug must not wedge the line
+            log.exception("channel %s: cannot render outbox %s", name, claimed.ids)
+            self._failed(name, settings, claimed, DeliveryError(name, f"render failed: {exc}", retryable=False))
+            return
+        sent_parts = claimed.parts_sent
+        try:
+            for idx in range(sent_parts, len(parts)):
+                if idx > sent_parts:
+                    wait = self.limiters[name].delay()
+                    if wait:
+                        await asyncio.sleep(wait)
+                title, body, fmt = parts[idx]
+                self.limiters[name].record()
+                await self._send(name, settings, title, body, fmt)
+                if idx + 1 < len(parts):
+                    ob.mark_parts(self.conn, claimed.ids, idx + 1)
+        except DeliveryError as err:
+            self._failed(name, settings, claimed, err)
+            return
+        now = self.clock()
+        ob.mark_sent(self.conn, claimed.ids, now)
+        self.report.sent += len(claimed.ids)
+        metrics.ALERTS.labels("sent").inc(len(claimed.ids))
+        metrics.DELIVERY_LATENCY.observe(max(0.0, now - claimed.created))
+        self._update_depth()
+
+    def _render(self, settings: ChannelSettings, renderer: Renderer, views: list[dict]) -> list[tuple[str, str, str]]:
+        if views and all(v.get("kind") == "notice" for v in views):
+            text = "\n".join(v["body"] for v in views)
+            if settings.is_telegram:
+                return [("", p, apprise.NotifyFormat.HTML) for p in split_telegram_html(str(escape(text)))]
+            return [(clean_subject("news monitor: " + text.splitlines()[0] if text else "news monitor"), text,
+                     apprise.NotifyFormat.TEXT)]
+        if settings.scheme == "console":
+            return [("", renderer.console(views), "text")]
+        if settings.is_telegram:
+            return [("", piece, apprise.NotifyFormat.HTML) for piece in renderer.telegram(views)]
+        mail = renderer.email(views)
+        if settings.is_email:
+            return [(mail.subject, mail.html, apprise.NotifyFormat.HTML)]
+        return [(mail.subject, mail.text, apprise.NotifyFormat.TEXT)]
+
+    async def _send(self, name: str, settings: ChannelSettings, title: str, body: str, fmt: str) -> None:
+        if settings.scheme == "console":
+            self.console.write(body.rstrip("\n") + "\n")
+            self.console.flush()
+            return
+        await asyncio.to_thread(_apprise_send, name, settings.url, title=title, body=body, body_format=fmt)
+
+    def _failed(self, name: str, settings: ChannelSettings, claimed: ob.Claimed, err: DeliveryError) -> None:
+        if not err.retryable and claimed.attempts >= settings.max_attempts:
+            ob.mark_dead(self.conn, claimed.ids, err.message)
+            self.report.dead += len(claimed.ids)
+            metrics.ALERTS.labels("dead").inc(len(claimed.ids))
+            log.error("channel %s (%s): giving up on outbox %s after %d attempts: %s", name,
+                      settings.private_url(), list(claimed.ids), claimed.attempts, err.message)
+        else:
+            delay = backoff(claimed.attempts, settings, err.retry_after, self._rng)
+            ob.mark_retry(self.conn, claimed.ids, err.message, self.clock() + delay)
+            self.report.failed += 1
+            metrics.ALERTS.labels("retry").inc(len(claimed.ids))
+            log.warning("channel %s (%s): send failed (%s), retry in %.1fs", name, settings.private_url(),
+                        err.message, delay)
+        self._update_depth()
+
+
+async def send_test_message(name: str, settings: ChannelSettings, *, console: TextIO = sys.stdout) -> None:
+    """Send one test message now (``monitor notify-test``); raises ``DeliveryError``."""
+    text = "رسالة اختبار من مراقب الأخبار العربية: القناة " + name + " تعمل."
+    if settings.scheme == "console":
+        console.write(text + "\n")
+        return
+    if settings.is_telegram:
+        from markupsafe import escape
+        await asyncio.to_thread(_apprise_send, name, settings.url, title="", body=f"<b>{escape(text)}</b>",
+                                body_format=apprise.NotifyFormat.HTML)
+        return
+    await asyncio.to_thread(_apprise_send, name, settings.url, title="اختبار مراقب الأخبار", body=text,
+                            body_format=apprise.NotifyFormat.TEXT)

@@ -1,0 +1,263 @@
+"""Turn alerts into messages: Telegram HTML, email (subject/text/HTML), console text.
+
+Why here and not in templates: everything that protects the reader is done
+in Python before a template sees it. Feed strings are escaped (Jinja2
+autoescape for the HTML templates; matched words are wrapped in ``<b>`` by
+``highlight`` which escapes each piece), runs of Latin letters, digits and
+URLs are wrapped in Unicode isolates (FSI ... PDI) so they keep their order
+inside Arabic lines, Telegram messages are split on safe boundaries, and
+email subjects are single-line and short. Templates (``monitor/templates``,
+overridable file by file through ``templates_dir``) only decide the layout.
+
+Every ``render_*`` takes a list of alert views (dicts from
+``monitor.outbox.load_views``): one alert, a group, or a digest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+__all__ = ["Renderer", "EmailParts", "render_telegram", "render_email", "render_console", "split_telegram_html",
+           "isolate_ltr", "highlight", "clean_subject", "TELEGRAM_LIMIT", "SUBJECT_LIMIT"]
+
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+TELEGRAM_LIMIT = 4096
+SUBJECT_LIMIT = 149
+SNIPPET_CONTEXT = 120
+
+FSI, PDI = "\u2068", "\u2069"
+# Latin words, ASCII digits and URLs: left-to-right runs to isolate in RTL text.
+_LTR_RUN = re.compile(r"https?://\S+|[A-Za-z0-9](?:[A-Za-z0-9 .,:/@#%&+=_'\-]*[A-Za-z0-9%])?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def isolate_ltr(text: str) -> str:
+    """Wrap left-to-right runs in FSI/PDI so "F-16" or "3,000" keep their order in Arabic."""
+    return _LTR_RUN.sub(lambda m: f"{FSI}{m.group(0)}{PDI}", text)
+
+
+def _u16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _spans(hits: Iterable[dict], field: str, length: int) -> list[tuple[int, int]]:
+    spans = sorted((max(0, int(h["start"])), min(length, int(h["end"])))
+                   for h in hits if h.get("field") == field and 0 <= int(h["start"]) < int(h["end"]))
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        elif s < length:
+            merged.append((s, e))
+    return merged
+
+
+def highlight(text: str, spans: Sequence[tuple[int, int]], *, html: bool) -> str:
+    """``text`` with spans in bold (``<b>`` escaped HTML, or «…» in plain text), LTR runs isolated."""
+    out, pos = [], 0
+    for s, e in spans:
+        out.append(_piece(text[pos:s], html))
+        inner = _piece(text[s:e], html)
+        out.append(f"<b>{inner}</b>" if html else f"«{inner}»")
+        pos = e
+    out.append(_piece(text[pos:], html))
+    joined = "".join(out)
+    return Markup(joined) if html else joined
+
+
+def _piece(text: str, html: bool) -> str:
+    text = isolate_ltr(_CONTROL.sub(" ", text))
+    return str(escape(text)) if html else text
+
+
+def snippet(text: str, spans: Sequence[tuple[int, int]], context: int = SNIPPET_CONTEXT) -> tuple[str, list[tuple[int, int]]]:
+    """The part of ``text`` around the first match (whole words), with spans shifted into it."""
+    if not text:
+        return "", []
+    if not spans:
+        cut = text[: 2 * context]
+        if len(cut) < len(text):
+            cut = cut.rsplit(" ", 1)[0] + " …"
+        return cut, []
+    start = max(0, spans[0][0] - context)
+    end = min(len(text), spans[0][1] + context)
+    if start > 0:
+        space = text.find(" ", start)
+        start = space + 1 if 0 <= space < spans[0][0] else start
+    if end < len(text):
+        space = text.rfind(" ", spans[0][1], end)
+        end = space if space > 0 else end
+    inside = [(s - start, e - start) for s, e in spans if s >= start and e <= end]
+    prefix = "… " if start > 0 else ""
+    suffix = " …" if end < len(text) else ""
+    shifted = [(s + len(prefix), e + len(prefix)) for s, e in inside]
+    return prefix + text[start:end] + suffix, shifted
+
+
+def clean_subject(text: str, limit: int = SUBJECT_LIMIT) -> str:
+    """One line (no CR/LF or other controls from feed text), at most ``limit`` characters."""
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    if len(text) > limit:
+        text = text[: limit - 1].rsplit(" ", 1)[0].rstrip() + "…"
+    return text
+
+
+_TOKEN = re.compile(r"<[^>]*>|&#?\w+;|[^<&]", re.S)
+_TAG = re.compile(r"<(/?)([a-zA-Z0-9-]+)")
+
+
+def split_telegram_html(html: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Split Telegram HTML into pieces of at most ``limit`` UTF-16 units.
+
+    Cuts only between tokens (never inside a tag or an entity), preferably at
+    a line break, else at a space; tags open at the cut are closed at the end
+    of the piece and reopened at the start of the next.
+    """
+    if _u16(html) <= limit:
+        return [html]
+    tokens = _TOKEN.findall(html)
+    pieces: list[str] = []
+    carried: list[tuple[str, str]] = []  # (name, opening tag) open at the start of this piece
+    i = 0
+    while i < len(tokens):
+        opening = "".join(t for _, t in carried)
+        size, stack, j = _u16(opening), list(carried), i
+        last_nl = last_sp = None
+        while j < len(tokens):
+            tok = tokens[j]
+            new_stack = stack
+            m = _TAG.match(tok)
+            if m and not tok.endswith("/>"):
+                if m.group(1):
+                    idx = max((k for k, (n, _) in enumerate(stack) if n == m.group(2).lower()), default=None)
+                    new_stack = stack[:idx] if idx is not None else stack
+                else:
+                    new_stack = stack + [(m.group(2).lower(), tok)]
+            closing = sum(len(n) + 3 for n, _ in new_stack)
+            if size + _u16(tok) + closing > limit and j > i:
+                break
+            size += _u16(tok)
+            stack = new_stack
+            j += 1
+            if tok == "\n":
+                last_nl = (j, list(stack), size)
+            elif tok == " ":
+                last_sp = (j, list(stack), size)
+        if j >= len(tokens):
+            cut, cut_stack = j, stack
+        elif last_nl and last_nl[2] >= limit // 2:
+            cut, cut_stack = last_nl[0], last_nl[1]
+        elif last_sp:
+            cut, cut_stack = last_sp[0], last_sp[1]
+        elif last_nl:
+            cut, cut_stack = last_nl[0], last_nl[1]
+        else:
+            cut, cut_stack = j, stack
+        body = opening + "".join(tokens[i:cut]) + "".join(f"</{n}>" for n, _ in reversed(cut_stack))
+        if body.strip():
+            pieces.append(body)
+        carried, i = cut_stack, cut
+    return pieces
+
+
+@dataclass(frozen=True)
+class EmailParts:
+    subject: str
+    text: str
+    html: str
+
+
+def _time(ts: Any, tz: ZoneInfo) -> str:
+    try:
+        if isinstance(ts, str):
+            dt = datetime.fromisoformat(ts)
+        else:
+            dt = datetime.fromtimestamp(float(ts), timezone.utc)
+    except (TypeError, ValueError):
+        return ""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _safe_link(url: str | None) -> str:
+    """Only http(s) links become anchors (Telegram rejects others; javascript: never)."""
+    url = (url or "").strip()
+    return url if re.match(r"https?://[^\s<>\"]+$", url, re.I) else ""
+
+
+class Renderer:
+    """Renders alert views with the built-in templates or the user's overrides."""
+
+    def __init__(self, templates_dir: Path | str | None = None, *, tz: str = "UTC") -> None:
+        search = [str(templates_dir)] if templates_dir else []
+        search.append(str(BUILTIN_TEMPLATES))
+        loader = FileSystemLoader(search)
+        common = dict(loader=loader, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+                      undefined=StrictUndefined)
+        self._html = Environment(autoescape=True, **common)
+        self._text = Environment(autoescape=False, **common)
+        self.tz = ZoneInfo(tz)
+
+    def _context(self, views: Sequence[dict], *, html: bool) -> dict[str, Any]:
+        alerts = []
+        for v in views:
+            title, summary = v.get("title") or "", v.get("summary") or ""
+            hits = v.get("hits") or []
+            snip, snip_spans = snippet(summary, _spans(hits, "body", len(summary)))
+            plain = (lambda s: isolate_ltr(_CONTROL.sub(" ", s or "")))
+            sources, seen_feeds = [], set()
+            for s in v.get("sources") or []:
+                if s.get("feed") not in seen_feeds:  # one line per outlet
+                    seen_feeds.add(s.get("feed"))
+                    sources.append(dict(feed=plain(s.get("feed")), title=plain(s.get("title")),
+                                        link=_safe_link(s.get("link"))))
+            alerts.append(dict(
+                headline=highlight(title, _spans(hits, "title", len(title)), html=html),
+                snippet=highlight(snip, snip_spans, html=html),
+                entities=sorted({plain(h.get("text") or h.get("alias") or "") for h in hits} - {""}),
+                rule_title=plain(v.get("rule_title") or v.get("rule_id") or ""),
+                rule_id=v.get("rule_id"), severity=v.get("severity", "info"),
+                outlet=plain(v.get("feed") or ""),
+                time=isolate_ltr(_time(v.get("published") or v.get("created"), self.tz)),
+                link=_safe_link(v.get("link")), link_text=isolate_ltr(_safe_link(v.get("link"))),
+                sources=sources, more_sources=max(0, len(sources) - 1),
+                kind=v.get("kind", "alert"), possible_repeat=bool(v.get("possible_repeat")),
+                plain_title=_CONTROL.sub(" ", title),
+            ))
+        kinds = {a["kind"] for a in alerts}
+        return dict(alerts=alerts, count=len(alerts), kind=kinds.pop() if len(kinds) == 1 else "alert",
+                    possible_repeat=any(a["possible_repeat"] for a in alerts))
+
+    def telegram(self, views: Sequence[dict], limit: int = TELEGRAM_LIMIT) -> list[str]:
+        html = self._html.get_template("telegram.html.j2").render(**self._context(views, html=True)).strip()
+        return split_telegram_html(html, limit)
+
+    def email(self, views: Sequence[dict]) -> EmailParts:
+        subject = self._text.get_template("email_subject.txt.j2").render(**self._context(views, html=False))
+        text = self._text.get_template("email.txt.j2").render(**self._context(views, html=False))
+        html = self._html.get_template("email.html.j2").render(**self._context(views, html=True))
+        return EmailParts(clean_subject(subject.replace(FSI, "").replace(PDI, "")), text, html)
+
+    def console(self, views: Sequence[dict]) -> str:
+        return self._text.get_template("console.txt.j2").render(**self._context(views, html=False))
+
+
+def render_telegram(views: Sequence[dict], templates_dir: Path | None = None) -> list[str]:
+    return Renderer(templates_dir).telegram(views)
+
+
+def render_email(views: Sequence[dict], templates_dir: Path | None = None) -> EmailParts:
+    return Renderer(templates_dir).email(views)
+
+
+def render_console(views: Sequence[dict], templates_dir: Path | None = None) -> str:
+    return Renderer(templates_dir).console(views)

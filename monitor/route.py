@@ -1,0 +1,180 @@
+"""Route stage: decide which alerts exist and when each channel gets them.
+
+Runs inside the pipeline's transaction, so an item's "seen" mark, its story,
+its alerts and their outbox rows commit together or not at all.
+
+* One alert per (story, rule): duplicates from other outlets, re-polls, edits
+  and rules reloads never re-alert a rule the story already alerted for; an
+  edit that adds a rule match alerts for that rule only.
+* A duplicate that brings a new outlet to an alerted story adds a source; if
+  ``followup_after`` is set, one "reported by N more outlets" follow-up per
+  story and channel is queued (the count is read when it is sent).
+* ``not_before`` of each outbox row applies, in order: group_wait (first
+  alert of a rule on a channel waits to collect others), group_interval or
+  the rule's cooldown (later alerts of that rule wait for the next slot and
+  go out together), the channel's digest period, then quiet hours in the
+  channel's time zone. Rows that waited share a ``group_key`` so the
+  deliverer folds them into one message. Pure time arithmetic is in
+  functions that take ``now``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, time as dtime, timedelta
+from typing import Any, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor import metrics
+from monitor import outbox as ob
+from monitor.deliver import SEVERITIES, ChannelSettings
+from monitor.dedup import StoryAssignment
+from monitor.models import Item
+
+__all__ = ["RoutingSettings", "plan_alerts", "quiet_until", "next_digest"]
+
+log = logging.getLogger(__name__)
+
+
+class RoutingSettings(BaseModel):
+    """Grouping defaults for every rule and channel (the ``routing:`` config section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_wait: float = Field(0.0, ge=0, description=(
+        "Seconds the first alert of a rule waits on a channel to collect others into one message "
+        "(0: send at once, as `monitor run --once` expects)."))
+    group_interval: float = Field(0.0, ge=0, description=(
+        "After a message for a rule, further alerts of that rule on the channel wait this long and are sent "
+        "together. A rule's own `cooldown` overrides it."))
+    followup_after: float | None = Field(None, ge=0, description=(
+        "If set, a story that other outlets report after its alert gets one follow-up message "
+        "('reported by N more outlets') per channel, no sooner than this many seconds after the alert."))
+
+
+def quiet_until(ts: float, quiet_hours: str | None, tz: str) -> float | None:
+    """End of the quiet period containing ``ts`` (unix seconds), or None if ``ts`` is not in one."""
+    if not quiet_hours:
+        return None
+    start_s, end_s = quiet_hours.split("-")
+    zone = ZoneInfo(tz)
+    local = datetime.fromtimestamp(ts, zone)
+    start = dtime(*map(int, start_s.split(":")))
+    end = dtime(*map(int, end_s.split(":")))
+    t = local.time().replace(tzinfo=None)
+    if start == end:
+        return None
+    if start < end:
+        if not (start <= t < end):
+            return None
+        day = local.date()
+    else:  # crosses midnight
+        if t >= start:
+            day = local.date() + timedelta(days=1)
+        elif t < end:
+            day = local.date()
+        else:
+            return None
+    return datetime.combine(day, end, tzinfo=zone).timestamp()
+
+
+def next_digest(ts: float, minutes: float, tz: str) -> float:
+    """The next digest boundary after ``ts``: multiples of the period from local midnight."""
+    zone = ZoneInfo(tz)
+    local = datetime.fromtimestamp(ts, zone)
+    midnight = datetime.combine(local.date(), dtime(0), tzinfo=zone).timestamp()
+    period = minutes * 60
+    return midnight + math.floor((ts - midnight) / period + 1) * period
+
+
+def _payload(item: Item, story: StoryAssignment, match: Any) -> dict[str, Any]:
+    hits = []
+    for h in getattr(match, "hits", ()) or ():
+        hits.append(asdict(h) if is_dataclass(h) else dict(h))
+    return {
+        "rule_id": match.rule_id, "rule_title": getattr(match, "title", None) or match.rule_id,
+        "rule_description": getattr(match, "description", None) or "",
+        "feed": item.feed, "title": item.title, "summary": item.summary, "link": item.link, "guid": item.guid,
+        "published": item.published.isoformat() if item.published else None, "author": item.author,
+        "hits": hits, "dedup_reason": story.reason, "similarity": story.similarity,
+    }
+
+
+def schedule(conn: sqlite3.Connection, channel: str, settings: ChannelSettings, rule_id: str, severity: str,
+             cooldown: float | None, routing: RoutingSettings, now: float) -> tuple[float, str | None]:
+    """(not_before, group_key) of a new alert of ``rule_id`` on ``channel``."""
+    interval = cooldown if cooldown is not None else routing.group_interval
+    group = f"rule:{rule_id}"
+    last = ob.last_for_rule(conn, channel, rule_id)
+    not_before, group_key = now + routing.group_wait, (group if routing.group_wait > 0 else None)
+    if last is not None and last["state"] in ("pending", "sending") and last["not_before"] > now:
+        not_before, group_key = float(last["not_before"]), group  # join the group still waiting
+    elif last is not None and interval > 0:
+        last_time = float(last["sent_at"] or last["not_before"])
+        if last_time + interval > now:
+            not_before, group_key = last_time + interval, group
+    if settings.digest_minutes:
+        not_before, group_key = next_digest(max(now, not_before), settings.digest_minutes, settings.timezone), "digest"
+    bypass = settings.quiet_bypass_severity
+    if not (bypass is not None and SEVERITIES.get(severity, 0) >= SEVERITIES[bypass]):
+        end = quiet_until(not_before, settings.quiet_hours, settings.timezone)
+        if end is not None:
+            not_before, group_key = end, group_key or "quiet"
+    return not_before, group_key
+
+
+def plan_alerts(conn: sqlite3.Connection, item: Item, story: StoryAssignment, matches: Sequence[Any],
+                channels: Mapping[str, ChannelSettings], routing: RoutingSettings, now: float) -> list[int]:
+    """Create the alerts and outbox rows this item calls for; returns the new alert ids.
+
+    Runs in the caller's open transaction (no commit here).
+    """
+    new_ids: list[int] = []
+    matched = {m.rule_id for m in matches}
+    for match in matches:
+        severity = getattr(match, "severity", "info") or "info"
+        alert_id = ob.insert_alert(conn, story_id=story.story_id, rule_id=match.rule_id, item_key=item.key,
+                                   severity=severity, payload=_payload(item, story, match), now=now)
+        if alert_id is None:
+            continue  # this story already alerted for this rule
+        new_ids.append(alert_id)
+        targets = list(getattr(match, "channels", ()) or ()) or list(channels)
+        for name in targets:
+            settings = channels.get(name)
+            if settings is None:
+                log.warning("rule %s names unknown channel %r; skipped", match.rule_id, name)
+                continue
+            if SEVERITIES.get(severity, 0) < SEVERITIES[settings.min_severity]:
+                continue
+            not_before, group_key = schedule(conn, name, settings, match.rule_id, severity,
+                                             getattr(match, "cooldown", None), routing, now)
+            if ob.enqueue(conn, alert_id=alert_id, channel=name, kind="alert", not_before=not_before, now=now,
+                          group_key=group_key) is not None:
+                metrics.ALERTS.labels("queued").inc()
+
+    if routing.followup_after is not None and not story.new_story and story.new_source:
+        _queue_followups(conn, story, matched, channels, routing, now)
+    return new_ids
+
+
+def _queue_followups(conn: sqlite3.Connection, story: StoryAssignment, matched: set[str],
+                     channels: Mapping[str, ChannelSettings], routing: RoutingSettings, now: float) -> None:
+    alerts = ob.story_alerts(conn, story.story_id)
+    if not alerts:
+        return
+    first = alerts[0]
+    delivered_to = [r[0] for r in conn.execute(
+        "SELECT DISTINCT channel FROM outbox WHERE alert_id = ? AND kind = 'alert'", (first["id"],))]
+    for name in delivered_to:
+        if name not in channels:
+            continue
+        not_before = max(now, float(first["created"]) + (routing.followup_after or 0.0))
+        end = quiet_until(not_before, channels[name].quiet_hours, channels[name].timezone)
+        if ob.enqueue(conn, alert_id=int(first["id"]), channel=name, kind="followup",
+                      not_before=end or not_before, now=now, group_key=None) is not None:
+            metrics.ALERTS.labels("queued").inc()
