@@ -1,0 +1,86 @@
+"""`monitor rules check|test|suggest` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from monitor.rules_cli import rules
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path(__file__).parent / "data" / "corpus"
+RULES = str(ROOT / "rules")
+
+
+def run(*args):
+    return CliRunner().invoke(rules, list(args))
+
+
+def test_check_ok():
+    result = run("check", RULES)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok: ")
+
+
+def test_check_reports_located_errors_with_exit_1(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("entities:\n  - id: x\n    alias: [قسد]\n", encoding="utf-8")
+    result = run("check", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}:3:5: entities[0].alias: unknown key (did you mean 'aliases'?)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_usage_error_exit_2(tmp_path):
+    assert run("test", "--rules", RULES).exit_code == 2
+    assert run("test", "--rules", RULES, str(tmp_path / "missing.txt")).exit_code == 2
+    assert run("test", "--format", "xml", str(CORPUS)).exit_code == 2
+
+
+def test_json_output_shape_and_offsets(tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    texts = {"a": "اشتباكات بين قسد وداعش قرب البوكمال", "b": "مباراة كرة القدم"}
+    docs.write_text("\n".join(json.dumps({"id": k, "text": v}, ensure_ascii=False) for k, v in texts.items()),
+                    encoding="utf-8")
+    result = run("test", "--rules", RULES, "--format", "json", str(docs))
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [o["id"] for o in lines] == ["a", "b"]
+    a, b = lines
+    assert set(a) == {"id", "rules", "entities", "hits"}
+    assert {"qasad", "isis", "bukamal"} <= set(a["entities"])
+    assert "sdf_near_bukamal" in a["rules"]
+    for hit in a["hits"]:
+        assert set(hit) == {"entity", "alias", "start", "end", "text"}
+        assert texts["a"][hit["start"]:hit["end"]] == hit["text"]
+    assert b == {"id": "b", "rules": [], "entities": [], "hits": []}
+
+
+def test_text_output_over_a_directory():
+    result = run("test", "--rules", RULES, str(CORPUS))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("== ") == 5
+    assert "deir_ez_zor_front" in result.output and "[" in result.output
+
+
+def test_single_txt_file(tmp_path):
+    doc = tmp_path / "one.txt"
+    doc.write_text("سيطرت قسد على حقل العمر", encoding="utf-8")
+    result = run("test", "--rules", RULES, "--format", "json", str(doc))
+    assert json.loads(result.output)["entities"] == ["omar_field", "qasad"]
+
+
+def test_suggest_writes_a_draft_with_variants(tmp_path):
+    out = tmp_path / "draft.yaml"
+    result = run("suggest", str(CORPUS), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    draft = out.read_text(encoding="utf-8")
+    assert "# " in draft
+    data = yaml.safe_load(draft)
+    aliases = {a for e in data["entities"] for a in e["aliases"]}
+    groups = [set(e["aliases"]) for e in data["entities"]]
+    assert any({"دير الزور", "ديرالزور"} <= g for g in groups)
+    assert "البوكمال" in aliases
