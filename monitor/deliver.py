@@ -214,7 +214,8 @@ def classify(channel: str, lines: list[str], timeout_hint: bool = False) -> Deli
         if m:
             smtp = int(next(g for g in m.groups() if g))
     shown = [ln for ln in lines if not ln.startswith(("Response Details", "Telegram POST URL", "Telegram Payload"))]
-    message = (shown[-1] if shown else "notification failed").strip()[:300]
+    failing = [ln for ln in shown if "fail" in ln.lower() or "refused" in ln.lower() or "error" in ln.lower()]
+    message = ((failing or shown or ["notification failed"])[-1]).strip()[:300]
     if status is not None:
         retryable = status == 429 or status == 408 or status >= 500
         return DeliveryError(channel, f"HTTP {status}: {message}", retryable=retryable,
