@@ -78,6 +78,13 @@ _TRACKING_PARAM = re.compile(
 
 _ARABIC_LETTER = re.compile(r"[\u0621-\u064a\u0671-\u06d3\ufb50-\ufdff\ufe70-\ufefc]")
 _LATIN1_LETTER = re.compile(r"[\u00c0-\u00ff]")
+# Only text containing one of these can be mis-decoded Arabic: Latin-1/cp1252
+# code points, or UTF-8 lead bytes read as cp1256 (ط ظ ع غ) followed by a
+# non-letter. Checked first so clean Arabic costs one regex scan.
+_SUSPECT = re.compile(
+    "[\u0080-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
+    "\u201a\u201e\u2020\u2021\u2030\u2039\u203a\u2122]|[\u0637\u0638][^\u0621-\u0652\\s]"
+)
 # Codecs that Arabic UTF-8 bytes are typically misread as.
 _MISREAD_CODECS = ("cp1252", "latin-1", "cp1256", "iso-8859-2", "cp855", "iso-8859-6")
 
@@ -311,7 +318,7 @@ def looks_mojibake(text: str) -> bool:
     windows-1256 bytes read as windows-1252/latin-1 (ÇáÚÑÈí) -- mostly Latin-1
     accented letters that become Arabic letters under cp1256.
     """
-    if len(text) < 4 or text.isascii():
+    if len(text) < 4 or text.isascii() or not _SUSPECT.search(text):
         return False
     for codec in _MISREAD_CODECS:
         try:
