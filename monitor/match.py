@@ -56,6 +56,7 @@ def _build_sep_table() -> dict[int, str]:
 
 _SEP_TABLE = _build_sep_table()
 _MULTI_SPACE = re.compile("  +")
+_SPACE_RE = re.compile(" ")
 _SENTENCE_END = re.compile(r"[.!?؟؛;:،,…]")
 _WORD_TAIL = re.compile(r"[^\W_]+")
 _DIACRITICS = frozenset("\u064b\u064c\u064d\u064e\u064f\u0650\u0651\u0652\u0670\u0640")
@@ -82,21 +83,27 @@ DEFAULT_SUFFIXES: frozenset[str] = frozenset({
 _JOIN_LEFT = frozenset({"ابو", "البو", "بو", "عبد", "ابن", "بن", "abu", "abou", "al", "el", "ad", "ar",
                         "as", "az", "ash", "ez", "es", "ed", "ibn", "bin", "bou"})
 _SPLIT_PREFIXES = ("البو", "ابو", "عبد")
+_SPLIT_RE = re.compile(r"(?:^| )(?:البو|ابو|عبد)\w{3}")
+
+
+_ARABIC_RE = re.compile("[\u0600-\u06ff]")
 
 
 def is_arabic(text: str) -> bool:
-    return any("\u0600" <= c <= "\u06ff" for c in text)
+    return _ARABIC_RE.search(text) is not None
 
 
 def match_form(text: str) -> str:
     """The match-string form of a short text (alias, phrase): normalized, separators collapsed."""
-    return _MULTI_SPACE.sub(" ", normalize_with_path(text)[0].translate(_SEP_TABLE)).strip()
+    return " ".join(normalize_with_path(text)[0].translate(_SEP_TABLE).split())
 
 
 def spelling_variants(form: str) -> set[str]:
     """Spacing variants real news uses: دير الزور / ديرالزور, البو كمال / البوكمال."""
     tokens = form.split(" ")
     out = {form}
+    if not (_SPLIT_RE.match(form) or any(t in _JOIN_LEFT for t in tokens[:-1]) or " ال" in form):
+        return out
     # split a fused kunya/abd prefix: البوكمال -> البو كمال
     split_tokens: list[str] = []
     for tok in tokens:
@@ -149,7 +156,7 @@ class Occurrence:
 class PreparedText:
     """One field's text in the forms the matcher needs; maps offsets back lazily."""
 
-    __slots__ = ("original", "normalized", "per_char", "match", "_runs", "_pieces", "_sentences")
+    __slots__ = ("original", "normalized", "per_char", "match", "_runs", "_pieces", "_sentences", "_spaces")
 
     def __init__(self, original: str) -> None:
         self.original = original
@@ -163,18 +170,24 @@ class PreparedText:
             self.match = spaced
         self._pieces: tuple[list[int], list[tuple[int, int, int, int]]] | None = None
         self._sentences: list[int] | None = None
+        self._spaces: list[int] | None = None
 
     # --- match string -> normalized text -------------------------------------------------
     def _to_normalized(self, p: int) -> int:
-        if not self._runs:
+        runs = self._runs
+        if not runs:
             return p
-        removed = 0
-        for a, b in self._runs:
-            start_in_match = a - removed
-            if p <= start_in_match:
-                break
-            removed += (b - a) - 1
-        return p + removed
+        if isinstance(runs, list):
+            # -> (run starts in match-string coordinates, characters removed up to and including each run)
+            starts, removed, total = [], [], 0
+            for a, b in runs:
+                starts.append(a - total)
+                total += (b - a) - 1
+                removed.append(total)
+            runs = self._runs = (starts, removed)
+        starts, removed = runs
+        i = bisect_right(starts, p - 1) - 1  # runs that start strictly before p
+        return p + removed[i] if i >= 0 else p
 
     # --- normalized text -> original -------------------------------------------------------
     def _build_pieces(self) -> tuple[list[int], list[tuple[int, int, int, int]]]:
@@ -183,11 +196,11 @@ class PreparedText:
         x = self.original
         if self.per_char:
             shift = 0
-            for i, c in enumerate(x):
-                if c in SPECIAL_CHARS:
-                    out_len = len(table_output(c))
-                    pieces.append((i, 1, i + shift, out_len))
-                    shift += out_len - 1
+            for m in _SPECIAL_RE.finditer(x):
+                i = m.start()
+                out_len = len(table_output(m.group()))
+                pieces.append((i, 1, i + shift, out_len))
+                shift += out_len - 1
         else:
             # Rare exact path (decomposed hamza/madda): align by clusters (a base
             # character and the marks/deleted characters that follow it).
@@ -246,7 +259,9 @@ class PreparedText:
     # --- positions for proximity rules -------------------------------------------------------
     def word_index(self, pos: int) -> int:
         """Index of the word at match-string position ``pos`` (spaces counted)."""
-        return self.match.count(" ", 0, pos)
+        if self._spaces is None:
+            self._spaces = [m.start() for m in _SPACE_RE.finditer(self.match)]
+        return bisect_right(self._spaces, pos - 1)
 
     def sentence_index(self, pos: int) -> int:
         if self._sentences is None:
@@ -263,6 +278,20 @@ class PreparedText:
         return before in _QUOTES and after in _QUOTES
 
 
+def _char_class(chars: Iterable[str]) -> str:
+    cps = sorted(ord(c) for c in chars)
+    parts, i = [], 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        lo, hi = re.escape(chr(cps[i])), re.escape(chr(cps[j]))
+        parts.append(lo if i == j else f"{lo}-{hi}")
+        i = j + 1
+    return "[" + "".join(parts) + "]"
+
+
+_SPECIAL_RE = re.compile(_char_class(SPECIAL_CHARS))
 _QUOTES = frozenset("\"'«»“”„‟‘’‹›")
 
 

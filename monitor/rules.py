@@ -304,6 +304,14 @@ class _Found:
     prepared: PreparedText
     mstart: int
 
+    @property
+    def word(self) -> int:
+        return self.prepared.word_index(self.mstart)
+
+    @property
+    def sentence(self) -> int:
+        return self.prepared.sentence_index(self.mstart)
+
 
 class RuleSet:
     """Compiled rules. ``evaluate`` is pure and thread-safe (no shared mutable state)."""
@@ -432,13 +440,11 @@ class RuleSet:
             return None
         for clause in rule.near:
             if not _together(clause.terms, mentions, lambda a, b, w=clause.within:
-                             a.prepared is b.prepared
-                             and abs(a.prepared.word_index(a.mstart) - b.prepared.word_index(b.mstart)) <= w):
+                             a.prepared is b.prepared and abs(a.word - b.word) <= w):
                 return None
         for group in rule.same_sentence:
             if not _together(group, mentions, lambda a, b:
-                             a.prepared is b.prepared
-                             and a.prepared.sentence_index(a.mstart) == b.prepared.sentence_index(b.mstart)):
+                             a.prepared is b.prepared and a.sentence == b.sentence):
                 return None
         hits = sorted({f.hit for t in rule.positive_terms() for f in mentions(t)},
                       key=lambda h: (h.field != "title", h.start, h.entity))

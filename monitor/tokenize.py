@@ -29,9 +29,9 @@ class Token(NamedTuple):
     end: int
 
 
-def _punct_symbol_class() -> str:
+def _punct_symbol_class(limit: int = sys.maxunicode) -> str:
     ranges: list[tuple[int, int]] = []
-    for cp in range(sys.maxunicode + 1):
+    for cp in range(limit + 1):
         if unicodedata.category(chr(cp))[0] in "PS":
             if ranges and ranges[-1][1] == cp - 1:
                 ranges[-1] = (ranges[-1][0], cp)
@@ -45,13 +45,21 @@ def _punct_symbol_class() -> str:
 
 _PS = _punct_symbol_class()
 _TOKEN_RE = re.compile(rf"[^\s{_PS}]+|[{_PS}]")
+# sre compiles a BMP-only class to a bitmap; a class with astral ranges is a
+# slow range scan. Text without astral characters (nearly all news) uses this.
+_PS_BMP = _punct_symbol_class(0xFFFF)
+_TOKEN_BMP_RE = re.compile(rf"[^\s{_PS_BMP}]+|[{_PS_BMP}]")
+
+
+def _pattern(text: str) -> re.Pattern[str]:
+    return _TOKEN_BMP_RE if not text or text.isascii() or max(text) <= "\uffff" else _TOKEN_RE
 
 
 def tokenize(text: str) -> list[Token]:
     """Split ``text`` into word and punctuation/symbol tokens with offsets."""
-    return [Token(m.group(), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
+    return [Token(m.group(), m.start(), m.end()) for m in _pattern(text).finditer(text)]
 
 
 def token_strings(text: str) -> list[str]:
     """Just the token texts (what ``simple_word_tokenize`` returns)."""
-    return _TOKEN_RE.findall(text)
+    return _pattern(text).findall(text)

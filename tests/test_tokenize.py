@@ -50,3 +50,8 @@ def test_corpus_same_as_camel():
 def test_quotes_and_clitics_are_split_as_camel_does():
     assert tokenize('لـ"قسد"') == [Token("لـ", 0, 2), Token('"', 2, 3), Token("قسد", 3, 6), Token('"', 6, 7)]
     assert [t.text for t in tokenize("«النمر»، #دير_الزور")] == ["«", "النمر", "»", "،", "#", "دير", "_", "الزور"]
+
+
+def test_astral_punctuation_and_symbols_match_camel():
+    for text in ["قسد𐄀داعش", "نص 𝄞 موسيقى", "𝐀𝐁 كلمة", "a\U0001d7ceb"]:
+        assert token_strings(text) == _camel(text)
