@@ -14,7 +14,6 @@ import contextlib
 import functools
 import http.server
 import shutil
-import socket
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -92,18 +91,10 @@ def run_demo(state_dir: Path, *, reset: bool = False) -> str:
     if reset and state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    with serve_directory(SAMPLES, _free(PREFERRED_PORT)) as base_url:
+    with serve_directory(SAMPLES, PREFERRED_PORT) as base_url:
         config_path = write_demo_config(state_dir, base_url)
         daemon = Daemon(config_path, journald=False)
         daemon.setup()
         summary = asyncio.run(daemon.run_once())
     return f"demo: {summary.line()}\n(state in {state_dir}/; run again and nothing is re-sent; --reset to start over)"
 
-
-def _free(port: int) -> int:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return 0
-    return port

@@ -33,6 +33,7 @@ from monitor.normalize import normalize
 from monitor.parse import extract_article, parse_feed
 from monitor.route import plan_alerts
 from monitor.rules import RuleSet
+from monitor.schedule import parse_max_age, publishing_stats
 from monitor.store import transaction
 
 log = logging.getLogger("monitor.pipeline")
@@ -53,6 +54,9 @@ class PollOutcome:
     error_kind: str | None = None
     retry_after: float | None = None
     ttl_seconds: int | None = None
+    max_age: int | None = None
+    entries_per_week: float | None = None
+    feed_window_seconds: float | None = None
     new_alert_ids: list[int] = field(default_factory=list)
 
 
@@ -125,7 +129,10 @@ class Pipeline:
             return PollOutcome(feed.name, "error", error=exc.message, error_kind=exc.kind,
                                retry_after=getattr(exc, "retry_after", None))
 
-        outcome = PollOutcome(feed.name, "ok", items=len(parsed.items), ttl_seconds=parsed.ttl_seconds)
+        per_week, window = publishing_stats([i.published for i in parsed.items])
+        outcome = PollOutcome(feed.name, "ok", items=len(parsed.items), ttl_seconds=parsed.ttl_seconds,
+                              max_age=parse_max_age(result.headers.get("cache-control")),
+                              entries_per_week=per_week, feed_window_seconds=window)
         ruleset = self.ruleset
         now = self.clock()
         try:
@@ -141,15 +148,12 @@ class Pipeline:
         except sqlite3.Error as exc:
             # Disk full, read-only state dir...: nothing of this poll is recorded,
             # so the next poll sees the same items as new again. Nothing is lost.
-            self.stories.rollback()
+            # (The story index checks LSH candidates against the database, so a
+            # rolled-back story leaves no phantom behind.)
             log.error("feed %s: state database error, poll not recorded: %s", feed.name, exc)
             metrics.POLLS.labels("error").inc()
             metrics.FETCH_ERRORS.labels("state").inc()
             return PollOutcome(feed.name, "error", error=f"state database: {exc}", error_kind="state")
-        except BaseException:
-            self.stories.rollback()
-            raise
-        self.stories.commit()
         outcome.alerts_new = len(outcome.new_alert_ids)
         metrics.POLLS.labels("ok").inc()
         metrics.ITEMS.labels("new").inc(outcome.new_items)
