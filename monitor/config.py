@@ -199,6 +199,46 @@ def expand_secrets(doc: YamlDocument, environ: dict[str, str] | None = None) -> 
     return used
 
 
+_BOT_TOKEN = re.compile(r"(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]{30,}")
+_SECRET_PARAMS = {"pass", "password", "passwd", "pwd", "token", "secret", "apikey", "api_key", "key",
+                  "access_token", "bot_token"}
+
+
+def inline_secret_errors(doc: YamlDocument) -> list[ConfigError]:
+    """Channel URLs must take passwords and tokens from ``${VAR}``, never spell them out.
+
+    A secret written in the file ends up in backups, diffs and bug reports.
+    Checked before expansion: a placeholder is fine, a literal password in
+    ``user:pass@``, a Telegram bot token or a ``?pass=`` parameter is not.
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    errors = []
+    channels = doc.data.get("channels") if isinstance(doc.data, dict) else None
+    if not isinstance(channels, dict):
+        return errors
+    for name, channel in channels.items():
+        url = channel.get("url") if isinstance(channel, dict) else None
+        if not isinstance(url, str):
+            continue
+        probe = _VAR.sub("PLACEHOLDER", url)
+        try:
+            parts = urlsplit(probe)
+            password = parts.password
+        except ValueError:
+            continue  # not a URL at all: the channel's own validation says so
+        literal = (
+            (password not in (None, "", "PLACEHOLDER"))
+            or bool(_BOT_TOKEN.search(probe))
+            or any(k.lower() in _SECRET_PARAMS and v != "PLACEHOLDER" for k, v in parse_qsl(parts.query))
+        )
+        if literal:
+            errors.append(doc.error(("channels", name, "url"),
+                                    "this URL holds a password or token in clear: write it as ${NAME} and set NAME "
+                                    "in the environment or as a systemd credential"))
+    return errors
+
+
 def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> Config:
     """Read, validate and resolve a config file; raises ``ConfigErrors`` listing every problem."""
     path = Path(path).absolute()
@@ -207,6 +247,9 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> C
         doc.data = {}
     if not isinstance(doc.data, dict):
         raise ConfigErrors([doc.error((), "the config file must be a mapping of settings")])
+    errors = inline_secret_errors(doc)
+    if errors:
+        raise ConfigErrors(errors)
     secrets = expand_secrets(doc, environ)
     names = model_field_names(ConfigModel)
     try:
