@@ -35,17 +35,25 @@ from monitor.dedup import StoryIndex
 from monitor.deliver import Deliverer, DeliveryReport
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
 from monitor.fetch import Fetcher
-from monitor.housekeeping import checkpoint, prune
+from monitor.housekeeping import checkpoint, prune, wal_size
 from monitor.http_api import HealthReport, start_http_server
 from monitor.logs import setup_logging
 from monitor.pipeline import Pipeline, PollOutcome
 from monitor.rules import RuleSet, load_rules
-from monitor.schedule import next_poll_delay
+from monitor.schedule import PollPolicy, next_poll_delay
 from monitor.sdnotify import Notifier
-from monitor.store import open_state
+from monitor.store import StateError, open_state, transaction
 from monitor.watch import FileWatcher
 
 log = logging.getLogger("monitor.daemon")
+
+#: Consecutive errors after which a feed makes ``/healthz`` degraded.
+FAILING_AFTER = 3
+#: Outbox rows waiting beyond which ``/healthz`` reports a backlog.
+BACKLOG_AFTER = 100
+#: Seconds ``run()`` waits, after SIGTERM, for polls and deliveries in flight.
+#: Below the unit's TimeoutStopSec=45; what is left stays safely queued.
+STOP_GRACE = 20.0
 
 
 @dataclass
@@ -109,6 +117,11 @@ class Daemon:
         self._poll_slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task] = set()
         self._last_reload_error: str | None = None
+        self._reload_lock: asyncio.Lock | None = None
+        self._heartbeat = time.monotonic()  # last run of the scheduler's heartbeat job
+        self._heartbeat_every = (self.notifier.watchdog_interval or 10.0)
+        self.watcher: FileWatcher | None = None
+        self.http_server = None
 
     # -- set-up ------------------------------------------------------------
 
@@ -116,9 +129,16 @@ class Daemon:
         """Load and validate everything; raises ``ConfigError`` before anything starts."""
         self.config, self.ruleset = load_everything(self.config_path)
         setup_logging(self.config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
-        self.conn: sqlite3.Connection = open_state(self.config.state_path)
+        try:
+            self.conn: sqlite3.Connection = open_state(self.config.state_path)
+        except sqlite3.Error as exc:  # e.g. "file is not a database" from the WAL pragma
+            raise StateError(f"{self.config.state_path}: cannot use state database: {exc}") from None
         self.stories = StoryIndex(self.config.model.dedup)
-        self.stories.load(self.conn, time.time())
+        try:
+            self.stories.load(self.conn, time.time())
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise StateError(f"{self.config.state_path}: cannot read the state database: {exc}") from None
         self.fetcher = Fetcher(self.config.model.fetch)
         self.deliverer = Deliverer(self.conn, dict(self.config.channels), templates_dir=self.config.templates_dir,
                                    console=self.console)
@@ -162,6 +182,8 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_stop, signum)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
 
+        self._reload_lock = asyncio.Lock()
+        metrics.UP_SINCE.set(self.started_at)
         self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=timezone.utc)
         now = datetime.now(timezone.utc)
         for feed in self.config.feeds:
@@ -169,35 +191,52 @@ class Daemon:
             self._schedule(feed, now + timedelta(seconds=random.uniform(0, min(5.0, len(self.config.feeds) * 0.05))))
         hk = self.config.model.housekeeping
         self.scheduler.add_job(self._housekeeping, "interval", hours=hk.interval_hours, id="housekeeping",
-                               next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)
+                               next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True,
+                               misfire_grace_time=None)
+        # The watchdog pings only while this job keeps running: progress of the
+        # scheduler itself, not just of the loop (see _watchdog).
+        self.scheduler.add_job(self._beat, "interval", seconds=self._heartbeat_every, id="heartbeat",
+                               max_instances=1, coalesce=True, misfire_grace_time=None)
         self.scheduler.start()
 
-        http_server = None
         if self.config.model.http.enabled:
-            http_server = await start_http_server(self.config.model.http, self.health)
+            try:
+                self.http_server = await start_http_server(self.config.model.http, self.health,
+                                                           on_metrics=self.refresh_gauges)
+            except OSError as exc:  # port taken: the monitor itself still works
+                log.error("http: cannot serve /healthz and /metrics on %s:%s: %s", self.config.model.http.host,
+                          self.config.model.http.port, exc)
         self._spawn(self.deliverer.run(self.stop_event))
-        watcher = FileWatcher(self._watched_files(), self._reload_on_change)
-        self._spawn(watcher.run(self.stop_event))
+        self.watcher = FileWatcher(self._watched_files(), self._reload_on_change)
+        self._spawn(self.watcher.run(self.stop_event))
         if self.notifier.watchdog_interval:
             self._spawn(self._watchdog())
-        self._spawn(self._status_loop())
 
+        with transaction(self.conn):
+            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('daemon_started', ?)",
+                              (str(self.started_at),))
+        self.refresh_gauges()
         self.notifier.ready()
+        self._spawn(self._status_loop())
         log.info("monitor started: %d feeds", len(self.config.feeds))
         await self.stop_event.wait()
 
         self.notifier.stopping()
         log.info("stopping: waiting for running polls and deliveries")
         self.scheduler.shutdown(wait=False)
-        if http_server is not None:
-            await http_server.close()
+        if self.http_server is not None:
+            await self.http_server.close()
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=20.0)
+            done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                log.warning("stopping: %d tasks still running after %.0f s were cancelled; "
+                            "undelivered alerts stay queued for the next start", len(pending), STOP_GRACE)
         await self.close()
+        self.notifier.close()
         log.info("monitor stopped")
         return 0
 
@@ -240,6 +279,7 @@ class Daemon:
                 self._tasks.discard(task)
         if self.stop_event.is_set():
             return
+        self.refresh_gauges()
         delay = self._next_delay(feed, outcome)
         when = datetime.now(timezone.utc) + timedelta(seconds=delay)
         self.pipeline.record_schedule(feed, delay, when.timestamp())
@@ -249,40 +289,68 @@ class Daemon:
     def _next_delay(self, feed: FeedSettings, outcome: PollOutcome) -> float:
         defaults = self.config.model.defaults
         row = self.conn.execute("SELECT consecutive_errors FROM feeds WHERE name = ?", (feed.name,)).fetchone()
+        interval = self.config.feed_interval(feed)
+        policy = PollPolicy(interval=interval, min_interval=min(defaults.min_interval, interval),
+                            max_interval=max(defaults.max_interval, interval), max_backoff=defaults.max_interval,
+                            jitter=defaults.jitter)
         return next_poll_delay(
-            base=self.config.feed_interval(feed),
-            min_interval=defaults.min_interval,
-            max_interval=defaults.max_interval,
-            jitter=defaults.jitter,
+            policy,
             consecutive_errors=row["consecutive_errors"] if row else 0,
             retry_after=outcome.retry_after,
-            ttl=outcome.ttl_seconds,
+            ttl_seconds=outcome.ttl_seconds,
+            max_age=outcome.max_age,
+            entries_per_week=outcome.entries_per_week,
+            feed_window_seconds=outcome.feed_window_seconds,
         )
 
     # -- reload ------------------------------------------------------------------
 
     def _watched_files(self) -> list[Path]:
+        """The config (and feed files), the rules paths as configured (a folder: a new
+        file in it counts) and every rules file actually loaded."""
         files = list(self.config.sources)
+        files += [Path(p) for p in self.config.rules]
         files += [Path(p) for p in self.ruleset.sources]
-        return files
+        return list(dict.fromkeys(files))
 
     async def _reload_on_change(self) -> None:
         await self.reload("file change")
 
     async def reload(self, reason: str) -> bool:
-        """Swap in a new config and rules if both are valid; otherwise keep the old ones."""
-        self.notifier.reloading()
+        """Swap in a new config and rules if both are valid; otherwise keep the old ones.
+
+        One reload at a time (a SIGHUP during a file-change reload waits). The
+        files are read and the rules compiled in a worker thread, so a big rule
+        pack does not stall the loop (and the watchdog); only the swap runs here.
+        """
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                return await self._reload(reason)
+            finally:
+                if self.watcher is not None:
+                    # Follow added/removed rules files; accept the files as they are now,
+                    # so a SIGHUP reload is not repeated by the watcher.
+                    self.watcher.paths = self._watched_files()
+                    self.watcher.rebaseline()
+                self.notifier.ready()
+                self._send_status()
+
+    async def _reload(self, reason: str) -> bool:
         try:
-            config, ruleset = load_everything(self.config_path)
-        except ConfigError as exc:
-            message = str(exc)
+            config, ruleset = await asyncio.to_thread(load_everything, self.config_path)
+        except Exception as exc:  # noqa: BLE001 - ConfigError expected; anything else must not kill us either
+            message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            metrics.RELOADS.labels("error").inc()
             log.error("reload (%s) failed, keeping the running rules: %s", reason, message)
             if message != self._last_reload_error:
                 self._last_reload_error = message
                 self._ops_alert(f"monitor: reload failed, old rules still running:\n{message}")
-            self.notifier.ready()
             return False
         self._last_reload_error = None
+        metrics.RELOADS.labels("ok").inc()
         old_names = {f.name for f in self.config.feeds}
         self.config = config
         self.ruleset = ruleset
@@ -301,7 +369,6 @@ class Daemon:
                 pass
         log.info("reloaded (%s): %d feeds, rules %s (%d rules)", reason, len(config.feeds),
                  ruleset.fingerprint[:12], len(ruleset.rule_ids))
-        self.notifier.ready()
         return True
 
     def _ops_alert(self, text: str) -> None:
@@ -315,12 +382,32 @@ class Daemon:
 
     # -- health ------------------------------------------------------------------
 
+    async def _beat(self) -> None:
+        """Scheduler job: proves that the scheduler runs jobs on this loop."""
+        self._heartbeat = time.monotonic()
+
+    def scheduler_stalled(self) -> float | None:
+        """Seconds since the heartbeat job last ran, if that is far too long; else None."""
+        late = time.monotonic() - self._heartbeat
+        return late if late > max(3 * self._heartbeat_every, 5.0) else None
+
     async def _watchdog(self) -> None:
-        """Ping systemd's watchdog while the event loop and the scheduler make progress."""
+        """Ping systemd's watchdog every WATCHDOG_USEC/2 while the loop and the scheduler make progress.
+
+        This coroutine runs on the loop, so a blocked loop stops the pings; it
+        also stops pinging when the scheduler's heartbeat job stops running
+        (scheduler dead or wedged), and systemd then restarts the service.
+        """
         interval = self.notifier.watchdog_interval or 10.0
+        warned = False
         while not self.stop_event.is_set():
-            if self.scheduler.running:
+            stalled = self.scheduler_stalled()
+            if self.scheduler.running and stalled is None:
                 self.notifier.watchdog()
+                warned = False
+            elif not warned:
+                warned = True
+                log.error("watchdog: scheduler made no progress for %.0f s; not pinging systemd", stalled or 0)
             try:
                 await asyncio.wait_for(self.stop_event.wait(), timeout=interval)
             except asyncio.TimeoutError:
@@ -328,14 +415,32 @@ class Daemon:
 
     async def _status_loop(self) -> None:
         while not self.stop_event.is_set():
-            try:
-                self.notifier.status(self.status_line())
-            except sqlite3.Error as exc:
-                log.warning("status: %s", exc)
+            self._send_status()
             try:
                 await asyncio.wait_for(self.stop_event.wait(), timeout=30.0)
             except asyncio.TimeoutError:
                 pass
+
+    def _send_status(self) -> None:
+        if not self.notifier.enabled:
+            return
+        try:
+            self.notifier.status(self.status_line())
+        except sqlite3.Error as exc:
+            log.warning("status: %s", exc)
+
+    def refresh_gauges(self) -> None:
+        """Set the gauges read from the state (before /metrics is served, after each poll)."""
+        try:
+            failing = self.conn.execute("SELECT COUNT(*) FROM feeds WHERE consecutive_errors > 0").fetchone()[0]
+            depth = self.conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0]
+        except sqlite3.Error as exc:
+            log.warning("metrics: cannot read the state: %s", exc)
+            return
+        metrics.FEEDS_FAILING.set(failing)
+        metrics.OUTBOX_DEPTH.set(depth)
+        metrics.WAL_BYTES.set(wal_size(self.conn))
 
     def status_line(self) -> str:
         failing = self.conn.execute("SELECT COUNT(*) FROM feeds WHERE consecutive_errors > 0").fetchone()[0]
@@ -348,16 +453,24 @@ class Daemon:
                 f"{sent} alerts sent in 24h")
 
     def health(self) -> HealthReport:
+        """``/healthz``: degraded when feeds keep failing, the outbox backs up,
+        the scheduler stalls, or the last reload failed."""
         reasons = []
+        configured = {f.name for f in self.config.feeds}
         failing = [r["name"] for r in self.conn.execute(
-            "SELECT name FROM feeds WHERE consecutive_errors >= 3 ORDER BY name")]
+            "SELECT name FROM feeds WHERE consecutive_errors >= ? ORDER BY name", (FAILING_AFTER,))
+            if r["name"] in configured]  # a feed removed from the config is no longer our problem
         if failing:
-            reasons.append(f"{len(failing)} feeds failing: {', '.join(failing[:10])}")
+            reasons.append(f"{len(failing)} feeds failing ({FAILING_AFTER}+ errors in a row): "
+                           f"{', '.join(failing[:10])}")
         depth = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0]
         metrics.OUTBOX_DEPTH.set(depth)
-        if depth > 100:
+        if depth > BACKLOG_AFTER:
             reasons.append(f"outbox backlog: {depth} messages waiting")
         dead = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
+        stalled = self.scheduler_stalled()
+        if stalled is not None:
+            reasons.append(f"watchdog: scheduler stalled {stalled:.0f} s")
         if self._last_reload_error:
             reasons.append("last reload failed: " + self._last_reload_error.splitlines()[0])
         return HealthReport(status="degraded" if reasons else "ok", reasons=reasons,
@@ -368,7 +481,7 @@ class Daemon:
     async def _housekeeping(self) -> None:
         try:
             report = prune(self.conn, self.config.model.housekeeping, time.time())
-            checkpoint(self.conn)
-            log.info("housekeeping: %s", report)
+            wal = checkpoint(self.conn)  # also sets WAL_BYTES
+            log.info("housekeeping: pruned %d rows, WAL %d bytes", report.total, wal)
         except sqlite3.Error as exc:
             log.warning("housekeeping failed: %s", exc)

@@ -68,9 +68,11 @@ HealthSource = Callable[[], Union[HealthReport, Awaitable[HealthReport]]]
 class HttpServer:
     """A running endpoint; ``port`` is the bound port, ``close()`` stops it."""
 
-    def __init__(self, server: asyncio.AbstractServer | None, health: HealthSource) -> None:
+    def __init__(self, server: asyncio.AbstractServer | None, health: HealthSource,
+                 on_metrics: Callable[[], None] | None = None) -> None:
         self._server = server
         self._health = health
+        self._on_metrics = on_metrics
         self.host: str | None = None
         self.port: int | None = None
         if server is not None and server.sockets:
@@ -110,6 +112,11 @@ class HttpServer:
                 await _respond(writer, 200 if report.ok else 503, body, "application/json; charset=utf-8",
                                head_only=method == "HEAD")
             elif target == "/metrics":
+                if self._on_metrics is not None:
+                    try:
+                        self._on_metrics()  # refresh gauges read from the state
+                    except Exception as exc:  # noqa: BLE001 - serve what we have
+                        log.warning("http: refreshing metrics failed: %s", exc)
                 await _respond(writer, 200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST,
                                head_only=method == "HEAD")
             else:
@@ -154,22 +161,26 @@ async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, conte
     await writer.drain()
 
 
-async def start_http_server(settings: HttpSettings, health: HealthSource) -> HttpServer:
+async def start_http_server(settings: HttpSettings, health: HealthSource,
+                            on_metrics: Callable[[], None] | None = None) -> HttpServer:
     """Start serving on ``settings.host:settings.port`` in the running loop.
+
+    ``on_metrics`` (optional) runs before each ``/metrics`` answer, e.g. to set
+    gauges that are read from the state rather than counted.
 
     With ``settings.enabled`` false, returns an inert server (``port`` None,
     ``close()`` a no-op) so the caller needs no special case. A port already
     in use raises ``OSError``: the daemon should report it and carry on.
     """
     if not settings.enabled:
-        return HttpServer(None, health)
+        return HttpServer(None, health, on_metrics)
     holder: list[HttpServer] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await holder[0]._handle(reader, writer)
 
     server = await asyncio.start_server(handle, settings.host, settings.port, limit=MAX_HEAD_BYTES)
-    holder.append(HttpServer(server, health))
+    holder.append(HttpServer(server, health, on_metrics))
     if settings.host not in ("127.0.0.1", "::1", "localhost"):
         log.warning("http: serving on %s, not loopback; /healthz and /metrics have no authentication",
                     settings.host)
