@@ -38,6 +38,9 @@ from monitor.store import transaction
 
 log = logging.getLogger("monitor.pipeline")
 
+#: Seconds after which a feed is fetched without validators, whatever it answered.
+FULL_FETCH_EVERY = 6 * 3600.0
+
 
 @dataclass
 class PollOutcome:
@@ -102,13 +105,18 @@ class Pipeline:
     async def poll(self, feed: FeedSettings) -> PollOutcome:
         """Poll ``feed`` once. Never raises for a feed's own problems."""
         state = self._feed_row(feed)
-        url = state["redirected_url"] or feed.url if state else feed.url
+        url = (state["redirected_url"] or feed.url) if state else feed.url
         started = self.clock()
+        # Some servers answer 304 (or repeat an ETag) for content that changed.
+        # Now and then fetch unconditionally, so a lying validator can delay an
+        # item but never hide it.
+        conditional = state is not None and state["last_full_fetch_at"] is not None and \
+            started - state["last_full_fetch_at"] < FULL_FETCH_EVERY
         try:
             result = await self.fetcher.fetch(
                 url,
-                etag=state["etag"] if state else None,
-                last_modified=state["last_modified"] if state else None,
+                etag=state["etag"] if conditional else None,
+                last_modified=state["last_modified"] if conditional else None,
             )
             if result.not_modified:
                 self._record_success(feed, result, None, started)
@@ -255,6 +263,9 @@ class Pipeline:
                 (result.etag, result.last_modified, result.permanent_redirect, started, self.clock(),
                  new_items, alerts, feed.name),
             )
+            if not result.not_modified:
+                self.conn.execute("UPDATE feeds SET last_full_fetch_at = ?, body_hash = ? WHERE name = ?",
+                                  (started, hashlib.sha1(result.body).hexdigest(), feed.name))
             if parsed is not None and parsed.warnings:
                 log.info("feed %s: %s", feed.name, "; ".join(parsed.warnings)[:500])
 

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS feeds (
     last_modified     TEXT,
     redirected_url    TEXT,
     body_hash         TEXT,
+    last_full_fetch_at REAL,
     last_poll_at      REAL,
     last_success_at   REAL,
     last_error        TEXT,

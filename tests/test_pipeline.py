@@ -1,0 +1,212 @@
+"""One feed poll through every stage, in-process, against a real loopback HTTP
+server and a real SQLite file: what gets alerted, what never re-alerts, and
+what survives a failed commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import FeedServer, corpus_articles, rss_feed
+from monitor import pipeline as pipeline_module
+from monitor.config import load_config
+from monitor.dedup import StoryIndex
+from monitor.fetch import Fetcher
+from monitor.pipeline import Pipeline
+from monitor.rules import load_rules
+from monitor.store import open_state
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SDF_BUKAMAL = {"title": "قسد تتقدم نحو البوكمال",
+               "link": "https://a.example/news/1",
+               "description": "قالت قوات سوريا الديمقراطية إنها تتقدم نحو مدينة البوكمال على الحدود مع العراق."}
+UNRELATED = {"title": "أمطار غزيرة على الساحل", "link": "https://a.example/news/2",
+             "description": "توقعت الأرصاد الجوية أمطارا غزيرة."}
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, clock: Clock | None = None):
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "state_path": str(tmp_path / "state.sqlite3"),
+        "rules": [str(rules_dir or ROOT / "rules")],
+        "feeds": [{"name": n, "url": u} for n, u in feeds.items()],
+        "channels": {"console": {"url": "console://"}},
+    }, allow_unicode=True), encoding="utf-8")
+    config = load_config(config_path, environ={})
+    conn = open_state(config.state_path)
+    stories = StoryIndex(config.model.dedup)
+    stories.load(conn, 0)
+    fetcher = Fetcher(config.model.fetch)
+    return Pipeline(config, conn, load_rules(config.rules), fetcher, stories, clock=clock or Clock())
+
+
+_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
+
+
+@pytest.fixture(autouse=True)
+def _close_loops():
+    yield
+    while _LOOPS:
+        _LOOPS.popitem()[1].close()
+
+
+def poll(p: Pipeline, name: str = "a"):
+    """Poll on the pipeline's own event loop (its HTTP client's connections belong to it)."""
+    loop = _LOOPS.setdefault(id(p), asyncio.new_event_loop())
+    feed = next(f for f in p.config.feeds if f.name == name)
+    return loop.run_until_complete(p.poll(feed))
+
+
+def alerts(p: Pipeline) -> list[sqlite3.Row]:
+    return p.conn.execute("SELECT a.*, o.channel FROM alerts a JOIN outbox o ON o.alert_id = a.id "
+                          "ORDER BY a.id").fetchall()
+
+
+def test_new_items_alert_once_and_unrelated_items_never(tmp_path, feed_server: FeedServer):
+    url = feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL, UNRELATED]))
+    p = make(tmp_path, {"a": url})
+    first = poll(p)
+    assert (first.status, first.items, first.new_items) == ("ok", 2, 2)
+    rows = alerts(p)
+    assert rows and {r["item_key"] for r in rows} == {f"guid:{SDF_BUKAMAL['link']}"}
+    assert "sdf_near_bukamal" in {r["rule_id"] for r in rows}
+    assert first.alerts_new == len(rows)
+
+    second = poll(p)
+    assert second.status == "not_modified"
+    assert len(alerts(p)) == len(rows)
+
+
+def test_server_that_ignores_validators_causes_no_duplicates(tmp_path, feed_server):
+    url = feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]))
+    p = make(tmp_path, {"a": url})
+    poll(p)
+    count = len(alerts(p))
+    feed_server.routes["/a.xml"]["headers"]["ETag"] = '"changes-every-time"'  # and never 304s
+    for _ in range(3):
+        feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]), headers={"Cache-Control": "no-cache"})
+        outcome = poll(p)
+        assert outcome.status in ("ok", "not_modified")
+    assert len(alerts(p)) == count
+
+
+def test_a_lying_304_delays_an_item_but_never_hides_it(tmp_path, feed_server):
+    clock = Clock()
+    url = feed_server.set("/a.xml", rss_feed([UNRELATED]))
+    p = make(tmp_path, {"a": url}, clock=clock)
+    poll(p)
+    # The content changes, but the server keeps answering 304 to our validators.
+    feed_server.set("/a.xml", rss_feed([UNRELATED, SDF_BUKAMAL]))
+    etag = p.conn.execute("SELECT etag FROM feeds").fetchone()[0]
+    original = feed_server.routes["/a.xml"]
+    feed_server.routes["/a.xml"] = {**original, "status": 304, "body": b"", "headers": {"ETag": etag}}
+    assert poll(p).status == "not_modified"
+    assert alerts(p) == []
+    # Later, the periodic unconditional fetch sends no validators: the server has
+    # to answer with the content, and the item alerts.
+    feed_server.routes["/a.xml"] = original
+    clock.now += pipeline_module.FULL_FETCH_EVERY + 1
+    outcome = poll(p)
+    assert outcome.status == "ok" and outcome.new_items == 1
+    assert alerts(p)
+
+
+def test_failed_commit_records_nothing_and_the_next_poll_alerts(tmp_path, feed_server, monkeypatch):
+    url = feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]))
+    p = make(tmp_path, {"a": url})
+
+    def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(pipeline_module, "plan_alerts", disk_full)
+    failed = poll(p)
+    assert failed.status == "error" and failed.error_kind == "state"
+    assert p.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 0
+    assert p.conn.execute("SELECT etag FROM feeds").fetchone() in (None, (None,))
+
+    monkeypatch.undo()
+    ok = poll(p)
+    assert ok.status == "ok" and ok.new_items == 1  # a full fetch: no validator was kept
+    assert alerts(p)
+
+
+def test_an_edit_alerts_only_for_rules_it_did_not_match_before(tmp_path, feed_server):
+    url = feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]))
+    p = make(tmp_path, {"a": url})
+    poll(p)
+    before = {r["rule_id"] for r in alerts(p)}
+
+    # A cosmetic edit (diacritics, tatweel): no change at all for matching.
+    cosmetic = {**SDF_BUKAMAL, "title": "قَسَد تتقـدم نحو البوكمال"}
+    feed_server.set("/a.xml", rss_feed([cosmetic]))
+    assert poll(p).changed_items == 0
+    # A real edit that keeps the same rules: changed, but no new alert.
+    edited = {**SDF_BUKAMAL, "description": SDF_BUKAMAL["description"] + " وأكدت مصادر محلية ذلك."}
+    feed_server.set("/a.xml", rss_feed([edited]))
+    outcome = poll(p)
+    assert outcome.changed_items == 1 and outcome.alerts_new == 0
+    # An edit that adds the al-Omar field fight: only the new rule alerts.
+    omar = {**edited, "description": edited["description"] + " واندلعت اشتباكات عنيفة للسيطرة على حقل العمر النفطي."}
+    feed_server.set("/a.xml", rss_feed([omar]))
+    outcome = poll(p)
+    after = {r["rule_id"] for r in alerts(p)}
+    assert outcome.alerts_new >= 1
+    assert before < after and "omar_field_fighting" in after - before
+
+
+def test_reloaded_rules_never_realert_seen_items(tmp_path, feed_server):
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    for f in (ROOT / "rules").glob("*.yaml"):
+        (rules_dir / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    url = feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]))
+    p = make(tmp_path, {"a": url}, rules_dir=rules_dir)
+    poll(p)
+    count = len(alerts(p))
+    (rules_dir / "extra.yaml").write_text(
+        "rules:\n  - id: any_bukamal\n    title: Any mention of Al-Bukamal\n    any: [bukamal]\n", encoding="utf-8")
+    p.ruleset = load_rules([rules_dir])
+    assert "any_bukamal" in p.ruleset.rule_ids
+    feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]), headers={"X-Changed": "1"})
+    poll(p)
+    assert len(alerts(p)) == count
+
+
+def test_the_same_article_from_two_outlets_is_one_story(tmp_path, feed_server):
+    stem, text = corpus_articles()[0]
+    paragraphs = [line for line in text.splitlines() if line.strip()]
+    original = {"title": "قسد تسيطر على حقل العمر", "link": "https://one.example/a", "description": text}
+    republished = {"title": "سباق على نفط شرق الفرات", "link": "https://two.example/b",
+                   "description": "\n".join(["اقرأ أيضا: تطورات"] + paragraphs[1:] + paragraphs[:1])}
+    p = make(tmp_path, {"one": feed_server.set("/1.xml", rss_feed([original])),
+                        "two": feed_server.set("/2.xml", rss_feed([republished]))})
+    first = poll(p, "one")
+    second = poll(p, "two")
+    assert first.alerts_new >= 1
+    assert second.alerts_new == 0 and second.alerts_already_sent >= 1
+    stories = p.conn.execute("SELECT id, sources FROM stories").fetchall()
+    assert len(stories) == 1 and stories[0]["sources"] == 2
+
+
+@pytest.mark.parametrize("status, kind", [(404, "status"), (500, "status")])
+def test_http_errors_are_recorded_on_the_feed(tmp_path, feed_server, status, kind):
+    url = feed_server.set("/gone.xml", "nope", status=status, content_type="text/plain")
+    p = make(tmp_path, {"a": url})
+    outcome = poll(p)
+    assert outcome.status == "error" and outcome.error_kind == kind
+    row = p.conn.execute("SELECT consecutive_errors, last_error_kind, last_error FROM feeds").fetchone()
+    assert row["consecutive_errors"] == 1 and row["last_error_kind"] == kind and str(status) in row["last_error"]
