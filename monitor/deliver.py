@@ -150,12 +150,17 @@ class ChannelSettings(BaseModel):
 
 @dataclass
 class DeliveryReport:
-    """What a drain did: messages sent, failed attempts (will retry), rows gone dead, rows still waiting."""
+    """What a drain did: alert rows sent, failed attempts (will retry), rows gone dead, rows still waiting.
+
+    ``messages`` counts what the channels received: one message carries every
+    rule that fired on a story (several rows), so it is usually below ``sent``.
+    """
 
     sent: int = 0
     failed: int = 0
     dead: int = 0
     pending: int = 0
+    messages: int = 0
 
 
 # -- learning why Apprise failed ------------------------------------------------
@@ -414,6 +419,7 @@ class Deliverer:
         now = self.clock()
         ob.mark_sent(self.conn, claimed.ids, now)
         self.report.sent += len(claimed.ids)
+        self.report.messages += 1
         metrics.ALERTS.labels("sent").inc(len(claimed.ids))
         metrics.DELIVERY_LATENCY.observe(max(0.0, now - claimed.created))
         self._update_depth()

@@ -83,7 +83,14 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
 
 
 def claim(conn: sqlite3.Connection, channel: str, now: float, max_group: int = 20) -> Claimed | float | None:
-    """Claim the head of ``channel``'s line (and rows grouped with it).
+    """Claim the head of ``channel``'s line and every row that goes out in the same message.
+
+    One message per story: all due alert rows of the head's story on this
+    channel (one row per rule that fired) are claimed with it. Rows that share
+    the head's ``group_key`` (group_wait, cooldown slot, digest) come too, each
+    with the rest of its own story; at most ``max_group`` stories per message
+    (the head's story is never split). Follow-ups and notices go alone unless
+    they share a group_key.
 
     Returns the claim, or the time the head becomes sendable when it is
     backing off (the line waits: order within a channel is kept), or None.
@@ -91,18 +98,37 @@ def claim(conn: sqlite3.Connection, channel: str, now: float, max_group: int = 2
     """
     with transaction(conn):
         head = conn.execute(
-            "SELECT id, group_key, retry_at FROM outbox WHERE channel = ? AND state = 'pending' AND not_before <= ? "
-            "ORDER BY not_before, id LIMIT 1", (channel, now)).fetchone()
+            "SELECT o.id, o.group_key, o.retry_at, o.kind, a.story_id FROM outbox o "
+            "LEFT JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? AND o.state = 'pending' "
+            "AND o.not_before <= ? ORDER BY o.not_before, o.id LIMIT 1", (channel, now)).fetchone()
         if head is None:
             return None
         if head["retry_at"] is not None and head["retry_at"] > now:
             return float(head["retry_at"])
         ids = [int(head["id"])]
+        stories: list[int] = [int(head["story_id"])] if head["kind"] == "alert" and head["story_id"] is not None else []
+        units = 1  # stories and lone rows (follow-ups, notices) in this message
         if head["group_key"] is not None and max_group > 1:
+            for r in conn.execute(
+                    "SELECT o.id, o.kind, a.story_id FROM outbox o LEFT JOIN alerts a ON a.id = o.alert_id "
+                    "WHERE o.channel = ? AND o.state = 'pending' AND o.group_key = ? AND o.not_before <= ? "
+                    "AND o.id != ? ORDER BY o.not_before, o.id", (channel, head["group_key"], now, head["id"])):
+                story = int(r["story_id"]) if r["kind"] == "alert" and r["story_id"] is not None else None
+                if story is not None and story in stories:
+                    ids.append(int(r["id"]))
+                    continue
+                if units >= max_group:
+                    continue  # a later row of a story already in the message may still join it
+                ids.append(int(r["id"]))
+                units += 1
+                if story is not None:
+                    stories.append(story)
+        if stories:
+            marks = ",".join("?" * len(stories))
             ids += [int(r[0]) for r in conn.execute(
-                "SELECT id FROM outbox WHERE channel = ? AND state = 'pending' AND group_key = ? AND not_before <= ? "
-                "AND id != ? ORDER BY not_before, id LIMIT ?",
-                (channel, head["group_key"], now, head["id"], max_group - 1))]
+                f"SELECT o.id FROM outbox o JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? "
+                f"AND o.state = 'pending' AND o.kind = 'alert' AND o.not_before <= ? AND a.story_id IN ({marks}) "
+                f"ORDER BY o.not_before, o.id", (channel, now, *stories)) if int(r[0]) not in ids]
         marks = ",".join("?" * len(ids))
         conn.execute(f"UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id IN ({marks})", ids)
         agg = conn.execute(f"SELECT max(attempts), min(parts_sent), max(possible_repeat), min(created) "
@@ -141,13 +167,20 @@ def mark_dead(conn: sqlite3.Connection, ids: tuple[int, ...], error: str) -> Non
 
 
 def load_views(conn: sqlite3.Connection, ids: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Everything render needs for the claimed rows: alert payload, kind, the story's sources."""
+    """Everything render needs for the claimed rows: alert payload, kind, the story's sources.
+
+    ``earlier_rules`` lists the rule titles this story was already sent for on
+    the row's channel (a later rule on the same story is an update).
+    """
     marks = ",".join("?" * len(ids))
     rows = conn.execute(
-        f"SELECT o.id AS outbox_id, o.kind, o.possible_repeat, o.body, o.created AS queued, a.id AS alert_id, "
-        f"a.story_id, a.rule_id, a.severity, a.created, a.payload FROM outbox o LEFT JOIN alerts a ON a.id = o.alert_id "
+        f"SELECT o.id AS outbox_id, o.channel, o.kind, o.possible_repeat, o.body, o.created AS queued, "
+        f"a.id AS alert_id, a.story_id, a.rule_id, a.item_key, a.severity, a.created, a.payload "
+        f"FROM outbox o LEFT JOIN alerts a ON a.id = o.alert_id "
         f"WHERE o.id IN ({marks}) ORDER BY o.not_before, o.id", ids).fetchall()
     out = []
+    sources: dict[int, list[dict]] = {}
+    earlier: dict[tuple[int, str], list[str]] = {}
     for r in rows:
         if r["alert_id"] is None:
             out.append({"kind": "notice", "body": r["body"] or "", "outbox_id": r["outbox_id"],
@@ -156,9 +189,19 @@ def load_views(conn: sqlite3.Connection, ids: tuple[int, ...]) -> list[dict[str,
         view = dict(json.loads(r["payload"]))
         view.update(outbox_id=r["outbox_id"], kind=r["kind"], possible_repeat=bool(r["possible_repeat"]),
                     alert_id=r["alert_id"], story_id=r["story_id"], rule_id=r["rule_id"], severity=r["severity"],
-                    created=r["created"])
-        view["sources"] = [dict(s) for s in conn.execute(
-            "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, rowid", (r["story_id"],))]
+                    created=r["created"], item_key=r["item_key"])
+        story = int(r["story_id"])
+        if story not in sources:
+            sources[story] = [dict(s) for s in conn.execute(
+                "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, rowid", (story,))]
+        view["sources"] = sources[story]
+        key = (story, r["channel"])
+        if key not in earlier:
+            earlier[key] = [str(json.loads(p[0]).get("rule_title") or p[1]) for p in conn.execute(
+                f"SELECT a.payload, a.rule_id FROM outbox o JOIN alerts a ON a.id = o.alert_id "
+                f"WHERE a.story_id = ? AND o.channel = ? AND o.kind = 'alert' AND o.state = 'sent' "
+                f"AND o.id NOT IN ({marks}) ORDER BY a.id", (story, r["channel"], *ids))]
+        view["earlier_rules"] = earlier[key]
         out.append(view)
     return out
 

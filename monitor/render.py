@@ -168,6 +168,25 @@ def split_telegram_html(html: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     return pieces
 
 
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+def entity_labels(hits: Iterable[dict]) -> list[str]:
+    """One name per matched entity or keyword set, first mention first.
+
+    The name is the alias the matcher found (``البوكمال``, as written in the
+    rules), never the surface text with its clitics (``والبوكمال``) or a
+    spacing variant (``لديرالزور``): those differ from hit to hit and would
+    list one place several times.
+    """
+    out: dict[str, str] = {}
+    for h in hits:
+        key = str(h.get("entity") or h.get("alias") or h.get("text") or "")
+        if key and key not in out:
+            out[key] = isolate_ltr(" ".join(_CONTROL.sub(" ", str(h.get("alias") or h.get("text") or "")).split()))
+    return [v for v in out.values() if v]
+
+
 @dataclass(frozen=True)
 class EmailParts:
     subject: str
@@ -208,34 +227,58 @@ class Renderer:
         self.tz = ZoneInfo(tz)
 
     def _context(self, views: Sequence[dict], *, html: bool) -> dict[str, Any]:
-        alerts = []
+        """Template context: ``stories`` (one entry per story and kind, every rule that fired on it).
+
+        ``alerts`` is the same list, kept for templates written before stories
+        were grouped (each entry still has ``rule_title``/``severity``: the top rule's).
+        """
+        groups: dict[Any, list[dict]] = {}
         for v in views:
-            title, summary = v.get("title") or "", v.get("summary") or ""
-            hits = v.get("hits") or []
-            snip, snip_spans = snippet(summary, _spans(hits, "body", len(summary)))
-            plain = (lambda s: isolate_ltr(_CONTROL.sub(" ", s or "")))
-            sources, seen_feeds = [], set()
-            for s in v.get("sources") or []:
-                if s.get("feed") not in seen_feeds:  # one line per outlet
-                    seen_feeds.add(s.get("feed"))
-                    sources.append(dict(feed=plain(s.get("feed")), title=plain(s.get("title")),
-                                        link=_safe_link(s.get("link"))))
-            alerts.append(dict(
-                headline=highlight(title, _spans(hits, "title", len(title)), html=html),
-                snippet=highlight(snip, snip_spans, html=html),
-                entities=sorted({plain(h.get("text") or h.get("alias") or "") for h in hits} - {""}),
-                rule_title=plain(v.get("rule_title") or v.get("rule_id") or ""),
-                rule_id=v.get("rule_id"), severity=v.get("severity", "info"),
-                outlet=plain(v.get("feed") or ""),
-                time=isolate_ltr(_time(v.get("published") or v.get("created"), self.tz)),
-                link=_safe_link(v.get("link")), link_text=isolate_ltr(_safe_link(v.get("link"))),
-                sources=sources, more_sources=max(0, len(sources) - 1),
-                kind=v.get("kind", "alert"), possible_repeat=bool(v.get("possible_repeat")),
-                plain_title=_CONTROL.sub(" ", title),
-            ))
-        kinds = {a["kind"] for a in alerts}
-        return dict(alerts=alerts, count=len(alerts), kind=kinds.pop() if len(kinds) == 1 else "alert",
-                    possible_repeat=any(a["possible_repeat"] for a in alerts))
+            key = (v.get("story_id"), v.get("kind", "alert")) if v.get("story_id") is not None else id(v)
+            groups.setdefault(key, []).append(v)
+        stories = [self._story(group, html=html) for group in groups.values()]
+        kinds = {s["kind"] for s in stories}
+        return dict(stories=stories, alerts=stories, count=len(stories),
+                    kind=kinds.pop() if len(kinds) == 1 else "alert",
+                    possible_repeat=any(s["possible_repeat"] for s in stories))
+
+    def _story(self, group: Sequence[dict], *, html: bool) -> dict[str, Any]:
+        plain = (lambda s: isolate_ltr(_CONTROL.sub(" ", s or "")))
+        ranked = sorted(group, key=lambda v: (-SEVERITY_RANK.get(v.get("severity", "info"), 0),
+                                              v.get("alert_id") or 0))
+        first = min(group, key=lambda v: v.get("alert_id") or 0)  # the item that alerted first
+        title, summary = first.get("title") or "", first.get("summary") or ""
+        # Hit offsets index one item's text: highlight with the hits of views showing this very text.
+        hits = [h for v in group if (v.get("title") or "", v.get("summary") or "") == (title, summary)
+                for h in v.get("hits") or []]
+        snip, snip_spans = snippet(summary, _spans(hits, "body", len(summary)))
+        sources, seen_feeds = [], set()
+        for s in first.get("sources") or []:
+            if s.get("feed") not in seen_feeds:  # one line per outlet
+                seen_feeds.add(s.get("feed"))
+                sources.append(dict(feed=plain(s.get("feed")), title=plain(s.get("title")),
+                                    link=_safe_link(s.get("link"))))
+        rules = []
+        for v in ranked:
+            if v.get("rule_id") not in {r["rule_id"] for r in rules}:
+                rules.append(dict(rule_id=v.get("rule_id"), title=plain(v.get("rule_title") or v.get("rule_id") or ""),
+                                  severity=v.get("severity", "info")))
+        top = rules[0] if rules else dict(rule_id=None, title="", severity="info")
+        earlier = [plain(t) for t in dict.fromkeys(first.get("earlier_rules") or [])]
+        return dict(
+            # Plain text marks matches with «» only in the snippet: Arabic headlines use «» as quotes.
+            headline=highlight(title, _spans(hits, "title", len(title)) if html else [], html=html),
+            snippet=highlight(snip, snip_spans, html=html),
+            entities=entity_labels(sorted((h for v in ranked for h in v.get("hits") or []),
+                                           key=lambda h: (h.get("field") != "title", int(h.get("start") or 0)))),
+            rules=rules, rule_title=top["title"], rule_id=top["rule_id"], severity=top["severity"],
+            outlet=plain(first.get("feed") or ""),
+            time=isolate_ltr(_time(first.get("published") or first.get("created"), self.tz)),
+            link=_safe_link(first.get("link")), link_text=isolate_ltr(_safe_link(first.get("link"))),
+            sources=sources, more_sources=max(0, len(sources) - 1),
+            kind=first.get("kind", "alert"), possible_repeat=any(v.get("possible_repeat") for v in group),
+            plain_title=_CONTROL.sub(" ", title), is_update=bool(earlier), earlier_rules=earlier,
+        )
 
     def telegram(self, views: Sequence[dict], limit: int = TELEGRAM_LIMIT) -> list[str]:
         html = self._html.get_template("telegram.html.j2").render(**self._context(views, html=True)).strip()

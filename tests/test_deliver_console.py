@@ -40,8 +40,9 @@ def test_console_drain_prints_once_and_marks_sent(tmp_path):
     assert (report.sent, report.failed, report.dead, report.pending) == (3, 0, 0, 0)
     text = out.getvalue()
     assert text.count("قوات سوريا الديمقراطية") == 3
-    assert "«قسد»" in text and "https://example.org/1" in text
+    assert "🏷  قسد\n" in text and "https://example.org/1" in text
     assert "\u2068F-16 و 3,000\u2069" in text or "\u2068F-16\u2069" in text
+    assert report.messages == 3 and text.count("📰") == 3
     again = asyncio.run(Deliverer(conn, ch, console=io.StringIO()).drain(timeout=5))
     assert again.sent == 0
     assert all(d["state"] == "sent" for a in list_alerts(conn) for d in a["deliveries"])
@@ -82,12 +83,88 @@ def test_run_stops_on_event_and_wake_delivers_new_rows(tmp_path):
         seed(conn, 2, now=d.clock())
         d.wake()
         for _ in range(100):
-            if out.getvalue().count("🔔") == 2:
+            if out.getvalue().count("📰") == 2:
                 break
             await asyncio.sleep(0.02)
         stop.set()
         await asyncio.wait_for(task, 5)
 
     asyncio.run(scenario())
-    assert out.getvalue().count("🔔") == 2
+    assert out.getvalue().count("📰") == 2
     assert conn.execute("SELECT count(*) FROM outbox WHERE state='sent'").fetchone()[0] == 2
+
+
+# -- one message per story per channel ----------------------------------------
+
+BODY = "أعلنت قسد أنها تقدمت نحو والبوكمال، وقالت قوات سوريا الديمقراطية إن المعارك مستمرة قرب البوكمال"
+
+
+def _hits(text):
+    """Hits as the matcher reports them: alias without clitics, surface text with them."""
+    out = []
+    for entity, alias, surface in (("qasad", "قسد", "قسد"), ("bukamal", "البوكمال", "والبوكمال"),
+                                   ("qasad", "قوات سوريا الديمقراطية", "قوات سوريا الديمقراطية"),
+                                   ("bukamal", "البوكمال", "البوكمال")):
+        start = text.index(surface, out[-1].end if out and out[-1].alias == alias else 0)
+        out.append(Hit(entity, alias, "body", start, start + len(surface), surface))
+    return tuple(out)
+
+
+def _rule(rule_id, severity, channels=(), hits=None):
+    return RuleMatch(rule_id, f"قاعدة {rule_id}", "", severity, tuple(channels), None, hits or _hits(BODY))
+
+
+def _plan(conn, idx, item, matches, channels, now=1000.0):
+    with transaction(conn):
+        story = idx.assign(conn, item, now)
+        return plan_alerts(conn, item, story, matches, channels, RoutingSettings(), now)
+
+
+def test_rules_of_one_story_go_out_as_one_message_per_channel(tmp_path):
+    conn = open_state(tmp_path / "s.db")
+    out, loud = io.StringIO(), io.StringIO()
+    ch = {"out": ChannelSettings(url="console://"),
+          "loud": ChannelSettings(url="console://", min_severity="warning")}
+    idx = StoryIndex()
+    item = Item("outlet", "guid:1", "عنوان الخبر عن المعارك", BODY, link="https://example.org/1")
+    ids = _plan(conn, idx, item, [_rule("front", "info"), _rule("sdf", "warning"), _rule("oil", "critical"),
+                                  _rule("mail_only", "critical", channels=("loud",))], ch)
+    assert len(ids) == 4  # one alert per (story, rule): the UNIQUE rows stay
+    assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 3 + 3  # loud: warning and up only
+    report = asyncio.run(Deliverer(conn, ch, console=out).drain(timeout=5))  # both channels print here
+    assert report.sent == 6 and report.messages == 2 and report.pending == 0
+    text = out.getvalue().replace("\u2068", "").replace("\u2069", "")
+    blocks = [b for b in text.split("═" * 40) if b.strip()]
+    assert len(blocks) == 2
+    out_block = next(b for b in blocks if "قاعدة front" in b)
+    loud_block = next(b for b in blocks if "قاعدة front" not in b)
+    # every rule once, highest severity first; the article once
+    assert out_block.index("قاعدة oil") < out_block.index("قاعدة sdf") < out_block.index("قاعدة front")
+    assert "mail_only" not in out_block and out_block.count("📰") == 1
+    assert loud_block.index("قاعدة oil") < loud_block.index("قاعدة sdf") and "قاعدة mail_only" in loud_block
+    # the matched line names each entity once, by its label, not its surface form with a clitic
+    tags = next(line for line in out_block.splitlines() if line.startswith("🏷"))
+    assert tags == "🏷  قسد، البوكمال"
+    assert "والبوكمال" not in tags
+    sent_at = {r[0] for r in conn.execute("SELECT sent_at FROM outbox WHERE channel = 'out'")}
+    assert len(sent_at) == 1  # the story's rows were marked sent together
+
+
+def test_a_rule_firing_later_on_the_story_sends_an_update(tmp_path):
+    conn = open_state(tmp_path / "s.db")
+    out = io.StringIO()
+    ch = {"out": ChannelSettings(url="console://")}
+    idx = StoryIndex()
+    item = Item("outlet", "guid:1", "عنوان الخبر عن المعارك", BODY, link="https://example.org/1")
+    _plan(conn, idx, item, [_rule("front", "info"), _rule("sdf", "warning")], ch)
+    assert asyncio.run(Deliverer(conn, ch, console=out).drain(timeout=5)).messages == 1
+    # the item is edited; one more rule fires on the same story; the first two never re-alert
+    edited = Item("outlet", "guid:1", "عنوان الخبر عن المعارك", BODY + " وحقل العمر", link="https://example.org/1")
+    assert len(_plan(conn, idx, edited, [_rule("front", "info"), _rule("sdf", "warning"),
+                                         _rule("oil", "critical")], ch, now=2000.0)) == 1
+    later = io.StringIO()
+    report = asyncio.run(Deliverer(conn, ch, console=later).drain(timeout=5))
+    assert report.messages == 1 and report.sent == 1
+    text = later.getvalue().replace("\u2068", "").replace("\u2069", "")
+    assert "تحديث" in text and "قاعدة oil" in text and "قاعدة front" not in text
+    assert "تحديث" not in out.getvalue()

@@ -71,7 +71,8 @@ def test_long_message_is_split_on_safe_boundaries(tmp_path, fake):
     from monitor.outbox import load_views
     from monitor.render import Renderer
     views = load_views(conn, (1,))
-    pieces = Renderer().telegram(views * 40, limit=600)   # a 40-alert digest
+    digest = [{**views[0], "story_id": n, "alert_id": n} for n in range(40)]
+    pieces = Renderer().telegram(digest, limit=600)   # a 40-story digest
     assert len(pieces) > 5
     assert all(len(p.encode("utf-16-le")) // 2 <= 600 and not check_html(p) for p in pieces)
     assert sum(p.count("📰") for p in pieces) == 40
