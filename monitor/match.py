@@ -24,9 +24,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
-from typing import Iterable
+from typing import Any, Iterable, NamedTuple
 
 import ahocorasick
 
@@ -41,20 +41,16 @@ _SEPARATORS = (
 )
 
 
-def _build_sep_table() -> dict[int, str]:
-    table: dict[int, str] = {ord(c): " " for c in _SEPARATORS}
-    for cp in range(0x3000):
-        c = chr(cp)
-        if c.isspace():
-            table[cp] = " "
-        elif c.isupper():
-            low = c.lower()
-            if len(low) == 1:
-                table[cp] = low
-    return table
 
 
-_SEP_TABLE = _build_sep_table()
+def fold(normalized: str) -> str:
+    """Separators -> spaces and lower case, keeping every offset (one char in, one char out)."""
+    spaced = _SEP_RE.sub(" ", normalized)
+    lowered = spaced.lower()
+    if len(lowered) == len(spaced):
+        return lowered
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in spaced)  # İ and friends
+_SEP_RE = re.compile("[" + re.escape(_SEPARATORS) + r"\s]")
 _MULTI_SPACE = re.compile("  +")
 _SPACE_RE = re.compile(" ")
 _SENTENCE_END = re.compile(r"[.!?؟؛;:،,…]")
@@ -95,15 +91,29 @@ def is_arabic(text: str) -> bool:
 
 def match_form(text: str) -> str:
     """The match-string form of a short text (alias, phrase): normalized, separators collapsed."""
-    return " ".join(normalize_with_path(text)[0].translate(_SEP_TABLE).split())
+    return " ".join(fold(normalize_with_path(text)[0]).split())
+
+
+def match_forms(texts: list[str]) -> list[str]:
+    """``match_form`` of many texts with two translate calls in all (fast rule loading)."""
+    joined = "\x00".join(t.replace("\x00", " ") for t in texts)
+    folded = fold(normalize_with_path(joined)[0]).split("\x00")
+    if len(folded) != len(texts):  # pragma: no cover - NFKC never creates NUL
+        return [match_form(t) for t in texts]
+    return [" ".join(f.split()) for f in folded]
 
 
 def spelling_variants(form: str) -> set[str]:
     """Spacing variants real news uses: دير الزور / ديرالزور, البو كمال / البوكمال."""
-    tokens = form.split(" ")
+    if " " not in form:
+        if _SPLIT_RE.match(form) is None:
+            return {form}
+        tokens = [form]
+    else:
+        tokens = form.split(" ")
+        if " ال" not in form and _SPLIT_RE.search(form) is None and _JOIN_LEFT.isdisjoint(tokens[:-1]):
+            return {form}
     out = {form}
-    if not (_SPLIT_RE.match(form) or any(t in _JOIN_LEFT for t in tokens[:-1]) or " ال" in form):
-        return out
     # split a fused kunya/abd prefix: البوكمال -> البو كمال
     split_tokens: list[str] = []
     for tok in tokens:
@@ -144,8 +154,7 @@ class Pattern:
     tag: int = 0
 
 
-@dataclass(frozen=True)
-class Occurrence:
+class Occurrence(NamedTuple):
     """A pattern found in a ``PreparedText``: ``[start, end)`` in match-string coordinates."""
 
     pattern: Pattern
@@ -156,14 +165,16 @@ class Occurrence:
 class PreparedText:
     """One field's text in the forms the matcher needs; maps offsets back lazily."""
 
-    __slots__ = ("original", "normalized", "per_char", "match", "_runs", "_pieces", "_sentences", "_spaces")
+    __slots__ = ("original", "_normalized", "per_char", "match", "_runs", "_pieces", "_sentences", "_spaces")
 
     def __init__(self, original: str) -> None:
         self.original = original
-        self.normalized, self.per_char = normalize_with_path(original)
-        spaced = self.normalized.translate(_SEP_TABLE)
+        # One translate does normalization and separator folding at once; the
+        # normalized text itself is only built when a hit needs it.
+        self._normalized, self.per_char = normalize_with_path(original)
+        spaced = fold(self._normalized)
         if "  " in spaced:
-            self._runs: list[tuple[int, int]] | None = [(m.start(), m.end()) for m in _MULTI_SPACE.finditer(spaced)]
+            self._runs: Any = [(m.start(), m.end()) for m in _MULTI_SPACE.finditer(spaced)]
             self.match = _MULTI_SPACE.sub(" ", spaced)
         else:
             self._runs = None
@@ -171,6 +182,10 @@ class PreparedText:
         self._pieces: tuple[list[int], list[tuple[int, int, int, int]]] | None = None
         self._sentences: list[int] | None = None
         self._spaces: list[int] | None = None
+
+    @property
+    def normalized(self) -> str:
+        return self._normalized
 
     # --- match string -> normalized text -------------------------------------------------
     def _to_normalized(self, p: int) -> int:
@@ -295,39 +310,39 @@ _SPECIAL_RE = re.compile(_char_class(SPECIAL_CHARS))
 _QUOTES = frozenset("\"'«»“”„‟‘’‹›")
 
 
-@dataclass
-class _Key:
-    length: int
-    # (pattern, lam_variant, proclitic chains allowed before it)
-    entries: list[tuple[Pattern, bool, frozenset[str]]] = field(default_factory=list)
-
-
 class Matcher:
-    """All patterns compiled into one Aho-Corasick automaton (immutable once built)."""
+    """All patterns compiled into one Aho-Corasick automaton (immutable once built).
+
+    An Arabic alias with the article (البوكمال) is stored once, without its
+    alef (لبوكمال): the same key then finds البوكمال, وبالبوكمال (alef before
+    it) and للبوكمال (ل + article with the alef elided), one raw match each.
+    """
 
     def __init__(self, patterns: Iterable[Pattern]) -> None:
-        keys: dict[str, _Key] = {}
-        self.patterns: list[Pattern] = []
-        for pat in patterns:
-            self.patterns.append(pat)
-            form = match_form(pat.alias)
+        self.patterns: list[Pattern] = list(patterns)
+        keys: dict[str, list[tuple[Pattern, bool, frozenset[str]]]] = {}
+        suffixable: set[str] = set()
+        no_clitics: frozenset[str] = frozenset()
+        for pat, form in zip(self.patterns, match_forms([p.alias for p in self.patterns])):
             if not form:
                 continue
-            arabic = is_arabic(form)
-            if not (arabic and pat.clitics):
-                allowed: frozenset[str] = frozenset()
-            elif form.startswith("ال"):
-                allowed = PROCLITICS
-            else:
-                allowed = _PROCLITICS_WITH_ARTICLE
+            clitics = pat.clitics and _ARABIC_RE.search(form) is not None
             for variant in spelling_variants(form):
-                keys.setdefault(variant, _Key(len(variant))).entries.append((pat, False, allowed))
-                if allowed and variant.startswith("ال") and len(variant) > 3:
-                    lam = variant[1:]
-                    keys.setdefault(lam, _Key(len(lam))).entries.append((pat, True, _LAM_PREFIXES))
+                if clitics and variant.startswith("ال") and len(variant) > 3:
+                    key, entry = variant[1:], (pat, True, PROCLITICS)
+                else:
+                    key, entry = variant, (pat, False, _PROCLITICS_WITH_ARTICLE if clitics else no_clitics)
+                entries = keys.get(key)
+                if entries is None:
+                    keys[key] = [entry]
+                else:
+                    entries.append(entry)
+                if pat.suffixes:
+                    suffixable.add(key)
         self._automaton = ahocorasick.Automaton()
-        for key, value in keys.items():
-            self._automaton.add_word(key, (value.length, tuple(value.entries)))
+        add = self._automaton.add_word
+        for key, entries in keys.items():
+            add(key, (len(key), key in suffixable, tuple(entries)))
         self.size = len(keys)
         if keys:
             self._automaton.make_automaton()
@@ -342,13 +357,23 @@ class Matcher:
         m = prepared.match
         size = len(m)
         out: list[Occurrence] = []
-        for end, (length, entries) in self._automaton.iter(m):
-            s = end - length + 1
+        for end, (length, suffixable, entries) in self._automaton.iter(m):
             e = end + 1
+            # right boundary first (most raw matches end inside a longer word)
+            if e < size and m[e].isalnum():
+                if not suffixable:
+                    continue
+                tail = _WORD_TAIL.match(m, e)
+                we = tail.end() if tail else e
+                suffix = m[e:we]
+            else:
+                we = e
+                suffix = ""
+            s = e - length
             # left boundary: start of word, or a proclitic chain
             if s > 0 and m[s - 1].isalnum():
                 ws = s - 1
-                while ws > 0 and m[ws - 1].isalnum() and s - ws <= _MAX_PREFIX:
+                while ws > 0 and m[ws - 1].isalnum() and s - ws <= _MAX_PREFIX + 1:
                     ws -= 1
                 if ws > 0 and m[ws - 1].isalnum():
                     continue
@@ -356,18 +381,17 @@ class Matcher:
             else:
                 ws = s
                 prefix = ""
-            # right boundary: end of word, or an allowed suffix
-            if e < size and m[e].isalnum():
-                tail = _WORD_TAIL.match(m, e)
-                we = tail.end() if tail else e
-                suffix = m[e:we]
-            else:
-                we = e
-                suffix = ""
             for pat, lam, allowed in entries:
                 if suffix and suffix not in pat.suffixes:
                     continue
-                if (prefix or lam) and prefix not in allowed:
+                if lam:
+                    # لبوكمال: البوكمال with an allowed chain before its alef, or after ل / ول / فل
+                    if prefix.endswith("ا"):
+                        if len(prefix) > 1 and prefix[:-1] not in allowed:
+                            continue
+                    elif prefix not in _LAM_PREFIXES:
+                        continue
+                elif prefix and prefix not in allowed:
                     continue
-                out.append(Occurrence(pat, ws, we))
+                out.append(Occurrence(pat, ws, we))  # noqa: PERF401
         return out

@@ -298,11 +298,13 @@ def load_rules(paths: Iterable[Path | str]) -> "RuleSet":
 
 # --------------------------------------------------------------------------- evaluation
 
-@dataclass(frozen=True)
 class _Found:
-    hit: Hit
-    prepared: PreparedText
-    mstart: int
+    """A hit plus where it sits in its field's match string (for near / same_sentence)."""
+
+    __slots__ = ("hit", "prepared", "mstart")
+
+    def __init__(self, hit: Hit, prepared: PreparedText, mstart: int) -> None:
+        self.hit, self.prepared, self.mstart = hit, prepared, mstart
 
     @property
     def word(self) -> int:
@@ -386,7 +388,8 @@ class RuleSet:
         kept: list[Occurrence] = []
         for o in candidates:
             pat = o.pattern
-            if any(a < o.end and o.start < b for a, b in excluded.get(pat.group, ())):
+            spans = excluded.get(pat.group)
+            if spans and any(a < o.end and o.start < b for a, b in spans):
                 continue
             if pat.tag and pat.kind == "alias":
                 amb = self._entities[pat.group].ambiguous[pat.tag - 1]

@@ -22,6 +22,8 @@ ALPHABET = st.one_of(
     st.sampled_from(list("ابتثجحخدذرزسشصضطظعغفقكلمنهويءآأإئؤةىٱیکۀ")),
     st.characters(min_codepoint=0x20, max_codepoint=0x7E),
     st.sampled_from(list("«»“”–—…½ﬁ①")),
+    st.characters(min_codepoint=0x0300, max_codepoint=0x036F),
+    st.sampled_from(list("eEaAİ\u00e9")),
 )
 
 

@@ -1,0 +1,163 @@
+"""Text-engine benchmark: normalize, tokenize, 10k-alias matcher, rule evaluation.
+
+Every figure is measured in this run against its baseline from the same run
+(camel-tools for normalize/tokenize, a naive per-alias loop for the matcher),
+median of several repeats. Times are CPU time of this process
+(``time.process_time``): the project machine is shared with parallel test
+runs, and wall time there measures the neighbours. Run: ``.venv/bin/python bench/bench_text.py``.
+Input: the 5 corpus articles remixed into ~3,000-character articles
+(deterministic), like ``shared/design/perf-baselines.md``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from monitor.match import Matcher, Pattern, PreparedText  # noqa: E402
+from monitor.normalize import normalize, normalize_reference  # noqa: E402
+from monitor.rules import load_rules  # noqa: E402
+from monitor.tokenize import token_strings  # noqa: E402
+
+CORPUS = ROOT / "tests" / "data" / "corpus"
+
+
+def articles(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    seeds = [p.read_text(encoding="utf-8") for p in sorted(CORPUS.glob("*.txt"))]
+    sentences = [s.strip() for t in seeds for s in re.split(r"(?<=[.!؟?])\s+", t) if len(s.strip()) > 20]
+    out = []
+    for i in range(n):
+        if i % 10 == 0:
+            out.append(seeds[i // 10 % len(seeds)][:3000])
+            continue
+        parts: list[str] = []
+        while sum(map(len, parts)) < 3000:
+            parts.append(rng.choice(sentences))
+        out.append(" ".join(parts)[:3200])
+    return out
+
+
+def aliases(n: int, texts: list[str], seed: int = 11) -> list[str]:
+    """Real corpus uni/bi/trigrams plus synthetic names that share prefixes with the text."""
+    rng = random.Random(seed)
+    words = sorted({w for t in texts[:50] for w in re.findall(r"[^\W\d_]{3,}", normalize(t))})
+    real: set[str] = set()
+    for t in texts[:20]:
+        ws = re.findall(r"[^\W\d_]{3,}", normalize(t))
+        for k in (1, 2, 3):
+            for i in range(0, len(ws) - k, 7):
+                real.add(" ".join(ws[i:i + k]))
+    out = sorted(real)[: n // 25]
+    seen = set(out)
+    while len(out) < n:
+        kind = rng.random()
+        if kind < 0.3:
+            w = rng.choice(words)
+            cand = w[:-1] + rng.choice("ابتثجحخدذرزسشصضطظعغفقكلمنهوي")
+        elif kind < 0.6:
+            cand = f"{rng.choice(words)} {rng.choice(words)}"
+        elif kind < 0.8:
+            cand = f"{rng.choice(('عبد', 'ابو', 'بن'))} {rng.choice(words)}"
+        else:
+            cand = f"{rng.choice(words)} {rng.choice(words)} {rng.choice(words)}"
+        if cand not in seen:
+            seen.add(cand)
+            out.append(cand)
+    return out
+
+
+def timed(fn, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return statistics.median(times)
+
+
+def camel_chain(text: str) -> str:
+    from camel_tools.utils.dediac import dediac_ar
+    from camel_tools.utils.normalize import (normalize_alef_ar, normalize_alef_maksura_ar,
+                                             normalize_teh_marbuta_ar, normalize_unicode)
+    return dediac_ar(normalize_teh_marbuta_ar(normalize_alef_maksura_ar(normalize_alef_ar(normalize_unicode(text)))))
+
+
+def naive_find(alias_forms: list[str], text: str) -> set[int]:
+    """Baseline: one ``str.find`` loop per alias with a whole-word check (token semantics)."""
+    found = set()
+    for i, a in enumerate(alias_forms):
+        start = text.find(a)
+        while start != -1:
+            end = start + len(a)
+            if (start == 0 or not text[start - 1].isalnum()) and (end == len(text) or not text[end].isalnum()):
+                found.add(i)
+                break
+            start = text.find(a, start + 1)
+    return found
+
+
+def main() -> None:
+    arts = articles(600)
+    mb = sum(len(a.encode()) for a in arts) / 1e6
+    chars = statistics.mean(len(a) for a in arts)
+    rows: list[tuple[str, str, str, str]] = []
+    print(f"input: {len(arts)} articles, {chars:.0f} chars avg, {mb:.2f} MB UTF-8; python {sys.version.split()[0]}; "
+          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+    camel_chain(arts[0])  # import outside the timing
+    t_camel = timed(lambda: [camel_chain(a) for a in arts], 3)
+    t_fast = timed(lambda: [normalize(a) for a in arts])
+    assert all(normalize(a) == normalize_reference(a) for a in arts[:50])
+    rows.append(("normalize", f"camel chain {mb / t_camel:.1f} MB/s", f"fast {mb / t_fast:.1f} MB/s",
+                 f"{t_camel / t_fast:.1f}x (bar 5x)"))
+
+    from camel_tools.tokenizers.word import simple_word_tokenize
+    normed = [normalize(a) for a in arts]
+    t_ctok = timed(lambda: [simple_word_tokenize(a) for a in normed[:150]], 3) * len(normed) / 150
+    t_tok = timed(lambda: [token_strings(a) for a in normed])
+    rows.append(("tokenize", f"camel {mb / t_ctok:.1f} MB/s", f"fast {mb / t_tok:.1f} MB/s",
+                 f"{t_ctok / t_tok:.1f}x (bar 10x)"))
+
+    names = aliases(10_000, arts)
+    patterns = [Pattern(f"e{i}", a) for i, a in enumerate(names)]
+    build = timed(lambda: Matcher(patterns), 5)
+    matcher = Matcher(patterns)
+    prepared = [PreparedText(a) for a in arts]
+    t_match = timed(lambda: [matcher.find(p) for p in prepared])
+    t_prep_match = timed(lambda: [matcher.find(PreparedText(a)) for a in arts])
+    forms = [p.match for p in (PreparedText(n) for n in names)]
+    sample = prepared[:8]
+    t_naive = timed(lambda: [naive_find(forms, p.match) for p in sample], 3) * len(arts) / len(sample)
+    hits = statistics.mean(len(matcher.find(p)) for p in prepared)
+    rows.append(("matcher 10k build", f"{matcher.size} keys", f"{build * 1000:.1f} ms", "(bar <100 ms)"))
+    rows.append(("matcher 10k scan", f"naive loop {len(arts) / t_naive:.0f} art/s",
+                 f"AC {len(arts) / t_match:.0f} art/s", f"{t_naive / t_match:.0f}x (bar 100x, 5000 art/s)"))
+    rows.append(("matcher 10k incl. normalize", f"{hits:.0f} hits/art",
+                 f"{len(arts) / t_prep_match:.0f} art/s", f"{t_naive / t_prep_match:.0f}x vs naive"))
+
+    pack = load_rules([ROOT / "rules"])
+    t_eval = timed(lambda: [pack.evaluate(title="", body=a) for a in arts])
+    rows.append(("RuleSet.evaluate (default pack)", f"{len(pack.entity_ids)} entities",
+                 f"{len(arts) / t_eval:.0f} art/s", f"{t_eval / len(arts) * 1e6:.0f} µs/art"))
+
+    widths = [max(len(r[i]) for r in rows + [("stage", "baseline", "ours", "ratio")]) for i in range(4)]
+    header = ("stage", "baseline", "ours", "ratio")
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()
