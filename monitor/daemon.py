@@ -116,6 +116,7 @@ class Daemon:
         self.started_at = time.time()
         self._poll_slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._poll_tasks: set[asyncio.Task] = set()
         self._last_reload_error: str | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._heartbeat = time.monotonic()  # last run of the scheduler's heartbeat job
@@ -226,6 +227,16 @@ class Daemon:
         self.scheduler.shutdown(wait=False)
         if self.http_server is not None:
             await self.http_server.close()
+        # Polls in flight are cancelled at once: a poll commits in one transaction
+        # with no await inside, so a cancelled one is simply replayed after the
+        # restart, and a feed that hangs cannot hold up the stop. Deliveries get
+        # STOP_GRACE to finish; what is left stays queued in the outbox.
+        polls = [t for t in self._poll_tasks if not t.done()]
+        for task in polls:
+            task.cancel()
+        if polls:
+            await asyncio.gather(*polls, return_exceptions=True)
+            log.info("stopping: %d polls in flight cancelled (replayed at the next start)", len(polls))
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
@@ -268,8 +279,13 @@ class Daemon:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+            self._poll_tasks.add(task)
         try:
             outcome = await self._poll(feed)
+        except asyncio.CancelledError:
+            # Only run() cancels polls, when stopping; nothing of this poll was committed.
+            log.info("feed %s: poll cancelled (stopping)", name)
+            return
         except Exception:
             # A bug, not a feed problem: log it and keep the feed scheduled.
             log.exception("feed %s: unexpected error while polling", name)
@@ -277,6 +293,7 @@ class Daemon:
         finally:
             if task is not None:
                 self._tasks.discard(task)
+                self._poll_tasks.discard(task)
         if self.stop_event.is_set():
             return
         self.refresh_gauges()
