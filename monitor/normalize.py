@@ -93,8 +93,10 @@ def _build_table() -> dict[int, str | None]:
 _TABLE = _build_table()
 _DELETE_RE = re.compile("[" + "".join(sorted(_AR_DIAC | EXTRA_DELETIONS)) + "]")
 _FREQUENT = tuple(_ALEF.items())
-_RARE_TABLE = {ord(k): v for k, v in EXTRA_MAPPINGS.items()}
-_RARE_RE = re.compile("[" + "".join(sorted(EXTRA_MAPPINGS)) + "]")
+# ﷽ (U+FDFD) has no NFKC decomposition, so it survives the NFKC gate: camel expands it.
+_RARE = {**EXTRA_MAPPINGS, "\ufdfd": char_output("\ufdfd")}
+_RARE_TABLE = {ord(k): v for k, v in _RARE.items()}
+_RARE_RE = re.compile("[" + "".join(sorted(_RARE)) + "]")
 # Characters whose output is not exactly one character: offset mapping must look at them.
 SPECIAL_CHARS = frozenset(chr(cp) for cp, out in _TABLE.items() if out is None or len(out) != 1)
 

@@ -60,6 +60,8 @@ def test_corpus_articles_equal_reference():
         ("ا\u0653", "ا"),                     # decomposed madda
         ("ي\u0654", "ئ"),                     # decomposed yeh with hamza
         ("٢٠١٧ ۲۰۱۷", "2017 2017"),           # Arabic-Indic and Persian digits
+        ("\ufdfd", "بسم الله الرحمن الرحيم"),  # camel's own expansion (not NFKC)
+        ("\ufdfc", "ريال"),
     ],
 )
 def test_each_variant_is_folded(raw, expected):
@@ -75,3 +77,13 @@ def test_idempotent(text):
     assume(not any(c in text for c in "\u0653\u0654\u0655"))
     once = normalize(text)
     assert normalize(once) == once
+
+
+def test_every_single_character_of_the_arabic_blocks():
+    ranges = [(0x00A0, 0x0180), (0x0600, 0x0780), (0x08A0, 0x0900), (0x2000, 0x2070),
+              (0xFB50, 0xFE00), (0xFE70, 0xFF00)]
+    for lo, hi in ranges:
+        for cp in range(lo, hi):
+            c = chr(cp)
+            for text in (c, f"ا{c}ب"):
+                assert normalize(text) == normalize_reference(text), hex(cp)
