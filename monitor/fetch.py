@@ -16,7 +16,18 @@ Retry-After, and ``raise_for_status`` treats 304 as an error. So this module:
 * returns 304 before any status check; every other non-2xx becomes a
   ``FetchError`` with the parsed, clamped Retry-After;
 * limits concurrent requests per host so 1,000 feeds on one server do not
-  hammer it, on one shared ``httpx.AsyncClient`` (keep-alive pool).
+  hammer it, on one shared ``httpx.AsyncClient`` (keep-alive pool);
+* with ``allow_private_addresses: false``, checks the address it actually
+  connects to: a network backend resolves the host once, refuses if any
+  answer is loopback/private/link-local, and connects to that checked IP
+  (Host header and TLS SNI stay the host name), so DNS rebinding between a
+  check and the connect is impossible. Every hop of a redirect is checked.
+
+Performance note: httpcore runs ``import sniffio`` each time it creates a lock
+or an event (several per request). anyio 4.x no longer installs sniffio, and
+Python does not cache a failed import, so each of those walked ``sys.path``:
+about 1 ms of CPU per request, which capped one cycle of 1,000 ``304``s at
+~8 s (bench/bench_poll.py). This module records the absence once.
 
 Expected failures are ``FetchError`` (kinds: timeout, connect, status,
 too_large, encoding, redirect, protocol, forbidden_target); nothing else
@@ -28,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import sys
 import time
 import zlib
 from collections import defaultdict
@@ -35,6 +47,12 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
+try:  # see the performance note above
+    import sniffio  # noqa: F401
+except ImportError:  # pragma: no cover - depends on the installed anyio
+    sys.modules.setdefault("sniffio", None)  # later imports fail at once, as they would anyway
+
+import httpcore
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,7 +89,8 @@ class FetchSettings(BaseModel):
     max_redirects: int = Field(5, ge=0, le=20, description="Redirect hops followed before a 'redirect' error.")
     per_host: int = Field(4, ge=1, description="Concurrent requests to one host.")
     max_connections: int = Field(64, ge=1, description="Connections in the shared pool, all hosts together.")
-    max_keepalive: int = Field(32, ge=0, description="Idle keep-alive connections kept in the pool.")
+    max_keepalive: int = Field(64, ge=0, description="Idle keep-alive connections kept in the pool (at most "
+                               "max_connections; fewer means reconnecting within one polling cycle).")
     user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header sent to feeds.")
     max_retry_after: float = Field(MAX_RETRY_AFTER, gt=0, description="Clamp for a server's Retry-After, seconds.")
     allow_private_addresses: bool = Field(True, description="Allow feeds and redirects that resolve to "
@@ -183,6 +202,77 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+class _ForbiddenTarget(Exception):
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(f"{host} resolves to non-public address {address}")
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, in the resolver's order, without duplicates."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """httpcore network backend that connects only to checked, public addresses.
+
+    httpcore hands ``connect_tcp`` the host name; TLS (with SNI = the host name)
+    and the Host header are done above this layer, so connecting to the IP we
+    checked changes nothing else. Resolving once, here, closes the DNS-rebinding
+    window of a separate pre-check.
+    """
+
+    def __init__(self, allowed=None, resolve=None) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._allowed = allowed or _is_public
+        self._resolve = resolve or _resolve
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options=None) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = [host] if _looks_like_ip(host) else await self._resolve(host, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
+        if not addresses:
+            raise httpcore.ConnectError(f"cannot resolve {host}: no addresses")
+        bad = [a for a in addresses if not self._allowed(a)]
+        if bad:
+            raise _ForbiddenTarget(host, bad[0])
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(address,
+                                                     port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options=None) -> httpcore.AsyncNetworkStream:  # pragma: no cover
+        raise httpcore.ConnectError("unix sockets are not used for feeds")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _public_only_transport(limits: httpx.Limits, backend: httpcore.AsyncNetworkBackend) -> httpx.AsyncHTTPTransport:
+    """httpx's own transport (request/response mapping, TLS defaults) over our network backend."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        raise RuntimeError("this httpx version has no replaceable connection pool; "
+                           "allow_private_addresses: false cannot be enforced")
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=backend,
+    )
+    return transport
+
+
 def _plain_headers(headers: httpx.Headers) -> dict[str, str]:
     """Lower-case names, repeated headers joined; what feedparser's response_headers wants."""
     out: dict[str, str] = {}
@@ -198,12 +288,19 @@ def _plain_headers(headers: httpx.Headers) -> dict[str, str]:
 class Fetcher:
     """One shared ``httpx.AsyncClient`` plus per-host limits; use ``async with`` or ``aclose()``."""
 
-    def __init__(self, settings: FetchSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: FetchSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None,
+                 _backend: httpcore.AsyncNetworkBackend | None = None) -> None:
+        """``transport`` replaces the network entirely (tests); ``_backend`` replaces only the
+        address check and connect (tests of the private-address guard)."""
         self.settings = settings or FetchSettings()
         s = self.settings
+        limits = httpx.Limits(max_connections=s.max_connections,
+                              max_keepalive_connections=min(s.max_keepalive, s.max_connections))
+        if transport is None and (_backend is not None or not s.allow_private_addresses):
+            transport = _public_only_transport(limits, _backend or _PublicOnlyBackend())
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=s.timeout),
-            limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_keepalive),
+            limits=limits,
             follow_redirects=False,
             headers={"User-Agent": s.user_agent, "Accept-Encoding": "gzip, deflate"},
             transport=transport,
@@ -238,21 +335,6 @@ class Fetcher:
         async with self._host_slots[host.lower()]:
             yield
 
-    async def _guard_target(self, url: httpx.URL, original: str) -> None:
-        if self.settings.allow_private_addresses:
-            return
-        host = url.host
-        try:
-            addresses = [host] if _looks_like_ip(host) else [
-                info[4][0] for info in await asyncio.get_running_loop().getaddrinfo(
-                    host, url.port or (443 if url.scheme == "https" else 80), type=socket.SOCK_STREAM)
-            ]
-        except OSError as exc:
-            raise FetchError(original, "connect", f"cannot resolve {host}: {exc}") from None
-        bad = [a for a in addresses if not _is_public(a)]
-        if bad:
-            raise FetchError(original, "forbidden_target", f"{host} resolves to non-public address {bad[0]}")
-
     async def _get(self, url: str, headers: Mapping[str, str]) -> FetchResult:
         started = time.monotonic()
         current = _check_scheme(url, url, "protocol")
@@ -268,8 +350,9 @@ class Fetcher:
                     deadline = loop.time() + self.settings.timeout
                 try:
                     async with asyncio.timeout_at(deadline):
-                        await self._guard_target(current, url)
                         outcome = await self._one_request(url, current, headers)
+                except _ForbiddenTarget as exc:
+                    raise FetchError(url, "forbidden_target", str(exc)) from None
                 except TimeoutError:
                     raise FetchError(url, "timeout", f"no complete response within {self.settings.timeout:g} s") from None
                 except httpx.TimeoutException as exc:
