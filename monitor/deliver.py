@@ -230,17 +230,67 @@ def classify(channel: str, lines: list[str], timeout_hint: bool = False) -> Deli
     return DeliveryError(channel, message, retryable=True)
 
 
-def _apprise_send(channel: str, url: str, *, title: str, body: str, body_format: str) -> None:
-    """One blocking send through the real Apprise plugin (runs in a worker thread)."""
+# -- the email's text part ------------------------------------------------------
+#
+# Apprise's email plugin has no way to pass a text/plain alternative: for an
+# HTML body it always builds the text part with its own HTML-to-text
+# conversion (``convert_between(HTML, TEXT, body)`` inside
+# ``NotifyEmail.prepare_emails``), which drops the sources' links and the
+# layout of ``email.txt.j2``. The hook below replaces that one call, only in
+# the thread that is sending an email of ours and only for the exact HTML
+# body we passed; every other conversion (other plugins, other threads, other
+# bodies) goes to Apprise's function unchanged. If a future Apprise no longer
+# has that name, the hook is not installed and Apprise's own text part is
+# used (``test_deliver_email`` then fails loudly on the text part).
+
+_EMAIL_TEXT = threading.local()
+
+
+def _install_email_text_hook() -> bool:
+    try:
+        from apprise.plugins.email import base as email_base
+    except ImportError:  # pragma: no cover - layout of another Apprise version
+        return False
+    with _TAP_LOCK:
+        original = getattr(email_base, "convert_between", None)
+        if original is None:  # pragma: no cover
+            return False
+        if getattr(original, "_monitor_text_part", False):
+            return True
+
+        def convert_between(from_format, to_format, content, *args, **kwargs):  # type: ignore[no-untyped-def]
+            pair = getattr(_EMAIL_TEXT, "pair", None)
+            if (pair is not None and from_format == apprise.NotifyFormat.HTML
+                    and to_format == apprise.NotifyFormat.TEXT and content == pair[0]):
+                return pair[1]
+            return original(from_format, to_format, content, *args, **kwargs)
+
+        convert_between._monitor_text_part = True  # type: ignore[attr-defined]
+        email_base.convert_between = convert_between
+    return True
+
+
+def _apprise_send(channel: str, url: str, *, title: str, body: str, body_format: str,
+                  text: str | None = None) -> None:
+    """One blocking send through the real Apprise plugin (runs in a worker thread).
+
+    ``text``: for an HTML email, the text/plain part to send instead of
+    Apprise's conversion of ``body`` (see ``_install_email_text_hook``).
+    """
     _install_tap()
+    if text is not None:
+        _install_email_text_hook()
     with _TAP.capture() as lines:
         plugin = apprise.Apprise.instantiate(url)
         if plugin is None:
             raise DeliveryError(channel, "Apprise cannot load this URL", retryable=False)
+        _EMAIL_TEXT.pair = (body, text) if text is not None else None
         try:
             ok = bool(plugin.notify(body=body, title=title, body_format=body_format))
         except Exception as exc:  # noqa: BLE001 - a plugin bug is a failed send, not a crash
             raise DeliveryError(channel, f"{type(exc).__name__} in Apprise: {exc}", retryable=True) from exc
+        finally:
+            _EMAIL_TEXT.pair = None
     if not ok:
         raise classify(channel, lines)
 
@@ -408,9 +458,9 @@ class Deliverer:
                     wait = self.limiters[name].delay()
                     if wait:
                         await asyncio.sleep(wait)
-                title, body, fmt = parts[idx]
+                title, body, fmt, *text = parts[idx]
                 self.limiters[name].record()
-                await self._send(name, settings, title, body, fmt)
+                await self._send(name, settings, title, body, fmt, text[0] if text else None)
                 if idx + 1 < len(parts):
                     ob.mark_parts(self.conn, claimed.ids, idx + 1)
         except DeliveryError as err:
@@ -424,7 +474,8 @@ class Deliverer:
         metrics.DELIVERY_LATENCY.observe(max(0.0, now - claimed.created))
         self._update_depth()
 
-    def _render(self, settings: ChannelSettings, renderer: Renderer, views: list[dict]) -> list[tuple[str, str, str]]:
+    def _render(self, settings: ChannelSettings, renderer: Renderer,
+                views: list[dict]) -> list[tuple[str, str, str] | tuple[str, str, str, str]]:
         if views and all(v.get("kind") == "notice" for v in views):
             text = "\n".join(v["body"] for v in views)
             if settings.is_telegram:
@@ -437,15 +488,17 @@ class Deliverer:
             return [("", piece, apprise.NotifyFormat.HTML) for piece in renderer.telegram(views)]
         mail = renderer.email(views)
         if settings.is_email:
-            return [(mail.subject, mail.html, apprise.NotifyFormat.HTML)]
+            return [(mail.subject, mail.html, apprise.NotifyFormat.HTML, mail.text)]
         return [(mail.subject, mail.text, apprise.NotifyFormat.TEXT)]
 
-    async def _send(self, name: str, settings: ChannelSettings, title: str, body: str, fmt: str) -> None:
+    async def _send(self, name: str, settings: ChannelSettings, title: str, body: str, fmt: str,
+                    text: str | None = None) -> None:
         if settings.scheme == "console":
             self.console.write(body.rstrip("\n") + "\n")
             self.console.flush()
             return
-        await asyncio.to_thread(_apprise_send, name, settings.url, title=title, body=body, body_format=fmt)
+        await asyncio.to_thread(_apprise_send, name, settings.url, title=title, body=body, body_format=fmt,
+                                text=text)
 
     def _failed(self, name: str, settings: ChannelSettings, claimed: ob.Claimed, err: DeliveryError) -> None:
         if not err.retryable and claimed.attempts >= settings.max_attempts:
