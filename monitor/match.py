@@ -356,31 +356,33 @@ class Matcher:
             return []
         m = prepared.match
         size = len(m)
+        at = m.startswith  # checks a position without creating a 1-char string
         out: list[Occurrence] = []
+        append = out.append
         for end, (length, suffixable, entries) in self._automaton.iter(m):
             e = end + 1
             # right boundary first (most raw matches end inside a longer word)
-            if e < size and m[e].isalnum():
-                if not suffixable:
-                    continue
+            if e == size or at(" ", e) or not m[e].isalnum():
+                we = e
+                suffix = ""
+            elif not suffixable:
+                continue
+            else:
                 tail = _WORD_TAIL.match(m, e)
                 we = tail.end() if tail else e
                 suffix = m[e:we]
-            else:
-                we = e
-                suffix = ""
             s = e - length
             # left boundary: start of word, or a proclitic chain
-            if s > 0 and m[s - 1].isalnum():
+            if s == 0 or at(" ", s - 1) or not m[s - 1].isalnum():
+                ws = s
+                prefix = ""
+            else:
                 ws = s - 1
                 while ws > 0 and m[ws - 1].isalnum() and s - ws <= _MAX_PREFIX + 1:
                     ws -= 1
                 if ws > 0 and m[ws - 1].isalnum():
                     continue
                 prefix = m[ws:s]
-            else:
-                ws = s
-                prefix = ""
             for pat, lam, allowed in entries:
                 if suffix and suffix not in pat.suffixes:
                     continue
@@ -393,5 +395,5 @@ class Matcher:
                         continue
                 elif prefix and prefix not in allowed:
                     continue
-                out.append(Occurrence(pat, ws, we))  # noqa: PERF401
+                append(Occurrence(pat, ws, we))
         return out
