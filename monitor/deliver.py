@@ -345,16 +345,46 @@ class Deliverer:
         self.limiters = {n: _RateLimiter(*c.limits(), clock) for n, c in self.channels.items()}
         self._wake: dict[str, asyncio.Event] = {}
         self._recovered = False
+        self._run_stop: asyncio.Event | None = None
+        self._tasks: dict[str, asyncio.Task] = {}
         self._rng = random.Random()
         self.report = DeliveryReport()
 
     def update_channels(self, channels: dict[str, ChannelSettings]) -> None:
-        """After a config reload: new settings apply to the next message (running loops pick them up)."""
+        """After a config reload: new settings apply to the next message.
+
+        A channel added by the reload gets its delivery task at once (when
+        ``run`` is going); a removed channel's task finishes a send in flight,
+        records it, and stops: its undelivered rows stay pending (``monitor
+        alerts`` shows them) until the channel comes back. A channel whose
+        limits did not change keeps its rate limiter (no burst after a reload).
+        """
+        old = self.channels
         self.channels = dict(channels)
         for n, c in self.channels.items():
             self.renderers[n] = Renderer(self._templates_dir, tz=c.timezone)
-            self.limiters[n] = _RateLimiter(*c.limits(), self.clock)
+            if n not in old or old[n].limits() != c.limits() or n not in self.limiters:
+                self.limiters[n] = _RateLimiter(*c.limits(), self.clock)
+        for n in set(old) - set(self.channels):
+            log.info("channel %s removed by reload: its delivery stops; undelivered rows stay queued", n)
+        if self._run_stop is not None:
+            for n in self.channels:
+                self._spawn(n)
         self.wake()
+
+    def _spawn(self, name: str) -> None:
+        """Start ``name``'s delivery loop under ``run`` unless one is alive."""
+        task = self._tasks.get(name)
+        if task is not None and not task.done():
+            return  # a loop still alive (maybe finishing a send) picks up the new settings itself
+        task = asyncio.create_task(self._channel_loop(name, stop=self._run_stop), name=f"deliver:{name}")
+        task.add_done_callback(self._task_done)
+        self._tasks[name] = task
+
+    @staticmethod
+    def _task_done(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task %s failed", task.get_name(), exc_info=task.exception())
 
     def enqueue_notice(self, channel: str, text: str) -> int:
         """Queue an operational message (not an alert) on ``channel``; raises DeliveryError if unknown."""
@@ -381,13 +411,23 @@ class Deliverer:
         metrics.OUTBOX_DEPTH.set(ob.depth(self.conn))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; an in-flight send is allowed to finish and be recorded."""
+        """Deliver until ``stop`` is set; an in-flight send is allowed to finish and be recorded.
+
+        One task per channel; ``update_channels`` adds tasks for channels a
+        reload adds while this runs.
+        """
         self._recover()
-        tasks = [asyncio.create_task(self._channel_loop(n, stop=stop), name=f"deliver:{n}") for n in self.channels]
+        self._run_stop = stop
+        self._tasks = {}
         try:
-            await asyncio.gather(*tasks)
+            for n in self.channels:
+                self._spawn(n)
+            await stop.wait()
+            while any(not t.done() for t in self._tasks.values()):
+                await asyncio.wait([t for t in self._tasks.values() if not t.done()])
         finally:
-            for t in tasks:
+            self._run_stop = None
+            for t in self._tasks.values():
                 t.cancel()
 
     async def drain(self, timeout: float = 60.0) -> DeliveryReport:

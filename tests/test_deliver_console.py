@@ -168,3 +168,66 @@ def test_a_rule_firing_later_on_the_story_sends_an_update(tmp_path):
     text = later.getvalue().replace("\u2068", "").replace("\u2069", "")
     assert "تحديث" in text and "قاعدة oil" in text and "قاعدة front" not in text
     assert "تحديث" not in out.getvalue()
+
+
+# -- reload: channels added and removed while running --------------------------
+
+def test_reload_starts_added_channels_and_stops_removed_ones(tmp_path):
+    conn = open_state(tmp_path / "s.db")
+    out = io.StringIO()
+    a, b = ChannelSettings(url="console://"), ChannelSettings(url="console://")
+    d = Deliverer(conn, {"a": a}, console=out)
+
+    def states(channel):
+        return [r[0] for r in conn.execute("SELECT state FROM outbox WHERE channel = ? ORDER BY id", (channel,))]
+
+    async def until(predicate):
+        for _ in range(250):
+            if predicate():
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(d.run(stop))
+        await asyncio.sleep(0.05)
+        idx = StoryIndex()
+        item = Item("outlet", "guid:1", "قسد تتقدم", BODY, link="https://example.org/1")
+        _plan(conn, idx, item, [_rule("front", "info")], {"a": a, "b": b}, now=d.clock())
+        d.wake()
+        assert await until(lambda: states("a") == ["sent"])
+        assert states("b") == ["pending"]                 # no task for b yet
+        d.update_channels({"a": a, "b": b})               # reload adds b: its queued row goes out
+        assert await until(lambda: states("b") == ["sent"])
+        assert set(d._tasks) == {"a", "b"}
+
+        d.update_channels({"b": b})                       # reload removes a: its task ends cleanly
+        assert await until(lambda: d._tasks["a"].done())
+        assert d._tasks["a"].exception() is None and not d._tasks["b"].done()
+        other = Item("outlet2", "guid:2", "خبر مختلف تماما عن حقل العمر", "تفاصيل أخرى لا تشبه الأولى",
+                     link="https://example.org/2")
+        _plan(conn, idx, other, [_rule("oil", "critical")], {"a": a, "b": b}, now=d.clock())
+        d.wake()
+        assert await until(lambda: states("b") == ["sent", "sent"])
+        await asyncio.sleep(0.1)
+        assert states("a") == ["sent", "pending"]         # kept for when a comes back
+
+        d.update_channels({"a": a, "b": b})               # and it comes back
+        assert await until(lambda: states("a") == ["sent", "sent"])
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert all(t.done() for t in d._tasks.values())
+
+    asyncio.run(scenario())
+
+
+def test_removed_channel_rows_are_listed_as_pending(tmp_path):
+    conn = open_state(tmp_path / "s.db")
+    a, b = ChannelSettings(url="console://"), ChannelSettings(url="console://")
+    item = Item("outlet", "guid:1", "قسد تتقدم", BODY, link="https://example.org/1")
+    _plan(conn, StoryIndex(), item, [_rule("front", "info")], {"a": a, "b": b})
+    report = asyncio.run(Deliverer(conn, {"b": b}, console=io.StringIO()).drain(timeout=5))
+    assert report.sent == 1 and report.pending == 1
+    (alert,) = list_alerts(conn)
+    assert {d["channel"]: d["state"] for d in alert["deliveries"]} == {"a": "pending", "b": "sent"}
