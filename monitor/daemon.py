@@ -54,6 +54,8 @@ BACKLOG_AFTER = 100
 #: Seconds ``run()`` waits, after SIGTERM, for polls and deliveries in flight.
 #: Below the unit's TimeoutStopSec=45; what is left stays safely queued.
 STOP_GRACE = 20.0
+#: STATUS= is refreshed every 30 s, and after a poll if the last one is this old.
+STATUS_MIN_INTERVAL = 5.0
 
 
 @dataclass
@@ -122,6 +124,7 @@ class Daemon:
         self._heartbeat = time.monotonic()  # last run of the scheduler's heartbeat job
         self._heartbeat_every = (self.notifier.watchdog_interval or 10.0)
         self.watcher: FileWatcher | None = None
+        self._status_sent = 0.0
         self.http_server = None
 
     # -- set-up ------------------------------------------------------------
@@ -297,6 +300,8 @@ class Daemon:
         if self.stop_event.is_set():
             return
         self.refresh_gauges()
+        if time.monotonic() - self._status_sent >= STATUS_MIN_INTERVAL:
+            self._send_status()
         delay = self._next_delay(feed, outcome)
         when = datetime.now(timezone.utc) + timedelta(seconds=delay)
         self.pipeline.record_schedule(feed, delay, when.timestamp())
@@ -368,6 +373,13 @@ class Daemon:
             return False
         self._last_reload_error = None
         metrics.RELOADS.labels("ok").inc()
+        old_model, new_model = self.config.model, config.model
+        fixed = [name for name in ("state_path", "fetch", "http", "dedup", "templates_dir", "housekeeping")
+                 if getattr(old_model, name) != getattr(new_model, name)]
+        if old_model.defaults.concurrency != new_model.defaults.concurrency:
+            fixed.append("defaults.concurrency")
+        if fixed:
+            log.warning("reload (%s): changes to %s take effect after a restart", reason, ", ".join(fixed))
         old_names = {f.name for f in self.config.feeds}
         self.config = config
         self.ruleset = ruleset
@@ -441,6 +453,7 @@ class Daemon:
     def _send_status(self) -> None:
         if not self.notifier.enabled:
             return
+        self._status_sent = time.monotonic()
         try:
             self.notifier.status(self.status_line())
         except sqlite3.Error as exc:
@@ -449,7 +462,7 @@ class Daemon:
     def refresh_gauges(self) -> None:
         """Set the gauges read from the state (before /metrics is served, after each poll)."""
         try:
-            failing = self.conn.execute("SELECT COUNT(*) FROM feeds WHERE consecutive_errors > 0").fetchone()[0]
+            failing = len(self._failing_feeds(1))
             depth = self.conn.execute(
                 "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0]
         except sqlite3.Error as exc:
@@ -459,8 +472,17 @@ class Daemon:
         metrics.OUTBOX_DEPTH.set(depth)
         metrics.WAL_BYTES.set(wal_size(self.conn))
 
+    def _failing_feeds(self, threshold: int) -> list[str]:
+        """Configured feeds with at least ``threshold`` errors in a row (a feed removed
+        from the config keeps its row in the state, but is no longer our problem)."""
+        configured = {f.name for f in self.config.feeds}
+        return [r["name"] for r in self.conn.execute(
+            "SELECT name FROM feeds WHERE consecutive_errors >= ? ORDER BY name", (threshold,))
+            if r["name"] in configured]
+
     def status_line(self) -> str:
-        failing = self.conn.execute("SELECT COUNT(*) FROM feeds WHERE consecutive_errors > 0").fetchone()[0]
+        """The STATUS= line ``systemctl status`` shows: feeds, last poll, alerts sent today."""
+        failing = len(self._failing_feeds(1))
         last = self.conn.execute("SELECT MAX(last_poll_at) FROM feeds").fetchone()[0]
         day = time.time() - 86400
         sent = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'sent' AND sent_at >= ?",
@@ -473,10 +495,7 @@ class Daemon:
         """``/healthz``: degraded when feeds keep failing, the outbox backs up,
         the scheduler stalls, or the last reload failed."""
         reasons = []
-        configured = {f.name for f in self.config.feeds}
-        failing = [r["name"] for r in self.conn.execute(
-            "SELECT name FROM feeds WHERE consecutive_errors >= ? ORDER BY name", (FAILING_AFTER,))
-            if r["name"] in configured]  # a feed removed from the config is no longer our problem
+        failing = self._failing_feeds(FAILING_AFTER)
         if failing:
             reasons.append(f"{len(failing)} feeds failing ({FAILING_AFTER}+ errors in a row): "
                            f"{', '.join(failing[:10])}")
