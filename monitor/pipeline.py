@@ -31,6 +31,7 @@ from monitor.fetch import Fetcher
 from monitor.models import FetchResult, Item, ParsedFeed
 from monitor.normalize import normalize
 from monitor.parse import extract_article, parse_feed
+from monitor.parse_pool import ParsePool
 from monitor.route import plan_alerts
 from monitor.rules import RuleSet
 from monitor.schedule import parse_max_age, publishing_stats
@@ -83,6 +84,9 @@ class Pipeline:
     a poll already running keeps the rules it started with.
     """
 
+    #: Set by the daemon to parse in worker processes; None parses in a thread.
+    parse_pool: "ParsePool | None" = None
+
     def __init__(
         self,
         config: Config,
@@ -123,10 +127,14 @@ class Pipeline:
                 metrics.POLLS.labels("not_modified").inc()
                 log.info("feed %s: not modified", feed.name)
                 return PollOutcome(feed.name, "not_modified")
-            parsed = await asyncio.to_thread(
-                parse_feed, result.body, result.headers, url=result.final_url, feed_name=feed.name,
-                encoding=feed.encoding,
-            )
+            if self.parse_pool is not None:  # worker processes (monitor/parse_pool.py)
+                parsed = await self.parse_pool.parse(result.body, result.headers, url=result.final_url,
+                                                     feed_name=feed.name, encoding=feed.encoding)
+            else:
+                parsed = await asyncio.to_thread(
+                    parse_feed, result.body, result.headers, url=result.final_url, feed_name=feed.name,
+                    encoding=feed.encoding,
+                )
             if feed.full_text:
                 await self._add_full_text(feed, parsed)
         except (FetchError, ParseError) as exc:
