@@ -32,11 +32,9 @@ import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import numpy as np
-from datasketch import MinHash, MinHashLSH
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.models import Item
@@ -45,6 +43,19 @@ try:  # the shared Arabic normalizer (monitor.normalize) when it has landed
     from monitor.normalize import normalize as _normalize
 except ImportError:  # pragma: no cover - stand-in with the same contract
     _normalize = None
+
+if TYPE_CHECKING:  # datasketch imports scipy (1 s+): loaded by the first StoryIndex, not by config/CLI
+    from datasketch import MinHash, MinHashLSH
+
+
+@lru_cache(maxsize=1)
+def _sketch() -> Any:
+    """(numpy, MinHash, MinHashLSH), imported on first use."""
+    import numpy
+    from datasketch import MinHash, MinHashLSH
+
+    return numpy, MinHash, MinHashLSH
+
 
 __all__ = ["DedupSettings", "StoryAssignment", "StoryIndex", "Fingerprint", "fingerprint", "canonical_url"]
 
@@ -189,13 +200,15 @@ class StoryIndex:
 
     def __init__(self, settings: DedupSettings | None = None) -> None:
         self.settings = settings or DedupSettings()
+        np, MinHash, _ = _sketch()
+        self._np = np
         self._template = MinHash(num_perm=self.settings.num_perm, scheme=_SCHEME)
         self._lsh = self._new_lsh()
         self._updated: dict[int, float] = {}  # story id -> last update, for expiry
         self._assigns = 0
 
     def _new_lsh(self) -> MinHashLSH:
-        return MinHashLSH(threshold=self.settings.threshold, num_perm=self.settings.num_perm)
+        return _sketch()[2](threshold=self.settings.threshold, num_perm=self.settings.num_perm)
 
     @property
     def window(self) -> float:
@@ -212,6 +225,7 @@ class StoryIndex:
         return mh
 
     def _from_blob(self, blob: bytes) -> MinHash:
+        np, MinHash, _ = _sketch()
         return MinHash(num_perm=self.settings.num_perm, hashvalues=np.frombuffer(blob, dtype=np.uint32), scheme=_SCHEME)
 
     def load(self, conn: sqlite3.Connection, now: float) -> int:
@@ -283,7 +297,7 @@ class StoryIndex:
                 self._updated[story_id] = now
             return StoryAssignment(story_id, False, reason, similarity)
 
-        blob = mh.hashvalues.astype(np.uint32).tobytes() if mh is not None else None
+        blob = mh.hashvalues.astype(self._np.uint32).tobytes() if mh is not None else None
         cur = conn.execute(
             "INSERT INTO stories(created, updated, text_hash, minhash, title, sources, shingles) "
             "VALUES (?, ?, ?, ?, ?, 1, ?)", (now, now, fp.text_hash, blob, item.title, len(fp.shingles)))
