@@ -74,7 +74,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None,
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() also accepts '²' and Arabic-Indic digits
         seconds = float(int(value[:12]))
     else:
         try:

@@ -121,3 +121,9 @@ def test_delay_always_within_bounds(errors, retry, ttl, age, rate, window, r):
 def test_parse_retry_after_never_raises(value):
     out = parse_retry_after(value, now=NOW)
     assert out is None or 0 <= out <= MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize("value", ["²", "٣٠", "①", "1²"])
+def test_retry_after_with_non_ascii_digits_is_garbage_not_a_crash(value):
+    # str.isdigit() is True for these, int() refuses most of them (found by hypothesis).
+    assert parse_retry_after(value, now=NOW) is None
