@@ -378,38 +378,39 @@ class RuleSet:
         context: dict[tuple[str, int], list[int]] = {}
         candidates: list[Occurrence] = []
         for o in occurrences:
-            kind = o.pattern.kind
+            pat, start, end = o
+            kind = pat.kind
             if kind == "exclude":
-                excluded.setdefault(o.pattern.group, []).append((o.start, o.end))
+                excluded.setdefault(pat.group, []).append((start, end))
             elif kind == "context":
-                context.setdefault((o.pattern.group, o.pattern.tag), []).append(o.start)
+                context.setdefault((pat.group, pat.tag), []).append(start)
             else:
                 candidates.append(o)
         kept: list[Occurrence] = []
         for o in candidates:
-            pat = o.pattern
+            pat, start, end = o
             spans = excluded.get(pat.group)
-            if spans and any(a < o.end and o.start < b for a, b in spans):
+            if spans and any(a < end and start < b for a, b in spans):
                 continue
             if pat.tag and pat.kind == "alias":
                 amb = self._entities[pat.group].ambiguous[pat.tag - 1]
-                if not (amb.quoted and prepared.is_quoted(o.start, o.end)):
-                    here = prepared.word_index(o.start)
+                if not (amb.quoted and prepared.is_quoted(start, end)):
+                    here = prepared.word_index(start)
                     near = context.get((pat.group, pat.tag), ())
                     if not any(abs(prepared.word_index(p) - here) <= amb.window for p in near):
                         continue
             kept.append(o)
         # one hit per span and entity; drop a hit inside a longer one of the same entity
-        kept.sort(key=lambda o: (o.pattern.group, o.start, -(o.end - o.start)))
+        kept.sort(key=lambda o: (o[0].group, o[1], -(o[2] - o[1])))
         out: list[_Found] = []
         last: dict[str, int] = {}
-        for o in kept:
-            g = o.pattern.group
-            if o.end <= last.get(g, -1):
+        for pat, start, end in kept:
+            g = pat.group
+            if end <= last.get(g, -1):
                 continue
-            last[g] = o.end
-            a, b = prepared.original_span(o.start, o.end)
-            out.append(_Found(Hit(g, o.pattern.alias, field_name, a, b, text[a:b]), prepared, o.start))
+            last[g] = end
+            a, b = prepared.original_span(start, end)
+            out.append(_Found(Hit(g, pat.alias, field_name, a, b, text[a:b]), prepared, start))
         out.sort(key=lambda f: (f.hit.start, f.hit.entity))
         return out
 

@@ -44,15 +44,19 @@ def _punct_symbol_class(limit: int = sys.maxunicode) -> str:
 
 
 _PS = _punct_symbol_class()
-_TOKEN_RE = re.compile(rf"[^\s{_PS}]+|[{_PS}]")
+_TOKEN_RE = re.compile(rf"[^\s{_PS}]++|[{_PS}]")  # possessive: no backtracking bookkeeping
 # sre compiles a BMP-only class to a bitmap; a class with astral ranges is a
 # slow range scan. Text without astral characters (nearly all news) uses this.
 _PS_BMP = _punct_symbol_class(0xFFFF)
-_TOKEN_BMP_RE = re.compile(rf"[^\s{_PS_BMP}]+|[{_PS_BMP}]")
+_TOKEN_BMP_RE = re.compile(rf"[^\s{_PS_BMP}]++|[{_PS_BMP}]")
+
+
+_ASTRAL_RE = re.compile("[\U00010000-\U0010FFFF]")
 
 
 def _pattern(text: str) -> re.Pattern[str]:
-    return _TOKEN_BMP_RE if not text or text.isascii() or max(text) <= "\uffff" else _TOKEN_RE
+    # (a regex scan is ~8x faster than max(text) here)
+    return _TOKEN_BMP_RE if text.isascii() or _ASTRAL_RE.search(text) is None else _TOKEN_RE
 
 
 def tokenize(text: str) -> list[Token]:

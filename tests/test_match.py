@@ -23,9 +23,9 @@ MATCHER = Matcher([
 def found(text):
     prepared = MATCHER.prepare(text)
     out = []
-    for occ in MATCHER.find(prepared):
-        a, b = prepared.original_span(occ.start, occ.end)
-        out.append((occ.pattern.group, text[a:b]))
+    for pattern, start, end in MATCHER.find(prepared):
+        a, b = prepared.original_span(start, end)
+        out.append((pattern.group, text[a:b]))
     return out
 
 
@@ -92,8 +92,8 @@ def test_offsets_survive_ligatures_and_deletions():
     text = "\ufefbقسد ــــ دَيْرُ الزّوْرِ \ufdfa قسد"
     prepared = MATCHER.prepare(text)
     spans = []
-    for occ in MATCHER.find(prepared):
-        a, b = prepared.original_span(occ.start, occ.end)
+    for _pattern, start, end in MATCHER.find(prepared):
+        a, b = prepared.original_span(start, end)
         spans.append(text[a:b])
     assert "دَيْرُ الزّوْرِ" in spans
     assert spans.count("قسد") == 1  # لاقسد is one word: no hit
@@ -102,8 +102,8 @@ def test_offsets_survive_ligatures_and_deletions():
 def test_decomposed_hamza_offsets():
     text = "ا\u0654ن قسد"
     prepared = MATCHER.prepare(text)
-    (occ,) = MATCHER.find(prepared)
-    a, b = prepared.original_span(occ.start, occ.end)
+    ((_pattern, start, end),) = MATCHER.find(prepared)
+    a, b = prepared.original_span(start, end)
     assert text[a:b] == "قسد"
 
 
@@ -116,9 +116,9 @@ def test_hit_text_is_the_original_slice_and_contains_the_name(left, right):
     text = f"{left} البوكمال {right}"
     prepared = MATCHER.prepare(text)
     bukamal = []
-    for occ in MATCHER.find(prepared):
-        a, b = prepared.original_span(occ.start, occ.end)
+    for pattern, start, end in MATCHER.find(prepared):
+        a, b = prepared.original_span(start, end)
         assert 0 <= a < b <= len(text)
-        if occ.pattern.group == "bukamal":
+        if pattern.group == "bukamal":
             bukamal.append(text[a:b])
     assert "البوكمال" in bukamal
