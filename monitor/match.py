@@ -79,6 +79,9 @@ DEFAULT_SUFFIXES: frozenset[str] = frozenset({
 _JOIN_LEFT = frozenset({"ابو", "البو", "بو", "عبد", "ابن", "بن", "abu", "abou", "al", "el", "ad", "ar",
                         "as", "az", "ash", "ez", "es", "ed", "ibn", "bin", "bou"})
 _SPLIT_PREFIXES = ("البو", "ابو", "عبد")
+# One scan decides whether an alias can have spacing variants at all (most cannot).
+_VARIANT_HINT_RE = re.compile(
+    r"(?:^| )(?:[^ ]{1,4} ال|(?:البو|ابو|عبد)[^\W\d_]{3}|(?:" + "|".join(sorted(_JOIN_LEFT)) + ") )")
 _SPLIT_RE = re.compile(r"(?:^| )(?:البو|ابو|عبد)\w{3}")
 
 
@@ -105,14 +108,9 @@ def match_forms(texts: list[str]) -> list[str]:
 
 def spelling_variants(form: str) -> set[str]:
     """Spacing variants real news uses: دير الزور / ديرالزور, البو كمال / البوكمال."""
-    if " " not in form:
-        if _SPLIT_RE.match(form) is None:
-            return {form}
-        tokens = [form]
-    else:
-        tokens = form.split(" ")
-        if " ال" not in form and _SPLIT_RE.search(form) is None and _JOIN_LEFT.isdisjoint(tokens[:-1]):
-            return {form}
+    if _VARIANT_HINT_RE.search(form) is None:
+        return {form}
+    tokens = form.split(" ")
     out = {form}
     # split a fused kunya/abd prefix: البوكمال -> البو كمال
     split_tokens: list[str] = []
@@ -124,8 +122,11 @@ def spelling_variants(form: str) -> set[str]:
         else:
             split_tokens.append(tok)
     for toks in {tuple(tokens), tuple(split_tokens)}:
-        gaps = [i for i in range(len(toks) - 1) if toks[i] in _JOIN_LEFT or toks[i + 1].startswith("ال")]
-        gaps = gaps[:4]
+        # Fusing happens in short compound names (ديرالزور, رأسالعين, عبدالله), not in
+        # phrases (never سورياالديمقراطية): a short first word, or a kunya/article word.
+        gaps = [i for i in range(len(toks) - 1)
+                if toks[i] in _JOIN_LEFT or (len(toks[i]) <= 4 and toks[i + 1].startswith("ال"))]
+        gaps = gaps[:3]
         for choice in product((False, True), repeat=len(gaps)):
             joined = set(g for g, j in zip(gaps, choice) if j)
             text = ""
@@ -324,7 +325,7 @@ class Matcher:
             if not form:
                 continue
             clitics = pat.clitics and _ARABIC_RE.search(form) is not None
-            for variant in spelling_variants(form):
+            for variant in (spelling_variants(form) if _VARIANT_HINT_RE.search(form) else (form,)):
                 if clitics and variant.startswith("ال") and len(variant) > 3:
                     key, entry = variant[1:], (pat, True, PROCLITICS)
                 else:

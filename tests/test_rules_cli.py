@@ -84,3 +84,31 @@ def test_suggest_writes_a_draft_with_variants(tmp_path):
     groups = [set(e["aliases"]) for e in data["entities"]]
     assert any({"دير الزور", "ديرالزور"} <= g for g in groups)
     assert "البوكمال" in aliases
+
+
+RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>أخبار</title><link>https://example.org/</link>
+<item><title>قسد تقترب من البوكمال</title><link>https://example.org/a</link><guid>a-1</guid>
+<description>اشتباكات عنيفة في ريف دير الزور الشرقي</description></item>
+<item><title>مباراة كرة القدم</title><link>https://example.org/b</link><guid>b-2</guid>
+<description>انتهت بالتعادل</description></item>
+</channel></rss>""".encode("utf-8")
+
+
+def test_feed_url_input(monkeypatch):
+    import httpx
+
+    def fake_get(url, **kwargs):
+        return httpx.Response(200, content=RSS, headers={"content-type": "application/rss+xml"},
+                              request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(httpx, "get", fake_get)
+    result = run("test", "--rules", RULES, "--format", "json", "https://example.org/feed.xml")
+    assert result.exit_code == 0, result.output
+    first, second = [json.loads(line) for line in result.output.splitlines()]
+    assert {"qasad", "bukamal", "deir_ez_zor"} <= set(first["entities"])
+    assert "sdf_near_bukamal" in first["rules"]
+    text = "قسد تقترب من البوكمال\nاشتباكات عنيفة في ريف دير الزور الشرقي"
+    for hit in first["hits"]:
+        assert text[hit["start"]:hit["end"]] == hit["text"]
+    assert second["rules"] == [] and second["hits"] == []
