@@ -61,7 +61,7 @@ def test_corpus_feed_alerts_by_email_once_then_nothing(tmp_path, feed_server, co
     assert totals["items"] == 5 and totals["new_items"] == 5
     messages = smtp_server.received()
     assert totals["alerts_new"] >= 5  # the broad front rule fires on every corpus article
-    assert len(messages) == totals["alerts_new"]
+    assert len(messages) == 5  # one email per story (the five corpus articles), listing every rule that fired
 
     items = {item["link"]: item for item in corpus_items()}
     seen_links = set()
@@ -133,7 +133,7 @@ def test_broken_feeds_do_not_stop_the_others(tmp_path, feed_server, smtp_server)
     assert result.returncode == 0, result.stderr
     totals = summary(result.stdout)
     assert totals["feeds"] == 4 and totals["failed"] == 3
-    assert totals["alerts_new"] >= 1 and len(smtp_server.received()) == totals["alerts_new"]
+    assert totals["alerts_new"] >= 1 and len(smtp_server.received()) == 1  # one story: one email
 
     # Each failure is reported clearly, per feed.
     health = run_cli("feeds", "--config", str(config))
