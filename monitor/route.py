@@ -16,6 +16,10 @@ its alerts and their outbox rows commit together or not at all.
   channel's time zone. Rows that waited share a ``group_key`` so the
   deliverer folds them into one message. Pure time arithmetic is in
   functions that take ``now``.
+* Rules decide *whether* and *when* a channel gets a (story, rule) row; the
+  message is per story: ``outbox.claim`` takes every due row of the head's
+  story on that channel, so the rules that fired on one article go out as one
+  message listing them all. A rule that fires later (an edit) is a follow-up.
 """
 
 from __future__ import annotations
