@@ -24,6 +24,9 @@ settings.register_profile("default", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
+#: The password the test SMTP server accepts (passed to the CLI as $SMTP_PASSWORD).
+SMTP_PASSWORD = "smtp-test-password-7f3a"
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "corpus"
@@ -39,7 +42,9 @@ class SmtpSink:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def mailto(self, to: str = "analyst@example.org") -> str:
-        return f"mailto://monitor:secret@{self.host}:{self.port}?mode=insecure&from=monitor@example.org&to={to}"
+        """A channel URL as a user writes it: the password comes from ``${SMTP_PASSWORD}``."""
+        return (f"mailto://monitor:${{SMTP_PASSWORD}}@{self.host}:{self.port}"
+                f"?mode=insecure&from=monitor@example.org&to={to}")
 
     def received(self) -> list[EmailMessage]:
         with self.lock:
@@ -94,7 +99,7 @@ def free_port() -> int:
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None
             ) -> subprocess.CompletedProcess:
     """Run ``python -m monitor ARGS`` as a real process and capture its output."""
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, "SMTP_PASSWORD": SMTP_PASSWORD, **(env or {})}
     full_env.pop("NOTIFY_SOCKET", None)
     return subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)

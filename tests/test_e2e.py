@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import FeedServer, SmtpSink, corpus_articles, rss_feed, run_cli
+from conftest import SMTP_PASSWORD, FeedServer, SmtpSink, corpus_articles, rss_feed, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,7 @@ def test_corpus_feed_alerts_by_email_once_then_nothing(tmp_path, feed_server, co
 
     first = run_cli("run", "--once", "--config", str(config))
     assert first.returncode == 0, first.stderr
+    assert SMTP_PASSWORD not in first.stdout + first.stderr
     totals = summary(first.stdout)
     assert totals["feeds"] == 1 and totals["failed"] == 0
     assert totals["items"] == 5 and totals["new_items"] == 5
