@@ -380,6 +380,8 @@ def test_reload_sighup_broken_file_and_watcher(tmp_path, notify, daemons, feed_s
     config = write_config(tmp_path, [{"name": "f", "url": url}], rules=[str(rules_dir)], ops_channel="console")
     d = daemons(config, notify)
     notify.wait_for("READY", "1", timeout=60)
+    _, m = d.wait_line(r"config .*: 1 feeds, 1 channels, rules \w+ \((\d+) rules", timeout=5)
+    base_rules = int(m.group(1))  # the repo's rule pack, whatever its size today
     d.wait_line(r"feed f: 1 items", timeout=30)
 
     def publish(item: dict) -> None:
@@ -390,7 +392,7 @@ def test_reload_sighup_broken_file_and_watcher(tmp_path, notify, daemons, feed_s
     (rules_dir / "extra.yaml").write_text(EXTRA_RULES, encoding="utf-8")
     sent = time.monotonic()
     d.signal(signal.SIGHUP)
-    d.wait_line(r"reloaded \(SIGHUP\): 1 feeds, rules \w+ \(7 rules\)", timeout=30, after=sent)
+    d.wait_line(rf"reloaded \(SIGHUP\): 1 feeds, rules \w+ \({base_rules + 1} rules\)", timeout=30, after=sent)
     notify.wait_for("RELOADING", "1", timeout=10, after=sent)
     notify.wait_for("READY", "1", timeout=10, after=sent)
     publish({"title": "زلزال بقوة خمس درجات يضرب المنطقة", "link": "https://news.example/quake-1",
@@ -416,7 +418,8 @@ def test_reload_sighup_broken_file_and_watcher(tmp_path, notify, daemons, feed_s
     # -- a plain edit (no SIGHUP): the watcher reloads, a second new rule matches.
     sent = time.monotonic()
     (rules_dir / "extra.yaml").write_text(extra_with_flood(), encoding="utf-8")
-    d.wait_line(r"reloaded \(file change\): 1 feeds, rules \w+ \(8 rules\)", timeout=30, after=sent)
+    d.wait_line(rf"reloaded \(file change\): 1 feeds, rules \w+ \({base_rules + 2} rules\)", timeout=30,
+                after=sent)
     publish({"title": "فيضان يغمر قرى على ضفاف النهر", "link": "https://news.example/flood-1",
              "description": "غمرت مياه الفيضان عشرات المنازل."})
     wait_until(lambda: alerts_for(tmp_path, "flood_alert"), what="alert of the rule added by a file edit")
@@ -469,11 +472,9 @@ def test_metrics_healthz_and_status_while_running(tmp_path, notify, daemons, fee
 
     values = wait_until(after_good_poll, timeout=30, what="a poll with a delivered alert in /metrics")
     assert total(values, "monitor_polls_total", outcome="ok") >= 1
-    assert total(values, "monitor_polls_total", outcome="error") >= 1
     assert total(values, "monitor_items_total", outcome="new") >= 2
     assert total(values, "monitor_alerts_total", state="queued") >= 1
     assert total(values, "monitor_rule_matches_total") >= 1
-    assert total(values, "monitor_fetch_errors_total") >= 1
     assert total(values, "monitor_start_time_seconds") > 1e9
     assert ("monitor_outbox_depth", ()) in values
 
@@ -489,7 +490,10 @@ def test_metrics_healthz_and_status_while_running(tmp_path, notify, daemons, fee
     assert report["status"] == "degraded"
     assert any("bad" in r and "failing" in r for r in report["reasons"]), report
     assert report["failing_feeds"] == 1 and report["feeds"] == 3
-    assert total(samples(), "monitor_feeds_failing") == 1
+    values = samples()
+    assert total(values, "monitor_feeds_failing") == 1
+    assert total(values, "monitor_polls_total", outcome="error") >= 3
+    assert total(values, "monitor_fetch_errors_total", kind="status") >= 3
 
     # `monitor status` reads the state safely while the daemon writes it.
     result = run_cli("status", "--config", str(config), timeout=60)
