@@ -184,8 +184,8 @@ def alerts(ctx: click.Context, config_path: Path | None, limit: int, as_json: bo
 def _alert_line(row: dict) -> str:
     created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.get("created", 0)))
     deliveries = ", ".join(
-        f"{d.get('channel')}={d.get('state')}" + (f" (#{d.get('id')}: {d.get('last_error')})"
-                                                   if d.get("state") == "dead" else "")
+        f"{d.get('channel')}={d.get('state')}" + (f" (#{d.get('outbox_id')}: {d.get('last_error')})"
+                                                   if d.get("state") != "sent" and d.get("last_error") else "")
         for d in row.get("deliveries", []))
     return f"#{row.get('id')} {created} [{row.get('rule_id')}] {row.get('title', '')} — {deliveries}"
 

@@ -91,7 +91,8 @@ class CycleSummary:
                 f"alerts: {self.alerts_new} new / {self.alerts_already_sent} already sent")
         if self.delivery is not None:
             d = self.delivery
-            text += f"; delivered {d.sent}, failed {d.failed}, dead {d.dead}, pending {d.pending}"
+            text += (f"; {d.messages} messages delivered ({d.sent} alerts), {d.failed} failed attempts, "
+                     f"{d.dead} dead, {d.pending} waiting")
         if self.alerts_new == 0 and self.failed == 0:
             text += " — nothing new"
         return text
@@ -171,7 +172,7 @@ class Daemon:
         async with self._poll_slots:
             return await self.pipeline.poll(feed)
 
-    async def run_once(self, *, delivery_timeout: float = 120.0) -> CycleSummary:
+    async def run_once(self, *, delivery_timeout: float = 30.0) -> CycleSummary:
         """Poll every feed once, deliver what is due, and return the totals."""
         try:
             outcomes = await self.poll_all()

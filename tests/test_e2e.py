@@ -63,6 +63,7 @@ def test_corpus_feed_alerts_by_email_once_then_nothing(tmp_path, feed_server, co
     messages = smtp_server.received()
     assert totals["alerts_new"] >= 5  # the broad front rule fires on every corpus article
     assert len(messages) == 5  # one email per story (the five corpus articles), listing every rule that fired
+    assert re.search(r"; 5 messages delivered \(\d+ alerts\), 0 failed attempts, 0 dead, 0 waiting", first.stdout)
 
     items = {item["link"]: item for item in corpus_items()}
     seen_links = set()
