@@ -289,19 +289,23 @@ def test_invalid_config_exits_1_without_ready(tmp_path, notify, daemons):
     assert notify.times("READY") == [], notify.snapshot()
 
 
-def test_ready_status_watchdog_during_20mb_parse_then_clean_stop(tmp_path, notify, daemons, feed_server):
+@pytest.mark.parametrize("feeds", [2, 20], ids=["parse-in-thread", "parse-in-processes"])
+def test_ready_status_watchdog_during_20mb_parse_then_clean_stop(tmp_path, notify, daemons, feed_server, feeds):
+    """With 20 feeds (``parse_pool.MIN_FEEDS_FOR_PROCESSES``) on a multi-core machine the
+    daemon parses in forkserver worker processes, else in a thread: both must keep the
+    loop free, and SIGTERM must stop both cleanly."""
     body = big_feed()
     assert len(body) >= 19_000_000
     big = feed_server.set("/big.xml", body)
     small = feed_server.set("/small.xml", rss_feed([QUIET]))
-    config = write_config(tmp_path, [{"name": "big", "url": big, "interval": "1h"},
-                                     {"name": "small", "url": small}],
+    config = write_config(tmp_path, [{"name": "big", "url": big, "interval": "1h"}]
+                          + [{"name": f"small{i}", "url": small} for i in range(feeds - 1)],
                           fetch={"timeout": 60, "max_bytes": 32 * 1024 * 1024})
     d = daemons(config, notify)
 
     ready = notify.wait_for("READY", "1", timeout=60)
     # READY only once config, rules and the state DB are valid and the state exists.
-    config_logged, _ = d.wait_line(r"config .*: 2 feeds, 1 channels, rules \w+ \(\d+ rules", timeout=5)
+    config_logged, _ = d.wait_line(rf"config .*: {feeds} feeds, 1 channels, rules \w+ \(\d+ rules", timeout=5)
     assert config_logged <= ready
     assert (tmp_path / "state.sqlite3").exists()
     assert state_rows(tmp_path, "SELECT value FROM meta WHERE key = 'daemon_started'")
@@ -310,7 +314,7 @@ def test_ready_status_watchdog_during_20mb_parse_then_clean_stop(tmp_path, notif
     # STATUS= carries a short summary.
     notify.wait_for("STATUS", timeout=30)
     status = notify.values("STATUS")[-1]
-    assert re.search(r"2 feeds \(\d+ failing\)", status) and len(status) < 200, status
+    assert re.search(rf"{feeds} feeds \(\d+ failing\)", status) and len(status) < 200, status
 
     # The big feed: fetched, parsed (~6 s of CPU in feedparser), 500 items matched and recorded.
     done, m = d.wait_line(r"feed big: (\d+) items", timeout=120)
@@ -331,6 +335,10 @@ def test_ready_status_watchdog_during_20mb_parse_then_clean_stop(tmp_path, notif
     # (systemd would kill the service after WATCHDOG_USEC without one; we allow half of that, plus slack).
     assert largest < PING_INTERVAL * 2, gaps
 
+    children = _children_of(d.proc.pid)
+    if feeds >= 20 and (os.cpu_count() or 1) >= 2:
+        assert children, "20 feeds on a multi-core machine: parsing should run in worker processes"
+
     # SIGTERM: STOPPING=1, then exit 0 well within TimeoutStopSec.
     term = time.monotonic()
     d.signal(signal.SIGTERM)
@@ -339,6 +347,8 @@ def test_ready_status_watchdog_during_20mb_parse_then_clean_stop(tmp_path, notif
     print(f"stop: STOPPING after {stopping - term:.2f}s, exit 0 after {time.monotonic() - term:.2f}s")
     assert "monitor stopped" in d.log()
     assert "Traceback" not in d.log()
+    wait_until(lambda: not [pid for pid in children if _alive(pid)], timeout=10,
+               what=f"parse workers {children} gone after the daemon exited")
 
 
 # --------------------------------------------------------------------------- 2. reload
@@ -428,6 +438,29 @@ def test_reload_sighup_broken_file_and_watcher(tmp_path, notify, daemons, feed_s
     assert "Traceback" not in d.log()
     # One ops alert for the broken file, however many reloads saw the same error.
     assert d.log("out").count("reload failed, old rules still running") == 1, d.log("out")
+
+
+def _children_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (forkserver and its workers would be)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _seen_with_rule(tmp_path: Path, link: str, rule_id: str) -> bool:
