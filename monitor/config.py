@@ -105,7 +105,7 @@ class PollDefaults(_Strict):
     min_interval: Duration = Field(60.0, description="Adaptive polling never polls more often than this.")
     max_interval: Duration = Field(6 * 3600.0, description="... nor less often than this.")
     jitter: float = Field(0.1, ge=0, le=0.5, description="Random spread of each delay, as a fraction.")
-    concurrency: int = Field(16, ge=1, le=512, description="Feeds polled at the same time.")
+    concurrency: int = Field(32, ge=1, le=512, description="Feeds polled at the same time (each host also has fetch.per_host).")
     max_item_age: Duration | None = Field(None, description="Items published longer ago than this never alert.")
 
 

@@ -33,7 +33,7 @@ from monitor.normalize import normalize
 from monitor.parse import extract_article, parse_feed
 from monitor.parse_pool import ParsePool
 from monitor.route import plan_alerts
-from monitor.rules import RuleSet
+from monitor.rules import Evaluation, RuleSet
 from monitor.schedule import parse_max_age, publishing_stats
 from monitor.store import transaction
 
@@ -150,11 +150,17 @@ class Pipeline:
                               max_age=parse_max_age(result.headers.get("cache-control")),
                               entries_per_week=per_week, feed_window_seconds=window)
         ruleset = self.ruleset
+        # Hash every item, and match the ones that are new or changed, in a worker
+        # thread: a poll of 500 long items is a second of CPU that must not stall
+        # the event loop (watchdog, deliveries, HTTP). The write transaction below
+        # then only decides and records.
+        known = self._known_hashes([item.key for item in parsed.items])
+        prepared = await asyncio.to_thread(_prepare, parsed.items, known, ruleset)
         now = self.clock()
         try:
             with transaction(self.conn):
-                for item in parsed.items:
-                    decision = self._process_item(item, ruleset, now)
+                for item, digest, evaluation in prepared:
+                    decision = self._process_item(item, digest, evaluation, ruleset, now)
                     outcome.new_items += decision.new
                     outcome.changed_items += decision.changed
                     outcome.new_alert_ids.extend(decision.alerts)
@@ -182,9 +188,21 @@ class Pipeline:
             self.on_alerts(outcome.new_alert_ids)
         return outcome
 
-    def _process_item(self, item: Item, ruleset: RuleSet, now: float) -> _ItemDecision:
+    def _known_hashes(self, keys: list[str]) -> dict[str, str]:
+        """Content hashes already recorded for these item keys (one query per 500 keys)."""
+        known: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(f"SELECT key, content_hash FROM items WHERE key IN ({marks})", chunk):
+                known[row["key"]] = row["content_hash"]
+        return known
+
+    def _process_item(self, item: Item, digest: str, evaluation: Evaluation | None, ruleset: RuleSet,
+                      now: float) -> _ItemDecision:
         decision = _ItemDecision()
-        digest = content_hash(item)
+        # Read again inside the transaction: another feed may have recorded the
+        # same item since the snapshot the worker thread used.
         row = self.conn.execute("SELECT content_hash, rules FROM items WHERE key = ?", (item.key,)).fetchone()
         previous_rules: list[str] = json.loads(row["rules"]) if row else []
         if row is not None and row["content_hash"] == digest:
@@ -194,7 +212,8 @@ class Pipeline:
         decision.new = row is None
         decision.changed = row is not None
 
-        evaluation = ruleset.evaluate(title=item.title, body=item.summary)
+        if evaluation is None:  # unchanged in the snapshot, changed since: rare, match here
+            evaluation = ruleset.evaluate(title=item.title, body=item.summary)
         matches = [m for m in evaluation.matches if self._recent_enough(item, now)]
         # An edited item alerts only for rules it did not match before.
         fresh = [m for m in matches if m.rule_id not in previous_rules]
@@ -300,6 +319,17 @@ class Pipeline:
             self._ensure_feed_row(feed)
             self.conn.execute("UPDATE feeds SET interval = ?, next_poll_at = ? WHERE name = ?",
                               (interval, next_poll_at, feed.name))
+
+
+def _prepare(items: list[Item], known: dict[str, str], ruleset: RuleSet
+             ) -> list[tuple[Item, str, Evaluation | None]]:
+    """Hash each item; match the new and changed ones (runs in a worker thread: pure)."""
+    out = []
+    for item in items:
+        digest = content_hash(item)
+        evaluation = None if known.get(item.key) == digest else ruleset.evaluate(title=item.title, body=item.summary)
+        out.append((item, digest, evaluation))
+    return out
 
 
 def utc(ts: float | None) -> str:

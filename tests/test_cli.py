@@ -111,3 +111,10 @@ def test_missing_config_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.setattr("monitor.config.DEFAULT_CONFIG_PATHS", (tmp_path / "nope.yaml",))
     result = CliRunner().invoke(main, ["check"])
     assert result.exit_code == 2 and "no config file" in result.output
+
+
+def test_status_on_a_corrupt_state_file_is_a_clear_error(configured):
+    (configured.parent / "state.sqlite3").write_bytes(b"this is not a database" * 100)
+    result = CliRunner().invoke(main, ["status", "--config", str(configured)])
+    assert result.exit_code == 1
+    assert "cannot use state database" in result.output and "Traceback" not in result.output
