@@ -55,6 +55,7 @@ _MULTI_SPACE = re.compile("  +")
 _SPACE_RE = re.compile(" ")
 _SENTENCE_END = re.compile(r"[.!?؟؛;:،,…]")
 _WORD_TAIL = re.compile(r"[^\W_]+")
+_NON_WORD_RE = re.compile(r"[^\w ]")  # one char in, one space out; [^\W_] is exactly str.isalnum
 _DIACRITICS = frozenset("\u064b\u064c\u064d\u064e\u064f\u0650\u0651\u0652\u0670\u0640")
 
 # Proclitic chains a word may carry before an alias: conjunction, then
@@ -83,6 +84,30 @@ _SPLIT_PREFIXES = ("البو", "ابو", "عبد")
 _VARIANT_HINT_RE = re.compile(
     r"(?:^| )(?:[^ ]{1,4} ال|(?:البو|ابو|عبد)[^\W\d_]{3}|(?:" + "|".join(sorted(_JOIN_LEFT)) + ") )")
 _SPLIT_RE = re.compile(r"(?:^| )(?:البو|ابو|عبد)\w{3}")
+# The same test for many forms at once, one form a line.
+_VARIANT_HINT_LINES_RE = re.compile(
+    r"(?m)(?:^| )(?:[^ \n]{1,4} ال|(?:البو|ابو|عبد)[^\W\d_]{3}|(?:" + "|".join(sorted(_JOIN_LEFT)) + ") )")
+
+
+def _hinted(forms: list[str]) -> set[int]:
+    """Indices of the forms that ``_VARIANT_HINT_RE`` finds something in (one regex pass; forms are
+    folded, so they hold no newline)."""
+    starts, pos = [], 0
+    for f in forms:
+        starts.append(pos)
+        pos += len(f) + 1
+    return {bisect_right(starts, m.start()) - 1 for m in _VARIANT_HINT_LINES_RE.finditer("\n".join(forms))}
+
+
+def _scan_forms(keys: list[str]) -> list[str]:
+    """Keys as they appear in a scan string: non-alphanumeric characters -> spaces (one pass)."""
+    out = _NON_WORD_KEY_RE.sub(" ", "\x00".join(keys)).split("\x00")
+    if len(out) != len(keys):  # pragma: no cover - keys never hold NUL (match_forms)
+        return [_NON_WORD_KEY_RE.sub(" ", k) for k in keys]
+    return out
+
+
+_NON_WORD_KEY_RE = re.compile(r"[^\w \x00]|_")
 
 
 _ARABIC_RE = re.compile("[\u0600-\u06ff]")
@@ -163,7 +188,8 @@ Occurrence = tuple[Pattern, int, int]
 class PreparedText:
     """One field's text in the forms the matcher needs; maps offsets back lazily."""
 
-    __slots__ = ("original", "_normalized", "per_char", "match", "_runs", "_pieces", "_sentences", "_spaces")
+    __slots__ = ("original", "_normalized", "per_char", "match", "_runs", "_pieces", "_sentences", "_spaces",
+                 "_scan")
 
     def __init__(self, original: str) -> None:
         self.original = original
@@ -180,6 +206,21 @@ class PreparedText:
         self._pieces: tuple[list[int], list[tuple[int, int, int, int]]] | None = None
         self._sentences: list[int] | None = None
         self._spaces: list[int] | None = None
+        self._scan: tuple[str, bytes] | None = None
+
+    def scan(self) -> tuple[str, bytes]:
+        """The scan string (every non-alphanumeric character a space, one space appended; same
+        offsets as ``match``) and its ASCII image (``b[i] == 32`` iff a word boundary at ``i``, 1 for alef;
+        ``b[-1]`` is the appended space, so index -1 reads as "start of text")."""
+        sc = self._scan
+        if sc is None:
+            s = _NON_WORD_RE.sub(" ", self.match)
+            if "_" in s:  # pragma: no cover - fold() already made underscores spaces
+                s = s.replace("_", " ")
+            s += " "
+            # alef -> byte 1 (the article's alef before a key stored without it), other non-ASCII -> "?"
+            sc = self._scan = (s, s.replace("ا", "\x01").encode("ascii", "replace"))
+        return sc
 
     @property
     def normalized(self) -> str:
@@ -314,101 +355,192 @@ class Matcher:
     An Arabic alias with the article (البوكمال) is stored once, without its
     alef (لبوكمال): the same key then finds البوكمال, وبالبوكمال (alef before
     it) and للبوكمال (ل + article with the alef elided), one raw match each.
+
+    The automaton runs over a *scan string* (``PreparedText.scan``): the match
+    string with every non-alphanumeric character turned into a space, plus one
+    trailing space. Every key is stored with a trailing space, so a raw match
+    already has a word boundary on its right and the C scan drops the matches
+    that end inside a longer word (most of them). Keys that may carry a suffix
+    are stored a second time without the space, for the suffixed forms only.
+    Keys holding a space or punctuation are checked against the match string
+    (``دير الزور`` must not match ``دير.الزور``). Per raw match, the common
+    case is one byte lookup (start of word) and a tuple append.
     """
 
     def __init__(self, patterns: Iterable[Pattern]) -> None:
         self.patterns: list[Pattern] = list(patterns)
-        keys: dict[str, list[tuple[Pattern, bool, frozenset[str]]]] = {}
+        pats = self.patterns
+        forms = match_forms([p.alias for p in pats])
+        hinted = _hinted(forms)
+        keys: dict[str, Any] = {}
         suffixable: set[str] = set()
-        no_clitics: frozenset[str] = frozenset()
-        for pat, form in zip(self.patterns, match_forms([p.alias for p in self.patterns])):
+        pwa, pro, none = _PROCLITICS_WITH_ARTICLE, PROCLITICS, frozenset()
+        get = keys.get
+        for i, (pat, form) in enumerate(zip(pats, forms)):
             if not form:
                 continue
-            clitics = pat.clitics and _ARABIC_RE.search(form) is not None
-            for variant in (spelling_variants(form) if _VARIANT_HINT_RE.search(form) else (form,)):
+            c0 = form[0]
+            clitics = pat.clitics and (
+                "\u0600" <= c0 <= "\u06ff" or (not form.isascii() and _ARABIC_RE.search(form) is not None))
+            for variant in (spelling_variants(form) if i in hinted else (form,)):
                 if clitics and variant.startswith("ال") and len(variant) > 3:
-                    key, entry = variant[1:], (pat, True, PROCLITICS)
+                    key, entry = variant[1:], (pat, True, pro)
                 else:
-                    key, entry = variant, (pat, False, _PROCLITICS_WITH_ARTICLE if clitics else no_clitics)
-                entries = keys.get(key)
+                    key, entry = variant, (pat, False, pwa if clitics else none)
+                entries = get(key)
                 if entries is None:
-                    keys[key] = [entry]
-                else:
+                    keys[key] = entry
+                elif type(entries) is list:
                     entries.append(entry)
+                else:
+                    keys[key] = [entries, entry]
                 if pat.suffixes:
                     suffixable.add(key)
-        self._automaton = ahocorasick.Automaton()
-        add = self._automaton.add_word
-        for key, entries in keys.items():
-            add(key, (len(key), key in suffixable, tuple(entries)))
+        key_list = list(keys)
+        stored: dict[str, Any] = {}
+        for key, skey in zip(key_list, _scan_forms(key_list)):
+            entries = keys[key]
+            if type(entries) is tuple:  # one pattern (nearly all keys)
+                entries = (entries,)
+                plain, lamp = ((), (entries[0][0],)) if entries[0][1] else ((entries[0][0],), ())
+            else:
+                entries = tuple(entries)
+                plain = tuple(e[0] for e in entries if not e[1])
+                lamp = tuple(e[0] for e in entries if e[1])
+            # a space or punctuation inside: the scan string may have a space where the text has "."
+            verify = _VERIFY if (" " in key or skey != key) else 0
+            n = len(key)
+            if len(entries) == 1:
+                ok = _LAM_OK if entries[0][1] else _NO_PREFIX | entries[0][2]
+            else:
+                ok = None
+            values = [(skey + " ", (n, verify, plain, lamp, entries, key, ok))]
+            if key in suffixable:
+                values.append((skey, (n - 1, verify | _SUFFIXED, plain, lamp, entries, key, ok)))
+            for s_key, value in values:
+                other = stored.get(s_key)
+                if other is None:
+                    stored[s_key] = value
+                else:  # two keys look alike in the scan string (U.S. / u s): both are checked
+                    subs = other[4] if other[1] & _MULTI else (other,)
+                    stored[s_key] = (0, _MULTI, (), (), subs + (value,), "", None)
+        automaton = ahocorasick.Automaton()
+        add = automaton.add_word
+        for s_key, value in stored.items():
+            add(s_key, value)
         self.size = len(keys)
+        self._automaton = automaton
         if keys:
-            self._automaton.make_automaton()
+            automaton.make_automaton()
 
     def prepare(self, text: str) -> PreparedText:
         return PreparedText(text)
 
     def find(self, prepared: PreparedText) -> list[Occurrence]:
-        """Every whole-word occurrence of every pattern in ``prepared``."""
+        """Every whole-word occurrence of every pattern in ``prepared``.
+
+        ``(pattern, start, end)`` in match-string coordinates, ordered by the
+        end of the raw key match.
+        """
         if not self.size:
             return []
         m = prepared.match
-        size = len(m)
-        at = m.startswith  # checks a position without creating a 1-char string
+        s, b = prepared.scan()
+        startswith = m.startswith
         out: list[Occurrence] = []
         append = out.append
-        for end, (length, suffixable, entries) in self._automaton.iter(m):
-            e = end + 1
-            # right boundary first (most raw matches end inside a longer word)
-            if e == size or at(" ", e) or not m[e].isalnum():
-                we = e
-                suffix = ""
-            elif not suffixable:
+        for end, value in self._automaton.iter(s):
+            back, kind, plain, lamp, entries, key, ok = value
+            st = end - back
+            if kind:
+                if kind != _VERIFY:  # suffixes, look-alike keys: the general path
+                    if kind & _MULTI:
+                        for sub in entries:
+                            _find_one(append, m, s, b, end, sub)
+                    else:
+                        _find_one(append, m, s, b, end, value)
+                    continue
+                if not startswith(key, st):  # a space in the key, "." in the text
+                    continue
+            c = b[st - 1]
+            if c == 32:  # whole word (b[-1] is the appended space: start of text)
+                for pat in plain:
+                    append((pat, st, end))
                 continue
+            if c == 1 and lamp and b[st - 2] == 32:  # البوكمال found through its key لبوكمال
+                for pat in lamp:
+                    append((pat, st - 1, end))
+                continue
+            # a proclitic chain: the word starts after the last space within reach
+            lo = st - _MAX_PREFIX - 1
+            ws = s.rfind(" ", lo if lo > 0 else 0, st) + 1
+            if ws == 0 and lo > 0:
+                continue
+            if ok is not None:
+                if s[ws:st] in ok:
+                    append((entries[0][0], ws, end))
             else:
-                tail = _WORD_TAIL.match(m, e)
-                we = tail.end() if tail else e
-                suffix = m[e:we]
-            s = e - length
-            # left boundary: start of word, the alef of an article (البوكمال via لبوكمال),
-            # or a proclitic chain
-            if s == 0 or at(" ", s - 1):
-                if not suffix:  # the common case: a whole word, nothing attached
-                    for pat, lam, _allowed in entries:
-                        if not lam:
-                            append((pat, s, we))
-                    continue
-                ws = s
-                prefix = ""
-            elif at("ا", s - 1) and (s == 1 or at(" ", s - 2)):
-                if not suffix:  # البوكمال found through its key لبوكمال
-                    for pat, lam, _allowed in entries:
-                        if lam:
-                            append((pat, s - 1, we))
-                    continue
-                ws = s - 1
-                prefix = "ا"
-            elif not m[s - 1].isalnum():
-                ws = s
-                prefix = ""
-            else:
-                ws = s - 1
-                while ws > 0 and m[ws - 1].isalnum() and s - ws <= _MAX_PREFIX + 1:
-                    ws -= 1
-                if ws > 0 and m[ws - 1].isalnum():
-                    continue
-                prefix = m[ws:s]
-            for pat, lam, allowed in entries:
-                if suffix and suffix not in pat.suffixes:
-                    continue
-                if lam:
-                    # لبوكمال: البوكمال with an allowed chain before its alef, or after ل / ول / فل
-                    if prefix.endswith("ا"):
-                        if len(prefix) > 1 and prefix[:-1] not in allowed:
-                            continue
-                    elif prefix not in _LAM_PREFIXES:
-                        continue
-                elif prefix and prefix not in allowed:
-                    continue
-                append((pat, ws, we))
+                _add_general(append, entries, s[ws:st], "", ws, end)
         return out
+
+
+def _find_one(append, m: str, s: str, b: bytes, end: int, value: tuple) -> None:
+    """``Matcher.find`` for one raw match of any kind (the loop inlines the common kind 0)."""
+    back, kind, plain, lamp, entries, key, _ok = value
+    st = end - back
+    if kind & _VERIFY and not m.startswith(key, st):
+        return
+    if kind & _SUFFIXED:
+        e = end + 1
+        if b[e] == 32:  # no suffix: the copy with the trailing space reports it
+            return
+        we = _WORD_TAIL.match(s, e).end()  # type: ignore[union-attr]  # s[e] is alphanumeric
+        suffix = s[e:we]
+    else:
+        e = we = end
+        suffix = ""
+        if b[st - 1] == 32:
+            for pat in plain:
+                append((pat, st, e))
+            return
+        if b[st - 1] == 1 and lamp and b[st - 2] == 32:
+            for pat in lamp:
+                append((pat, st - 1, e))
+            return
+    ws = _word_start(s, st)
+    if ws >= 0:
+        _add_general(append, entries, s[ws:st], suffix, ws, we)
+
+
+_VERIFY = 1
+_SUFFIXED = 2
+_MULTI = 4
+# What a single-pattern key accepts before it (the rules of ``_add_general`` as sets).
+_NO_PREFIX: frozenset[str] = frozenset({""})
+_LAM_OK: frozenset[str] = frozenset({"ا"} | {p + "ا" for p in PROCLITICS}) | _LAM_PREFIXES
+
+
+def _word_start(s: str, st: int) -> int:
+    """Start of the word that ends in a proclitic chain before ``st``; -1 if it is too long."""
+    lo = st - _MAX_PREFIX - 1
+    sp = s.rfind(" ", lo if lo > 0 else 0, st)
+    if sp >= 0:
+        return sp + 1
+    return -1 if lo > 0 else 0
+
+
+def _add_general(append, entries, prefix: str, suffix: str, ws: int, we: int) -> None:
+    """An occurrence with a proclitic chain and/or a suffix: check each pattern's allowances."""
+    for pat, lam, allowed in entries:
+        if suffix and suffix not in pat.suffixes:
+            continue
+        if lam:
+            # لبوكمال: البوكمال with an allowed chain before its alef, or after ل / ول / فل
+            if prefix.endswith("ا"):
+                if len(prefix) > 1 and prefix[:-1] not in allowed:
+                    continue
+            elif prefix not in _LAM_PREFIXES:
+                continue
+        elif prefix and prefix not in allowed:
+            continue
+        append((pat, ws, we))
