@@ -28,7 +28,9 @@ def configured(tmp_path, feed_server: FeedServer):
         "feeds": [{"name": "a", "url": feed_server.url("/a.xml")},
                   {"name": "broken", "url": feed_server.url("/missing.xml")}],
         "channels": {"console": {"url": "console://"},
-                     "mail": {"url": "mailto://127.0.0.1:9?mode=insecure&from=a@b.org&to=c@d.org"}},
+                     # backoff beyond run --once's delivery wait: one attempt, then it waits
+                     "mail": {"url": "mailto://127.0.0.1:9?mode=insecure&from=a@b.org&to=c@d.org",
+                              "backoff_initial": 60}},
     }), encoding="utf-8")
     return config
 
