@@ -22,6 +22,7 @@ expansions) only for texts that have hits.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -50,7 +51,10 @@ def fold(normalized: str) -> str:
     if len(lowered) == len(spaced):
         return lowered
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in spaced)  # İ and friends
-_SEP_RE = re.compile("[" + re.escape(_SEPARATORS) + r"\s]")
+# Every separator and every whitespace character except the plain space (already a space:
+# replacing the ~500 spaces of an article with themselves cost 3/4 of fold's time).
+_SEP_RE = re.compile("[" + re.escape(_SEPARATORS + "".join(
+    chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() and c != 32)) + "]")
 _MULTI_SPACE = re.compile("  +")
 _SPACE_RE = re.compile(" ")
 _SENTENCE_END = re.compile(r"[.!?؟؛;:،,…]")
@@ -84,21 +88,6 @@ _SPLIT_PREFIXES = ("البو", "ابو", "عبد")
 _VARIANT_HINT_RE = re.compile(
     r"(?:^| )(?:[^ ]{1,4} ال|(?:البو|ابو|عبد)[^\W\d_]{3}|(?:" + "|".join(sorted(_JOIN_LEFT)) + ") )")
 _SPLIT_RE = re.compile(r"(?:^| )(?:البو|ابو|عبد)\w{3}")
-# The same test for many forms at once, one form a line.
-_VARIANT_HINT_LINES_RE = re.compile(
-    r"(?m)(?:^| )(?:[^ \n]{1,4} ال|(?:البو|ابو|عبد)[^\W\d_]{3}|(?:" + "|".join(sorted(_JOIN_LEFT)) + ") )")
-
-
-def _hinted(forms: list[str]) -> set[int]:
-    """Indices of the forms that ``_VARIANT_HINT_RE`` finds something in (one regex pass; forms are
-    folded, so they hold no newline)."""
-    starts, pos = [], 0
-    for f in forms:
-        starts.append(pos)
-        pos += len(f) + 1
-    return {bisect_right(starts, m.start()) - 1 for m in _VARIANT_HINT_LINES_RE.finditer("\n".join(forms))}
-
-
 def _scan_forms(keys: list[str]) -> list[str]:
     """Keys as they appear in a scan string: non-alphanumeric characters -> spaces (one pass)."""
     out = _NON_WORD_KEY_RE.sub(" ", "\x00".join(keys)).split("\x00")
@@ -125,41 +114,55 @@ def match_form(text: str) -> str:
 def match_forms(texts: list[str]) -> list[str]:
     """``match_form`` of many texts with two translate calls in all (fast rule loading)."""
     joined = "\x00".join(t.replace("\x00", " ") for t in texts)
-    folded = fold(normalize_with_path(joined)[0]).split("\x00")
-    if len(folded) != len(texts):  # pragma: no cover - NFKC never creates NUL
+    # fold() made every whitespace character a space: collapse runs, trim around each NUL
+    folded = _NUL_SPACES_RE.sub("\x00", _MULTI_SPACE.sub(" ", fold(normalize_with_path(joined)[0])))
+    out = folded.strip(" ").split("\x00")
+    if len(out) != len(texts):  # pragma: no cover - NFKC never creates NUL
         return [match_form(t) for t in texts]
-    return [" ".join(f.split()) for f in folded]
+    return out
+
+
+_NUL_SPACES_RE = re.compile(" ?\x00 ?")
 
 
 def spelling_variants(form: str) -> set[str]:
     """Spacing variants real news uses: دير الزور / ديرالزور, البو كمال / البوكمال."""
     if _VARIANT_HINT_RE.search(form) is None:
         return {form}
+    return _variants(form)
+
+
+def _variants(form: str) -> set[str]:
     tokens = form.split(" ")
     out = {form}
     # split a fused kunya/abd prefix: البوكمال -> البو كمال
     split_tokens: list[str] = []
+    split = False
     for tok in tokens:
-        for pre in _SPLIT_PREFIXES:
-            if tok.startswith(pre) and len(tok) >= len(pre) + 3:
-                split_tokens.extend([pre, tok[len(pre):]])
-                break
+        if tok.startswith(_SPLIT_PREFIXES):
+            for pre in _SPLIT_PREFIXES:
+                if tok.startswith(pre) and len(tok) >= len(pre) + 3:
+                    split_tokens += (pre, tok[len(pre):])
+                    split = True
+                    break
+            else:
+                split_tokens.append(tok)
         else:
             split_tokens.append(tok)
-    for toks in {tuple(tokens), tuple(split_tokens)}:
+    for toks in (tokens, split_tokens) if split else (tokens,):
         # Fusing happens in short compound names (ديرالزور, رأسالعين, عبدالله), not in
         # phrases (never سورياالديمقراطية): a short first word, or a kunya/article word.
         gaps = [i for i in range(len(toks) - 1)
-                if toks[i] in _JOIN_LEFT or (len(toks[i]) <= 4 and toks[i + 1].startswith("ال"))]
-        gaps = gaps[:3]
-        for choice in product((False, True), repeat=len(gaps)):
-            joined = set(g for g, j in zip(gaps, choice) if j)
-            text = ""
-            for i, tok in enumerate(toks):
-                text += tok
-                if i < len(toks) - 1:
-                    text += "" if i in joined else " "
-            out.add(text)
+                if toks[i] in _JOIN_LEFT or (len(toks[i]) <= 4 and toks[i + 1].startswith("ال"))][:3]
+        if not gaps:
+            out.add(" ".join(toks))
+            continue
+        seps = [" "] * len(toks)
+        seps[-1] = ""
+        for choice in product((" ", ""), repeat=len(gaps)):
+            for g, sep in zip(gaps, choice):
+                seps[g] = sep
+            out.add("".join([t + sep for t, sep in zip(toks, seps)]))
     return out
 
 
@@ -371,18 +374,18 @@ class Matcher:
         self.patterns: list[Pattern] = list(patterns)
         pats = self.patterns
         forms = match_forms([p.alias for p in pats])
-        hinted = _hinted(forms)
+        hint = _VARIANT_HINT_RE.search
         keys: dict[str, Any] = {}
         suffixable: set[str] = set()
         pwa, pro, none = _PROCLITICS_WITH_ARTICLE, PROCLITICS, frozenset()
         get = keys.get
-        for i, (pat, form) in enumerate(zip(pats, forms)):
+        for pat, form in zip(pats, forms):
             if not form:
                 continue
             c0 = form[0]
             clitics = pat.clitics and (
                 "\u0600" <= c0 <= "\u06ff" or (not form.isascii() and _ARABIC_RE.search(form) is not None))
-            for variant in (spelling_variants(form) if i in hinted else (form,)):
+            for variant in (_variants(form) if hint(form) else (form,)):
                 if clitics and variant.startswith("ال") and len(variant) > 3:
                     key, entry = variant[1:], (pat, True, pro)
                 else:
@@ -396,37 +399,41 @@ class Matcher:
                     keys[key] = [entries, entry]
                 if pat.suffixes:
                     suffixable.add(key)
+        automaton = ahocorasick.Automaton()
+        add = automaton.add_word
+        special: list[tuple[str, tuple]] = []
         key_list = list(keys)
-        stored: dict[str, Any] = {}
+        ok_pwa = _NO_PREFIX | pwa
         for key, skey in zip(key_list, _scan_forms(key_list)):
             entries = keys[key]
             if type(entries) is tuple:  # one pattern (nearly all keys)
+                pat, lam, allowed = entries
                 entries = (entries,)
-                plain, lamp = ((), (entries[0][0],)) if entries[0][1] else ((entries[0][0],), ())
+                if lam:
+                    plain, lamp, ok = (), (pat,), _LAM_OK
+                else:
+                    plain, lamp, ok = (pat,), (), (ok_pwa if allowed is pwa else _NO_PREFIX)
             else:
                 entries = tuple(entries)
                 plain = tuple(e[0] for e in entries if not e[1])
                 lamp = tuple(e[0] for e in entries if e[1])
+                ok = None
             # a space or punctuation inside: the scan string may have a space where the text has "."
             verify = _VERIFY if (" " in key or skey != key) else 0
-            n = len(key)
-            if len(entries) == 1:
-                ok = _LAM_OK if entries[0][1] else _NO_PREFIX | entries[0][2]
+            value = (len(key), verify, plain, lamp, entries, key, ok)
+            if skey != key or key in suffixable:
+                special.append((skey + " ", value))
+                if key in suffixable:
+                    special.append((skey, (len(key) - 1, verify | _SUFFIXED, plain, lamp, entries, key, ok)))
             else:
-                ok = None
-            values = [(skey + " ", (n, verify, plain, lamp, entries, key, ok))]
-            if key in suffixable:
-                values.append((skey, (n - 1, verify | _SUFFIXED, plain, lamp, entries, key, ok)))
-            for s_key, value in values:
-                other = stored.get(s_key)
-                if other is None:
-                    stored[s_key] = value
-                else:  # two keys look alike in the scan string (U.S. / u s): both are checked
-                    subs = other[4] if other[1] & _MULTI else (other,)
-                    stored[s_key] = (0, _MULTI, (), (), subs + (value,), "", None)
-        automaton = ahocorasick.Automaton()
-        add = automaton.add_word
-        for s_key, value in stored.items():
+                add(key + " ", value)
+        # Keys with punctuation and the suffix copies may look like another key in the scan
+        # string (U.S. / u s, "X." bare / "X" + space): such values are merged, both checked.
+        for s_key, value in special:
+            other = automaton.get(s_key, None)
+            if other is not None:
+                subs = other[4] if other[1] & _MULTI else (other,)
+                value = (0, _MULTI, (), (), subs + (value,), "", None)
             add(s_key, value)
         self.size = len(keys)
         self._automaton = automaton

@@ -169,3 +169,17 @@ def test_fast_scan_equals_reference(flags, texts):
                 by_span.setdefault((key[0], a, b), []).append(key)
             return by_span
         assert ties(got) == ties(want), text
+
+
+WHITESPACE = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(WHITESPACE + list("اب دز#_-«»\"'.،ـًA\x00ﻻ")), max_size=12),
+                max_size=6))
+def test_fold_and_match_forms_equal_the_reference(texts):
+    from monitor.match import fold, match_form, match_forms
+    joined = "".join(texts)
+    assert fold(joined) == ref.fold(joined)
+    assert match_forms(texts) == ref.match_forms(texts)
+    assert [match_form(t) for t in texts] == [ref.match_form(t) for t in texts]
