@@ -27,7 +27,7 @@ Performance note: httpcore runs ``import sniffio`` each time it creates a lock
 or an event (several per request). anyio 4.x no longer installs sniffio, and
 Python does not cache a failed import, so each of those walked ``sys.path``:
 about 1 ms of CPU per request, which capped one cycle of 1,000 ``304``s at
-~8 s (bench/bench_poll.py). This module records the absence once.
+~8 s (bench/bench_poll.py). sniffio is therefore a dependency of this project.
 
 Expected failures are ``FetchError`` (kinds: timeout, connect, status,
 too_large, encoding, redirect, protocol, forbidden_target); nothing else
@@ -39,18 +39,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import sys
 import time
 import zlib
 from collections import defaultdict
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Mapping
-from urllib.parse import urljoin, urlsplit
-
-try:  # see the performance note above
-    import sniffio  # noqa: F401
-except ImportError:  # pragma: no cover - depends on the installed anyio
-    sys.modules.setdefault("sniffio", None)  # later imports fail at once, as they would anyway
+from urllib.parse import urljoin
 
 import httpcore
 import httpx

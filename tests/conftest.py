@@ -10,6 +10,8 @@ import email.policy
 import os
 import subprocess
 import sys
+import time
+import socket
 import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -208,3 +210,68 @@ def rss_feed(items: list[dict], *, title: str = "موقع إخباري") -> str:
     )
     return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{escape(title)}</title>'
             f"<link>https://news.example/</link><description>x</description>{body}</channel></rss>")
+
+
+class NotifyListener:
+    """A fake systemd: binds NOTIFY_SOCKET and records (monotonic time, {key: value}) per datagram."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except (socket.timeout, BlockingIOError):
+                continue
+            except OSError:
+                return
+            now = time.monotonic()
+            fields = dict(line.split("=", 1) for line in data.decode("utf-8", "replace").splitlines() if "=" in line)
+            with self._lock:
+                self.messages.append((now, fields))
+
+    def snapshot(self) -> list[tuple[float, dict[str, str]]]:
+        with self._lock:
+            return list(self.messages)
+
+    def times(self, key: str, value: str | None = None) -> list[float]:
+        return [t for t, f in self.snapshot() if key in f and (value is None or f[key] == value)]
+
+    def values(self, key: str) -> list[str]:
+        return [f[key] for _, f in self.snapshot() if key in f]
+
+    def wait_for(self, key: str, value: str | None = None, timeout: float = 30.0, after: float = 0.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hits = [t for t in self.times(key, value) if t >= after]
+            if hits:
+                return hits[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no {key}={value or '*'} within {timeout:.0f}s; got {self.snapshot()[-10:]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture
+def notify():
+    """A fake systemd NOTIFY_SOCKET (AF_UNIX datagrams) read in a thread."""
+    # AF_UNIX paths are limited to ~107 bytes: pytest's tmp_path can be longer.
+    short = Path(f"/tmp/mon-notify-{os.getpid()}-{time.monotonic_ns()}.sock")
+    listener = NotifyListener(short)
+    try:
+        yield listener
+    finally:
+        listener.close()
+        short.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, FeedServer, free_port, rss_feed, run_cli
+from conftest import ROOT, NotifyListener, free_port, rss_feed, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="AF_UNIX notify socket, POSIX signals")
 
@@ -40,58 +39,6 @@ STOP_TIMEOUT = 30.0                # TimeoutStopSec is 45 in deploy/monitor.serv
 
 
 # --------------------------------------------------------------------------- helpers
-
-class NotifyListener:
-    """A fake systemd: binds NOTIFY_SOCKET and records (monotonic time, {key: value}) per datagram."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except (socket.timeout, BlockingIOError):
-                continue
-            except OSError:
-                return
-            now = time.monotonic()
-            fields = dict(line.split("=", 1) for line in data.decode("utf-8", "replace").splitlines() if "=" in line)
-            with self._lock:
-                self.messages.append((now, fields))
-
-    def snapshot(self) -> list[tuple[float, dict[str, str]]]:
-        with self._lock:
-            return list(self.messages)
-
-    def times(self, key: str, value: str | None = None) -> list[float]:
-        return [t for t, f in self.snapshot() if key in f and (value is None or f[key] == value)]
-
-    def values(self, key: str) -> list[str]:
-        return [f[key] for _, f in self.snapshot() if key in f]
-
-    def wait_for(self, key: str, value: str | None = None, timeout: float = 30.0, after: float = 0.0) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hits = [t for t in self.times(key, value) if t >= after]
-            if hits:
-                return hits[0]
-            time.sleep(0.05)
-        raise AssertionError(f"no {key}={value or '*'} within {timeout:.0f}s; got {self.snapshot()[-10:]}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-
 
 class DaemonProcess:
     """``python -m monitor run --config CONFIG`` with its stdout/stderr read line by line in threads."""
@@ -163,18 +110,6 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def notify(tmp_path):
-    # AF_UNIX paths are limited to ~107 bytes: pytest's tmp_path can be longer.
-    short = Path(f"/tmp/mon-notify-{os.getpid()}-{time.monotonic_ns()}.sock")
-    listener = NotifyListener(short)
-    try:
-        yield listener
-    finally:
-        listener.close()
-        short.unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import threading
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -25,47 +21,6 @@ from monitor.daemon import Daemon
 from monitor.sdnotify import Notifier
 
 WATCHDOG_USEC = 1_000_000  # a ping every 0.5 s
-
-
-class Listener:
-    """Reads the fake NOTIFY_SOCKET in a thread, timestamping each datagram on arrival
-    (also while the test blocks the event loop on purpose)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.received: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.received.append((time.monotonic(), data.decode()))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-
-
-@pytest.fixture
-def listener():
-    path = Path(f"/tmp/mon-wd-{os.getpid()}-{time.monotonic_ns()}.sock")
-    lst = Listener(path)
-    try:
-        yield lst
-    finally:
-        lst.close()
-        path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -79,17 +34,15 @@ def restore_logging():
     root.setLevel(level)
 
 
-def test_pings_stop_when_the_loop_hangs_or_the_scheduler_stalls(tmp_path, listener, restore_logging):
-    path = listener.path
+def test_pings_stop_when_the_loop_hangs_or_the_scheduler_stalls(tmp_path, notify, restore_logging):
+    path = notify.path
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
         "state_path": str(tmp_path / "state.sqlite3"), "rules": [str(ROOT / "rules")],
         "channels": {"console": {"url": "console://"}}, "feeds": [],
     }), encoding="utf-8")
-    received = listener.received
-
     def pings(since: float, until: float | None = None) -> list[float]:
-        return [t for t, m in received if "WATCHDOG=1" in m and t >= since and (until is None or t <= until)]
+        return [t for t in notify.times("WATCHDOG", "1") if t >= since and (until is None or t <= until)]
 
     async def scenario() -> dict:
         daemon = Daemon(config, journald=False)
@@ -102,7 +55,7 @@ def test_pings_stop_when_the_loop_hangs_or_the_scheduler_stalls(tmp_path, listen
             deadline = time.monotonic() + 20
             while not pings(0) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            assert pings(0), received
+            assert pings(0), notify.snapshot()
 
             # 1. The loop hangs (a blocking call in a coroutine): no ping can be sent meanwhile.
             await asyncio.sleep(1.0)
@@ -151,4 +104,4 @@ def test_pings_stop_when_the_loop_hangs_or_the_scheduler_stalls(tmp_path, listen
     assert out["health_after"].status == "ok", out["health_after"]
     assert out["rc"] == 0
     time.sleep(0.2)
-    assert any("STOPPING=1" in m for _, m in received)
+    assert notify.times("STOPPING", "1")
