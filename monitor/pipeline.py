@@ -14,6 +14,7 @@ only after that commit, so a failed poll is retried in full next time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -259,7 +260,7 @@ class Pipeline:
                 log.info("feed %s: full text of %s unavailable: %s", feed.name, item.link, exc)
                 continue
             if text:
-                parsed.items[index] = Item(**{**item.__dict__, "summary": text})
+                parsed.items[index] = dataclasses.replace(item, summary=text)
 
     # -- feed rows ---------------------------------------------------------
 

@@ -38,12 +38,14 @@ class Clock:
         return self.now
 
 
-def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, clock: Clock | None = None):
+def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, clock: Clock | None = None,
+         **feed_options):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump({
         "state_path": str(tmp_path / "state.sqlite3"),
         "rules": [str(rules_dir or ROOT / "rules")],
-        "feeds": [{"name": n, "url": u} for n, u in feeds.items()],
+        "feeds": [{"name": n, "url": u, **feed_options} for n, u in feeds.items()],
         "channels": {"console": {"url": "console://"}},
     }, allow_unicode=True), encoding="utf-8")
     config = load_config(config_path, environ={})
@@ -210,3 +212,29 @@ def test_http_errors_are_recorded_on_the_feed(tmp_path, feed_server, status, kin
     assert outcome.status == "error" and outcome.error_kind == kind
     row = p.conn.execute("SELECT consecutive_errors, last_error_kind, last_error FROM feeds").fetchone()
     assert row["consecutive_errors"] == 1 and row["last_error_kind"] == kind and str(status) in row["last_error"]
+
+
+def test_full_text_feeds_match_the_article_page(tmp_path, feed_server):
+    page = ("<!doctype html><html lang='ar'><head><meta charset='utf-8'><title>خبر</title></head><body>"
+            "<nav>الرئيسية | أخبار | رياضة</nav><article><h1>تطورات ميدانية</h1>"
+            + "<p>قالت مصادر محلية إن قوات سوريا الديمقراطية تقدمت خلال الساعات الماضية نحو مدينة البوكمال "
+              "على الحدود السورية العراقية، وسط اشتباكات متقطعة مع عناصر التنظيم.</p>" * 3
+            + "</article><footer>جميع الحقوق محفوظة</footer></body></html>")
+    article_url = feed_server.set("/article/1", page, content_type="text/html; charset=utf-8")
+    headline_only = {"title": "تطورات ميدانية في الشرق السوري", "link": article_url, "description": ""}
+    url = feed_server.set("/a.xml", rss_feed([headline_only]))
+
+    plain = make(tmp_path / "plain", {"a": url})
+    assert poll(plain).alerts_new == 0  # the headline alone names nothing
+
+    full = make(tmp_path / "full", {"a": url}, full_text=True)
+    outcome = poll(full)
+    assert outcome.alerts_new >= 1
+    assert "sdf_near_bukamal" in {r["rule_id"] for r in alerts(full)}
+    assert feed_server.hits["/article/1"] == 1
+    # The feed changes: the new item's page is fetched, the known one's is not.
+    other = feed_server.set("/article/2", "<html><body><p>طقس معتدل</p></body></html>",
+                            content_type="text/html; charset=utf-8")
+    feed_server.set("/a.xml", rss_feed([headline_only, {"title": "الطقس", "link": other, "description": ""}]))
+    assert poll(full).new_items == 1
+    assert feed_server.hits["/article/1"] == 1 and feed_server.hits["/article/2"] == 1
