@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
@@ -398,7 +399,7 @@ class Daemon:
         for name in old_names - {f.name for f in config.feeds}:
             try:
                 self.scheduler.remove_job(f"feed:{name}")
-            except Exception:  # already running or gone: _poll_job checks the config anyway
+            except JobLookupError:  # running right now: _poll_job checks the config and stops there
                 pass
         log.info("reloaded (%s): %d feeds, rules %s (%d rules)", reason, len(config.feeds),
                  ruleset.fingerprint[:12], len(ruleset.rule_ids))
