@@ -126,3 +126,20 @@ def test_rolled_back_story_leaves_no_phantom(conn):
     assert again.new_story, "a variant of a rolled-back article must not join an unrelated story"
     twin = assign(idx, conn, item(VARIANTS["reorder"](texts[3], random.Random(5)), "guid:twin"), NOW + 2)
     assert twin.story_id == other.story_id
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 200])
+def test_signature_is_datasketch_minhash_bit_for_bit(count):
+    # Stored sketches and the LSH rely on datasketch's affine32 MinHash of sha1_hash32 values;
+    # StoryIndex computes it itself (numpy, no per-shingle Python call) and must agree exactly.
+    from datasketch import MinHash
+
+    index = StoryIndex(DedupSettings())
+    rng = random.Random(count)
+    shingles = [f"كلمة {rng.random()} {i}".encode("utf-8") for i in range(count)]
+    reference = MinHash(num_perm=index.settings.num_perm, scheme="affine32")
+    reference.update_batch(shingles)
+    signature = index.signature(shingles)
+    assert signature.dtype == reference.hashvalues.dtype
+    assert signature.tolist() == reference.hashvalues.tolist()
+    assert index.minhash(shingles).jaccard(reference) == 1.0
