@@ -233,3 +233,9 @@ def test_html_to_text_has_no_tags_or_runs_of_space(value):
     out = html_to_text(value)
     assert "  " not in out and out == out.strip()
     assert html_to_text(out) == out or "<" in out or "&" in out
+
+
+def test_html_to_text_drops_control_characters_and_bom_keeps_arabic():
+    value = "\ufeffقالت\x00 مصادر\x07\x1f محلية\x7f\x0b\x0c إن\tقوات\r\nسوريا &amp; <b>العراق</b>\x01"
+    assert html_to_text(value) == "قالت مصادر محلية إن قوات سوريا & العراق"
+    assert html_to_text("\x00\x1f\ufeff") == ""
