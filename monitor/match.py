@@ -88,15 +88,32 @@ _SPLIT_PREFIXES = ("البو", "ابو", "عبد")
 _VARIANT_HINT_RE = re.compile(
     r"(?:^| )(?:[^ ]{1,4} ال|(?:البو|ابو|عبد)[^\W\d_]{3}|(?:" + "|".join(sorted(_JOIN_LEFT)) + ") )")
 _SPLIT_RE = re.compile(r"(?:^| )(?:البو|ابو|عبد)\w{3}")
-def _scan_forms(keys: list[str]) -> list[str]:
-    """Keys as they appear in a scan string: non-alphanumeric characters -> spaces (one pass)."""
-    out = _NON_WORD_KEY_RE.sub(" ", "\x00".join(keys)).split("\x00")
-    if len(out) != len(keys):  # pragma: no cover - keys never hold NUL (match_forms)
-        return [_NON_WORD_KEY_RE.sub(" ", k) for k in keys]
+# The same test over many forms at once ("\n" + "\n".join(forms)): a leading [ \n] instead of
+# (?:^| ) lets the regex engine skip ahead to the next space or newline in C.
+_VARIANT_JOINED_RE = re.compile(
+    r"[ \n](?:[^ \n]{1,4} ال|(?:البو|ابو|عبد)[^\W\d_]{3}|(?:" + "|".join(sorted(_JOIN_LEFT)) + ") )")
+
+
+def _hinted_forms(forms: list[str]) -> set[str]:
+    """The forms that ``_VARIANT_HINT_RE`` finds something in, with one regex pass over all of them."""
+    joined = "\n" + "\n".join(forms) + "\n"  # forms hold no newline (match_forms made it a space)
+    rfind, find = joined.rfind, joined.find
+    out = set()
+    for p in [m.start() + 1 for m in _VARIANT_JOINED_RE.finditer(joined)]:
+        out.add(joined[rfind("\n", 0, p) + 1:find("\n", p)])
     return out
 
 
-_NON_WORD_KEY_RE = re.compile(r"[^\w \x00]|_")
+def _scan_forms(keys: list[str]) -> list[str]:
+    """Keys as they appear in a scan string: non-alphanumeric characters -> spaces (one pass)."""
+    out = _NON_WORD_KEY_RE.sub(" ", "\x00".join(keys)).replace("_", " ").split("\x00")
+    if len(out) != len(keys):  # pragma: no cover - keys never hold NUL (match_forms)
+        return [_NON_WORD_KEY_RE.sub(" ", k).replace("_", " ") for k in keys]
+    return out
+
+
+# and "_" (a str.replace after it: one character class alone scans twice as fast as "[...]|_")
+_NON_WORD_KEY_RE = re.compile(r"[^\w \x00]")
 
 
 _ARABIC_RE = re.compile("[\u0600-\u06ff]")
@@ -113,16 +130,18 @@ def match_form(text: str) -> str:
 
 def match_forms(texts: list[str]) -> list[str]:
     """``match_form`` of many texts with two translate calls in all (fast rule loading)."""
-    joined = "\x00".join(t.replace("\x00", " ") for t in texts)
-    # fold() made every whitespace character a space: collapse runs, trim around each NUL
-    folded = _NUL_SPACES_RE.sub("\x00", _MULTI_SPACE.sub(" ", fold(normalize_with_path(joined)[0])))
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != len(texts) - 1:
+        joined = "\x00".join(t.replace("\x00", " ") for t in texts)
+    # fold() made every whitespace character a space: collapse runs, trim around each NUL (runs
+    # are single spaces by then, so two str.replace do it; the regex " ?\x00 ?" took 10x longer)
+    folded = _MULTI_SPACE.sub(" ", fold(normalize_with_path(joined)[0]))
+    folded = folded.replace(" \x00", "\x00").replace("\x00 ", "\x00")
     out = folded.strip(" ").split("\x00")
     if len(out) != len(texts):  # pragma: no cover - NFKC never creates NUL
         return [match_form(t) for t in texts]
     return out
 
-
-_NUL_SPACES_RE = re.compile(" ?\x00 ?")
 
 
 def spelling_variants(form: str) -> set[str]:
@@ -374,70 +393,99 @@ class Matcher:
         self.patterns: list[Pattern] = list(patterns)
         pats = self.patterns
         forms = match_forms([p.alias for p in pats])
-        hint = _VARIANT_HINT_RE.search
-        keys: dict[str, Any] = {}
-        suffixable: set[str] = set()
+        # One regex pass over all forms picks the few that can have spacing variants.
+        hinted = _hinted_forms(forms)
+        scans = _scan_forms(forms)
         pwa, pro, none = _PROCLITICS_WITH_ARTICLE, PROCLITICS, frozenset()
-        get = keys.get
-        for pat, form in zip(pats, forms):
+        ok_pwa = _NO_PREFIX | pwa
+        # key -> its automaton value, built once; keys shared by several patterns are rebuilt
+        # from their entry lists after the loop (``shared``); keys stored with different
+        # scan-string keys or with suffix copies are added last (``special``: key -> scan form).
+        values: dict[str, tuple] = {}
+        shared: dict[str, list[tuple]] = {}
+        special: dict[str, str] = {}
+        suffixable: set[str] = set()
+        for pat, form, sform in zip(pats, forms, scans):
             if not form:
                 continue
             c0 = form[0]
             clitics = pat.clitics and (
                 "\u0600" <= c0 <= "\u06ff" or (not form.isascii() and _ARABIC_RE.search(form) is not None))
-            for variant in (_variants(form) if hint(form) else (form,)):
+            suffixed = bool(pat.suffixes)
+            one = (pat,)
+            if form in hinted:
+                variants: Iterable[str] = _variants(form)
+                punct = sform != form
+            else:
+                variants = (form,)
+                punct = None
+            for variant in variants:
                 if clitics and variant.startswith("ال") and len(variant) > 3:
-                    key, entry = variant[1:], (pat, True, pro)
+                    key = variant[1:]
+                    entry = (pat, True, pro)
                 else:
-                    key, entry = variant, (pat, False, pwa if clitics else none)
-                entries = get(key)
-                if entries is None:
-                    keys[key] = entry
-                elif type(entries) is list:
-                    entries.append(entry)
+                    key = variant
+                    entry = (pat, False, pwa if clitics else none)
+                old = values.get(key)
+                if old is None:
+                    if punct is None:
+                        skey = sform[1:] if entry[1] else sform
+                    elif punct:
+                        skey = _NON_WORD_KEY_RE.sub(" ", key).replace("_", " ")
+                    else:
+                        skey = key
+                    verify = _VERIFY if (skey != key or " " in key) else 0
+                    if entry[1]:
+                        values[key] = (len(key), verify, (), one, (entry,), key, _LAM_OK)
+                    else:
+                        values[key] = (len(key), verify, one, (), (entry,), key,
+                                       ok_pwa if clitics else _NO_PREFIX)
+                    if suffixed or skey != key:
+                        special[key] = skey
+                        if suffixed:
+                            suffixable.add(key)
                 else:
-                    keys[key] = [entries, entry]
-                if pat.suffixes:
-                    suffixable.add(key)
+                    lst = shared.get(key)
+                    if lst is None:
+                        shared[key] = [old[4][0], entry]
+                    else:
+                        lst.append(entry)
+                    if suffixed:
+                        suffixable.add(key)
+                        if key not in special:
+                            special[key] = key  # no punctuation (else it would be there already)
+        for key, entries in shared.items():
+            plain = tuple(e[0] for e in entries if not e[1])
+            lamp = tuple(e[0] for e in entries if e[1])
+            old = values[key]
+            values[key] = (old[0], old[1], plain, lamp, tuple(entries), key, None)
         automaton = ahocorasick.Automaton()
         add = automaton.add_word
-        special: list[tuple[str, tuple]] = []
-        key_list = list(keys)
-        ok_pwa = _NO_PREFIX | pwa
-        for key, skey in zip(key_list, _scan_forms(key_list)):
-            entries = keys[key]
-            if type(entries) is tuple:  # one pattern (nearly all keys)
-                pat, lam, allowed = entries
-                entries = (entries,)
-                if lam:
-                    plain, lamp, ok = (), (pat,), _LAM_OK
-                else:
-                    plain, lamp, ok = (pat,), (), (ok_pwa if allowed is pwa else _NO_PREFIX)
-            else:
-                entries = tuple(entries)
-                plain = tuple(e[0] for e in entries if not e[1])
-                lamp = tuple(e[0] for e in entries if e[1])
-                ok = None
-            # a space or punctuation inside: the scan string may have a space where the text has "."
-            verify = _VERIFY if (" " in key or skey != key) else 0
-            value = (len(key), verify, plain, lamp, entries, key, ok)
-            if skey != key or key in suffixable:
-                special.append((skey + " ", value))
+        if special:
+            later: list[tuple[str, tuple]] = []
+            for key, value in values.items():
+                skey = special.get(key)
+                if skey is None:
+                    add(key + " ", value)
+                    continue
+                later.append((skey + " ", value))
                 if key in suffixable:
-                    special.append((skey, (len(key) - 1, verify | _SUFFIXED, plain, lamp, entries, key, ok)))
-            else:
+                    later.append((skey, (value[0] - 1, value[1] | _SUFFIXED) + value[2:]))
+            # Keys with punctuation and the suffix copies may look like another key in the scan
+            # string (U.S. / u s, "X." bare / "X" + space): such values are merged, both checked.
+            get = automaton.get
+            for s_key, v in later:
+                other = get(s_key, None)
+                if other is not None:
+                    subs = other[4] if other[1] & _MULTI else (other,)
+                    v = (0, _MULTI, (), (), subs + (v,), "", None)
+                add(s_key, v)
+        else:
+            for key, value in values.items():
                 add(key + " ", value)
-        # Keys with punctuation and the suffix copies may look like another key in the scan
-        # string (U.S. / u s, "X." bare / "X" + space): such values are merged, both checked.
-        for s_key, value in special:
-            other = automaton.get(s_key, None)
-            if other is not None:
-                subs = other[4] if other[1] & _MULTI else (other,)
-                value = (0, _MULTI, (), (), subs + (value,), "", None)
-            add(s_key, value)
-        self.size = len(keys)
+        self.size = len(values)
         self._automaton = automaton
-        if keys:
+        if values:
             automaton.make_automaton()
 
     def prepare(self, text: str) -> PreparedText:
