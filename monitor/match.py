@@ -21,12 +21,14 @@ expansions) only for texts that have hits.
 
 from __future__ import annotations
 
+import gc
 import re
 import sys
 import unicodedata
 from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass
-from itertools import product
+from itertools import product, repeat
 from typing import Any, Iterable
 
 import ahocorasick
@@ -155,26 +157,36 @@ def _variants(form: str) -> set[str]:
     tokens = form.split(" ")
     out = {form}
     # split a fused kunya/abd prefix: البوكمال -> البو كمال
-    split_tokens: list[str] = []
     split = False
-    for tok in tokens:
-        if tok.startswith(_SPLIT_PREFIXES):
-            for pre in _SPLIT_PREFIXES:
-                if tok.startswith(pre) and len(tok) >= len(pre) + 3:
-                    split_tokens += (pre, tok[len(pre):])
-                    split = True
-                    break
+    if "بو" in form or "عبد" in form:  # in البو and ابو
+        split_tokens: list[str] = []
+        for tok in tokens:
+            if tok.startswith(_SPLIT_PREFIXES):
+                for pre in _SPLIT_PREFIXES:
+                    if tok.startswith(pre) and len(tok) >= len(pre) + 3:
+                        split_tokens += (pre, tok[len(pre):])
+                        split = True
+                        break
+                else:
+                    split_tokens.append(tok)
             else:
                 split_tokens.append(tok)
-        else:
-            split_tokens.append(tok)
     for toks in (tokens, split_tokens) if split else (tokens,):
         # Fusing happens in short compound names (ديرالزور, رأسالعين, عبدالله), not in
         # phrases (never سورياالديمقراطية): a short first word, or a kunya/article word.
-        gaps = [i for i in range(len(toks) - 1)
-                if toks[i] in _JOIN_LEFT or (len(toks[i]) <= 4 and toks[i + 1].startswith("ال"))][:3]
+        gaps = []
+        for i in range(len(toks) - 1):
+            tok = toks[i]
+            if tok in _JOIN_LEFT or (len(tok) <= 4 and toks[i + 1].startswith("ال")):
+                gaps.append(i)
+                if len(gaps) == 3:
+                    break
+        out.add(" ".join(toks))
         if not gaps:
-            out.add(" ".join(toks))
+            continue
+        if len(gaps) == 1:  # the common case: the spaced form (above) and the fused one
+            g = gaps[0]
+            out.add(" ".join(toks[:g] + [toks[g] + toks[g + 1]] + toks[g + 2:]))
             continue
         seps = [" "] * len(toks)
         seps[-1] = ""
@@ -391,6 +403,19 @@ class Matcher:
 
     def __init__(self, patterns: Iterable[Pattern]) -> None:
         self.patterns: list[Pattern] = list(patterns)
+        # The build allocates a few tuples per key, all long-lived and acyclic: collecting
+        # young objects while it runs (dozens of passes for 10,000 aliases, sometimes a full
+        # one) finds nothing to free. Paused for the build only; one young pass follows later.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            self._build()
+        finally:
+            if paused:
+                gc.enable()
+
+    def _build(self) -> None:
         pats = self.patterns
         forms = match_forms([p.alias for p in pats])
         # One regex pass over all forms picks the few that can have spacing variants.
@@ -399,12 +424,14 @@ class Matcher:
         pwa, pro, none = _PROCLITICS_WITH_ARTICLE, PROCLITICS, frozenset()
         ok_pwa = _NO_PREFIX | pwa
         # key -> its automaton value, built once; keys shared by several patterns are rebuilt
-        # from their entry lists after the loop (``shared``); keys stored with different
-        # scan-string keys or with suffix copies are added last (``special``: key -> scan form).
+        # from their entry lists after the loop (``shared``); keys stored under another scan
+        # key or with a suffix copy are added last (``special``: key -> scan-string key).
         values: dict[str, tuple] = {}
         shared: dict[str, list[tuple]] = {}
         special: dict[str, str] = {}
         suffixable: set[str] = set()
+        late = False  # a key became special after other keys were added: ``special`` is out of order
+        get = values.get
         for pat, form, sform in zip(pats, forms, scans):
             if not form:
                 continue
@@ -412,28 +439,52 @@ class Matcher:
             clitics = pat.clitics and (
                 "\u0600" <= c0 <= "\u06ff" or (not form.isascii() and _ARABIC_RE.search(form) is not None))
             suffixed = bool(pat.suffixes)
+            if form not in hinted:  # nearly all forms: one key, scan form known
+                if clitics and c0 == "ا" and form.startswith("ال") and len(form) > 3:
+                    key = form[1:]
+                    entry = (pat, True, pro)
+                    skey = sform[1:]
+                else:
+                    key = skey = form
+                    entry = (pat, False, pwa if clitics else none)
+                    if sform != form:
+                        skey = sform
+                old = get(key)
+                if old is None:
+                    verify = _VERIFY if (skey != key or " " in key) else 0
+                    if entry[1]:
+                        values[key] = (len(key), verify, (), (pat,), (entry,), key, _LAM_OK)
+                    else:
+                        values[key] = (len(key), verify, (pat,), (), (entry,), key,
+                                       ok_pwa if clitics else _NO_PREFIX)
+                    if suffixed or skey != key:
+                        special[key] = skey
+                        if suffixed:
+                            suffixable.add(key)
+                    continue
+                lst = shared.get(key)
+                if lst is None:
+                    shared[key] = [old[4][0], entry]
+                else:
+                    lst.append(entry)
+                if suffixed:
+                    suffixable.add(key)
+                    if key not in special:
+                        special[key] = key  # no punctuation (else it would be there already)
+                        late = True
+                continue
+            punct = sform != form
             one = (pat,)
-            if form in hinted:
-                variants: Iterable[str] = _variants(form)
-                punct = sform != form
-            else:
-                variants = (form,)
-                punct = None
-            for variant in variants:
+            for variant in _variants(form):
                 if clitics and variant.startswith("ال") and len(variant) > 3:
                     key = variant[1:]
                     entry = (pat, True, pro)
                 else:
                     key = variant
                     entry = (pat, False, pwa if clitics else none)
-                old = values.get(key)
+                old = get(key)
                 if old is None:
-                    if punct is None:
-                        skey = sform[1:] if entry[1] else sform
-                    elif punct:
-                        skey = _NON_WORD_KEY_RE.sub(" ", key).replace("_", " ")
-                    else:
-                        skey = key
+                    skey = _NON_WORD_KEY_RE.sub(" ", key).replace("_", " ") if punct else key
                     verify = _VERIFY if (skey != key or " " in key) else 0
                     if entry[1]:
                         values[key] = (len(key), verify, (), one, (entry,), key, _LAM_OK)
@@ -453,7 +504,8 @@ class Matcher:
                     if suffixed:
                         suffixable.add(key)
                         if key not in special:
-                            special[key] = key  # no punctuation (else it would be there already)
+                            special[key] = key
+                            late = True
         for key, entries in shared.items():
             plain = tuple(e[0] for e in entries if not e[1])
             lamp = tuple(e[0] for e in entries if e[1])
@@ -461,28 +513,26 @@ class Matcher:
             values[key] = (old[0], old[1], plain, lamp, tuple(entries), key, None)
         automaton = ahocorasick.Automaton()
         add = automaton.add_word
+        regular = {k: v for k, v in values.items() if k not in special} if special else values
+        # every key with its trailing space, the loop in C
+        deque(map(add, map(str.__add__, regular, repeat(" ")), regular.values()), maxlen=0)
         if special:
             later: list[tuple[str, tuple]] = []
-            for key, value in values.items():
-                skey = special.get(key)
-                if skey is None:
-                    add(key + " ", value)
-                    continue
+            for key in ([k for k in values if k in special] if late else special):
+                skey = special[key]
+                value = values[key]
                 later.append((skey + " ", value))
                 if key in suffixable:
                     later.append((skey, (value[0] - 1, value[1] | _SUFFIXED) + value[2:]))
             # Keys with punctuation and the suffix copies may look like another key in the scan
             # string (U.S. / u s, "X." bare / "X" + space): such values are merged, both checked.
-            get = automaton.get
+            aget = automaton.get
             for s_key, v in later:
-                other = get(s_key, None)
+                other = aget(s_key, None)
                 if other is not None:
                     subs = other[4] if other[1] & _MULTI else (other,)
                     v = (0, _MULTI, (), (), subs + (v,), "", None)
                 add(s_key, v)
-        else:
-            for key, value in values.items():
-                add(key + " ", value)
         self.size = len(values)
         self._automaton = automaton
         if values:
