@@ -32,7 +32,7 @@ import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -129,11 +129,59 @@ def _boilerplate_re(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What dedup needs from one text: its exact hash and its shingle set."""
+    """What dedup needs from one text: its exact hash and its shingle set.
+
+    ``shingles`` holds the distinct 32-bit hashes of the word shingles (a sorted
+    numpy uint32 array): the MinHash input, and ``len()`` is the shingle count.
+    """
 
     text_hash: str
     words: int
-    shingles: frozenset[bytes]
+    shingles: Any
+
+
+# word -> 64-bit hash, shared by all texts: news vocabulary repeats, so most words
+# are a dict lookup instead of a blake2b call. Bounded (cleared when full, ~5 MB).
+_WORD_HASHES: dict[str, int] = {}
+_WORD_HASHES_MAX = 50_000
+_POLY = 0x9E3779B97F4A7C15  # odd multiplier of the polynomial shingle hash (mod 2^64)
+
+
+def _word_hash(word: str) -> int:
+    if len(_WORD_HASHES) >= _WORD_HASHES_MAX:
+        _WORD_HASHES.clear()
+    value = _WORD_HASHES[word] = int.from_bytes(
+        hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+    return value
+
+
+def shingle_hashes(words: list[str], k: int) -> Any:
+    """Distinct 32-bit hashes of the ``k``-word shingles of ``words`` (all words if fewer).
+
+    Vectorised: each word is hashed once (blake2b, cached), and each shingle's
+    hash is the polynomial ``((w_0 * P + w_1) * P + w_2 ...) mod 2^64`` of its
+    word hashes (order-sensitive), avalanched with the MurmurHash3 64-bit
+    finalizer and folded to its top 32 bits. About 10x cheaper than building and
+    sha1-hashing one bytes object per shingle.
+    """
+    np = _sketch()[0]
+    if not words:
+        return np.empty(0, dtype=np.uint32)
+    get = _WORD_HASHES.get
+    w = np.array([get(x) or _word_hash(x) for x in words], dtype=np.uint64)
+    k = min(k, len(w))
+    n = len(w) - k + 1
+    h = w[:n].copy()
+    poly = np.uint64(_POLY)
+    for j in range(1, k):
+        h *= poly
+        h += w[j:j + n]
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return np.unique((h >> np.uint64(32)).astype(np.uint32))
 
 
 def fingerprint(text: str, settings: DedupSettings) -> Fingerprint:
@@ -148,12 +196,7 @@ def fingerprint(text: str, settings: DedupSettings) -> Fingerprint:
         words_text = pattern.sub(" ", words_text)
     words = words_text.split()
     digest = hashlib.sha1(" ".join(words).encode("utf-8")).hexdigest()
-    k = settings.shingle_words
-    if len(words) < k:
-        shingles = frozenset([" ".join(words).encode("utf-8")]) if words else frozenset()
-    else:
-        shingles = frozenset(" ".join(words[i:i + k]).encode("utf-8") for i in range(len(words) - k + 1))
-    return Fingerprint(digest, len(words), shingles)
+    return Fingerprint(digest, len(words), shingle_hashes(words, settings.shingle_words))
 
 
 _TRACKING = re.compile(r"^(utm_|fbclid$|gclid$|ref$|ref_src$|at_medium$|at_campaign$|mc_)", re.I)
@@ -219,19 +262,20 @@ class StoryIndex:
     def __len__(self) -> int:
         return len(self._updated)
 
-    def signature(self, shingles: Iterable[bytes]) -> Any:
-        """The MinHash hash values (uint32[num_perm]) of ``shingles``, bit for bit what
-        ``MinHash(num_perm, scheme="affine32").update_batch(shingles)`` gives, without
-        its per-shingle Python hash call and object copy (~6x cheaper)."""
+    def signature(self, shingles: Any) -> Any:
+        """The MinHash hash values (uint32[num_perm]) of 32-bit shingle hashes (``Fingerprint.shingles``).
+
+        Bit for bit what datasketch's ``MinHash(num_perm, scheme="affine32",
+        hashfunc=<identity>).update_batch(shingles)`` gives (so its LSH and
+        ``jaccard`` apply), in a few numpy operations instead of Python per shingle.
+        """
         np = self._np
-        sha1 = hashlib.sha1
-        digests = b"".join([sha1(s).digest()[:4] for s in shingles])
-        if not digests:
+        hv = np.asarray(shingles, dtype=np.uint32)
+        if not hv.size:
             return np.full(self.settings.num_perm, 0xFFFFFFFF, dtype=np.uint32)
-        # datasketch.hashfunc.sha1_hash32: the first 4 digest bytes, little-endian.
-        hv = np.frombuffer(digests, dtype="<u4").astype(np.uint32).reshape(-1, 1)
+        hv = hv.reshape(-1, 1)
         # MurmurHash3 fmix32 pre-mix, then a_k * h + b_k mod 2^32 (datasketch's affine32).
-        hv ^= hv >> np.uint32(16)
+        hv = hv ^ (hv >> np.uint32(16))
         hv *= np.uint32(0x85EBCA6B)
         hv ^= hv >> np.uint32(13)
         hv *= np.uint32(0xC2B2AE35)
@@ -239,8 +283,8 @@ class StoryIndex:
         a, b = self._perm
         return (hv * a + b).min(axis=0)
 
-    def minhash(self, shingles: Iterable[bytes]) -> Any:
-        """A (lean, frozen) MinHash of ``shingles`` for the LSH."""
+    def minhash(self, shingles: Any) -> Any:
+        """A (lean, frozen) MinHash of 32-bit shingle hashes, for the LSH."""
         return self._lean(self.signature(shingles))
 
     def _lean(self, hashvalues: Any) -> Any:

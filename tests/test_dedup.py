@@ -130,16 +130,27 @@ def test_rolled_back_story_leaves_no_phantom(conn):
 
 @pytest.mark.parametrize("count", [0, 1, 3, 200])
 def test_signature_is_datasketch_minhash_bit_for_bit(count):
-    # Stored sketches and the LSH rely on datasketch's affine32 MinHash of sha1_hash32 values;
-    # StoryIndex computes it itself (numpy, no per-shingle Python call) and must agree exactly.
+    # The LSH and jaccard are datasketch's: StoryIndex computes the affine32 MinHash of the
+    # 32-bit shingle hashes itself (numpy) and must agree with datasketch exactly.
     from datasketch import MinHash
 
     index = StoryIndex(DedupSettings())
     rng = random.Random(count)
-    shingles = [f"كلمة {rng.random()} {i}".encode("utf-8") for i in range(count)]
-    reference = MinHash(num_perm=index.settings.num_perm, scheme="affine32")
-    reference.update_batch(shingles)
+    words = [f"كلمة{rng.randrange(60)}" for _ in range(count + 2)] if count else []
+    shingles = fingerprint(" ".join(words), index.settings).shingles
+    assert len(shingles) == len({tuple(words[i:i + 3]) for i in range(len(words) - 2)})  # no collisions here
+    reference = MinHash(num_perm=index.settings.num_perm, scheme="affine32", hashfunc=int)
+    reference.update_batch(shingles.tolist())
     signature = index.signature(shingles)
     assert signature.dtype == reference.hashvalues.dtype
     assert signature.tolist() == reference.hashvalues.tolist()
     assert index.minhash(shingles).jaccard(reference) == 1.0
+
+
+def test_shingle_hashes_are_order_sensitive_and_stable():
+    settings = DedupSettings()
+    a = fingerprint("قالت مصادر محلية إن قوات سوريا", settings).shingles
+    b = fingerprint("قوات سوريا قالت مصادر محلية إن", settings).shingles
+    assert len(a) == len(b) == 4 and len(set(a.tolist()) & set(b.tolist())) == 2  # 2 shingles in common
+    assert fingerprint("قالت مصادر محلية إن قوات سوريا", settings).shingles.tolist() == a.tolist()
+    assert len(fingerprint("كلمتان فقط", settings).shingles) == 1 and len(fingerprint("", settings).shingles) == 0
