@@ -32,6 +32,12 @@ def insert_alert(conn: sqlite3.Connection, *, story_id: int, rule_id: str, item_
     return int(row[0]) if row else None
 
 
+def alert_exists(conn: sqlite3.Connection, story_id: int, rule_id: str) -> bool:
+    """True if this story already has an alert for this rule (one per story and rule)."""
+    return conn.execute("SELECT 1 FROM alerts WHERE story_id = ? AND rule_id = ?",
+                        (story_id, rule_id)).fetchone() is not None
+
+
 def story_alerts(conn: sqlite3.Connection, story_id: int) -> list[sqlite3.Row]:
     return conn.execute("SELECT id, rule_id, created FROM alerts WHERE story_id = ? ORDER BY id",
                         (story_id,)).fetchall()

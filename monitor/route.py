@@ -143,6 +143,9 @@ def plan_alerts(conn: sqlite3.Connection, item: Item, story: StoryAssignment, ma
     new_ids: list[int] = []
     matched = {m.rule_id for m in matches}
     for match in matches:
+        if not story.new_story and ob.alert_exists(conn, story.story_id, match.rule_id):
+            continue  # this story already alerted for this rule (the common case for duplicates):
+            # skip building and serializing a payload that the insert would discard
         severity = getattr(match, "severity", "info") or "info"
         alert_id = ob.insert_alert(conn, story_id=story.story_id, rule_id=match.rule_id, item_key=item.key,
                                    severity=severity, payload=_payload(item, story, match), now=now)

@@ -114,3 +114,16 @@ def test_channel_settings_reject_optional_and_bad_values():
     tg = ChannelSettings(url="tgram://123456789:abcdefg_hijklmnopqrstuvwxyz012345/-100123")
     assert tg.limits() == (1.0, 20)
     assert "abcdefg_hijklmnopqrstuvwxyz012345" not in tg.private_url()
+
+
+def test_duplicate_of_an_alerted_story_builds_no_payload(conn, monkeypatch):
+    import monitor.route as route
+
+    idx = StoryIndex()
+    assert len(run(conn, idx, Item("a", "guid:1", TEXT), [match()], CH)) == 1
+    built = []
+    real = route._payload
+    monkeypatch.setattr(route, "_payload", lambda *a: built.append(a[0].key) or real(*a))
+    assert run(conn, idx, Item("b", "guid:2", TEXT + "،"), [match(), match("bukamal")], CH) != []
+    assert built == ["guid:2"]  # only for the rule this story had not alerted for
+    assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 2
