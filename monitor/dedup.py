@@ -32,7 +32,7 @@ import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -355,10 +355,10 @@ class StoryIndex:
                              "ORDER BY updated DESC LIMIT 1", (fp.text_hash, cutoff)).fetchone()
             story_id = int(r[0]) if r else None
 
-        mh: MinHash | None = None
+        sig = None  # MinHash hash values (uint32[num_perm])
         if story_id is None and fp.words >= self.settings.min_words:
-            mh = self.minhash(fp.shingles)
-            story_id, similarity = self._best_candidate(conn, mh, cutoff)
+            sig = self.signature(fp.shingles)
+            story_id, similarity = self._best_candidate(conn, sig, cutoff)
             reason = "near"
 
         if story_id is not None:
@@ -367,25 +367,38 @@ class StoryIndex:
                 self._updated[story_id] = now
             return StoryAssignment(story_id, False, reason, similarity)
 
-        blob = mh.hashvalues.astype(self._np.uint32).tobytes() if mh is not None else None
+        blob = sig.astype(self._np.uint32).tobytes() if sig is not None else None
         cur = conn.execute(
             "INSERT INTO stories(created, updated, text_hash, minhash, title, sources, shingles) "
             "VALUES (?, ?, ?, ?, ?, 1, ?)", (now, now, fp.text_hash, blob, item.title, len(fp.shingles)))
         story_id = int(cur.lastrowid)
         self._add_item(conn, story_id, item, link, now, new=True)
-        if mh is not None:
-            self._index(story_id, mh, now)
+        if sig is not None:
+            self._index(story_id, self._lean(sig), now)
         return StoryAssignment(story_id, True, "new", None)
 
-    def _best_candidate(self, conn: sqlite3.Connection, mh: MinHash, cutoff: float) -> tuple[int | None, float | None]:
+    def _query(self, sig: Any) -> Iterable[Any]:
+        """``MinHashLSH.query`` of these hash values, without its per-band numpy slice,
+        byteswap and bytes copies: the band keys are slices of one big-endian copy,
+        the bytes datasketch's ``_byteswap`` makes for the same band (and inserts under)."""
+        lsh = self._lsh
+        if lsh.prepickle or lsh._H != lsh._byteswap or sig.dtype != self._np.uint32:
+            return lsh.query(self._lean(sig))  # a configuration this shortcut does not mirror
+        raw = sig.byteswap().tobytes()
+        candidates: set[Any] = set()
+        for (start, end), table in zip(lsh.hashranges, lsh.hashtables):
+            candidates.update(table.get(raw[start * 4:end * 4]))
+        return candidates
+
+    def _best_candidate(self, conn: sqlite3.Connection, sig: Any, cutoff: float) -> tuple[int | None, float | None]:
         best, best_sim = None, None
-        for sid in self._lsh.query(mh):
+        for sid in self._query(sig):
             row = conn.execute("SELECT minhash FROM stories WHERE id = ? AND updated >= ?", (sid, cutoff)).fetchone()
             if row is None or row[0] is None or len(row[0]) != _BLOB_BYTES * self.settings.num_perm:
                 continue  # phantom of a rolled-back transaction, or expired
             # MinHash.jaccard: the share of equal hash values.
             stored = self._np.frombuffer(row[0], dtype=self._np.uint32)
-            sim = int(self._np.count_nonzero(mh.hashvalues == stored)) / self.settings.num_perm
+            sim = int(self._np.count_nonzero(sig == stored)) / self.settings.num_perm
             if sim >= self.settings.threshold and (best_sim is None or sim > best_sim):
                 best, best_sim = int(sid), sim
         return best, best_sim

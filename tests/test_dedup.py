@@ -154,3 +154,20 @@ def test_shingle_hashes_are_order_sensitive_and_stable():
     assert len(a) == len(b) == 4 and len(set(a.tolist()) & set(b.tolist())) == 2  # 2 shingles in common
     assert fingerprint("قالت مصادر محلية إن قوات سوريا", settings).shingles.tolist() == a.tolist()
     assert len(fingerprint("كلمتان فقط", settings).shingles) == 1 and len(fingerprint("", settings).shingles) == 0
+
+
+def test_lsh_query_shortcut_finds_what_datasketch_query_finds():
+    index = StoryIndex(DedupSettings())
+    rng = random.Random(7)
+    vocab = [f"كلمة{i}" for i in range(300)]
+    texts = [[rng.choice(vocab) for _ in range(40)] for _ in range(200)]
+    for i, words in enumerate(texts):
+        index._index(i, index.minhash(fingerprint(" ".join(words), index.settings).shingles), 0.0)
+    found = 0
+    for words in texts[:50]:
+        probe = words[:30] + [rng.choice(vocab) for _ in range(10)]  # a 75% copy
+        sig = index.signature(fingerprint(" ".join(probe), index.settings).shingles)
+        expected = set(index._lsh.query(index._lean(sig)))
+        assert set(index._query(sig)) == expected
+        found += bool(expected)
+    assert found >= 40  # the probes do find their originals
