@@ -239,3 +239,15 @@ def test_html_to_text_drops_control_characters_and_bom_keeps_arabic():
     value = "\ufeffقالت\x00 مصادر\x07\x1f محلية\x7f\x0b\x0c إن\tقوات\r\nسوريا &amp; <b>العراق</b>\x01"
     assert html_to_text(value) == "قالت مصادر محلية إن قوات سوريا & العراق"
     assert html_to_text("\x00\x1f\ufeff") == ""
+
+
+def test_xml_base_resolves_relative_links_without_feedparser_uri_resolution():
+    # parse_feed turns off feedparser's resolve_relative_uris (it only rewrites URIs inside
+    # HTML content, which we reduce to text); element links must still honour xml:base.
+    atom = (b'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom" '
+            b'xml:base="https://news.example/ar/"><title>t</title>'
+            b'<entry xml:base="https://other.example/x/"><title>one</title><id>1</id><link href="item/1"/></entry>'
+            b'<entry><title>two</title><id>2</id><link href="item/2"/></entry>'
+            b'<entry><title>three</title><id>3</id><link href="javascript:alert(1)"/></entry></feed>')
+    items = parse_feed(atom, {}, url="https://feed.example/f.xml", feed_name="f").items
+    assert [i.link for i in items] == ["https://other.example/x/item/1", "https://news.example/ar/item/2", None]
