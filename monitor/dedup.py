@@ -406,8 +406,14 @@ class StoryIndex:
     @staticmethod
     def _add_item(conn: sqlite3.Connection, story_id: int, item: Item, link: str | None, now: float,
                   new: bool = False) -> None:
-        conn.execute("INSERT OR IGNORE INTO story_items(story_id, item_key, feed, link, title, added) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (story_id, item.key, item.feed, link, item.title, now))
-        if not new:
-            conn.execute("UPDATE stories SET updated = ?, sources = (SELECT count(DISTINCT feed) FROM story_items "
-                         "WHERE story_id = ?) WHERE id = ?", (now, story_id, story_id))
+        cur = conn.execute("INSERT OR IGNORE INTO story_items(story_id, item_key, feed, link, title, added) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (story_id, item.key, item.feed, link, item.title, now))
+        if new:
+            return
+        # ``sources`` is the number of distinct feeds in story_items, kept incrementally: recounting
+        # (count(DISTINCT feed)) cost O(story size) per item, quadratic for a story many outlets carry.
+        added_feed = cur.rowcount == 1 and conn.execute(
+            "SELECT 1 FROM story_items WHERE story_id = ? AND feed = ? AND item_key != ? LIMIT 1",
+            (story_id, item.feed, item.key)).fetchone() is None
+        conn.execute("UPDATE stories SET updated = ?, sources = sources + ? WHERE id = ?",
+                     (now, int(added_feed), story_id))

@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS story_items (
 );
 CREATE INDEX IF NOT EXISTS story_items_key ON story_items(item_key);
 CREATE INDEX IF NOT EXISTS story_items_link ON story_items(link);
+CREATE INDEX IF NOT EXISTS story_items_feed ON story_items(story_id, feed);
 
 -- One alert per (story, rule): a story never alerts twice for one rule.
 CREATE TABLE IF NOT EXISTS alerts (

@@ -171,3 +171,17 @@ def test_lsh_query_shortcut_finds_what_datasketch_query_finds():
         assert set(index._query(sig)) == expected
         found += bool(expected)
     assert found >= 40  # the probes do find their originals
+
+
+def test_sources_counts_distinct_feeds_incrementally(conn):
+    index = StoryIndex(DedupSettings())
+    now = 1_000.0
+    text = "قالت مصادر محلية إن قوات سوريا الديمقراطية سيطرت على حقل العمر النفطي في ريف دير الزور الشرقي اليوم"
+    with transaction(conn):
+        first = index.assign(conn, Item("a", "guid:a1", text, link="https://a.example/1"), now)
+        for feed, key in [("a", "guid:a2"), ("b", "guid:b1"), ("b", "guid:b2"), ("a", "guid:a1"), ("c", "guid:c1")]:
+            assert index.assign(conn, Item(feed, key, text), now).story_id == first.story_id
+    sources = conn.execute("SELECT sources FROM stories WHERE id = ?", (first.story_id,)).fetchone()[0]
+    recount = conn.execute("SELECT count(DISTINCT feed) FROM story_items WHERE story_id = ?",
+                           (first.story_id,)).fetchone()[0]
+    assert sources == recount == 3
