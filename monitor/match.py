@@ -439,16 +439,22 @@ class Matcher:
             clitics = pat.clitics and (
                 "\u0600" <= c0 <= "\u06ff" or (not form.isascii() and _ARABIC_RE.search(form) is not None))
             suffixed = bool(pat.suffixes)
-            if form not in hinted:  # nearly all forms: one key, scan form known
+            if form not in hinted:  # nearly all forms: one key, its scan form already known
                 if clitics and c0 == "ا" and form.startswith("ال") and len(form) > 3:
-                    key = form[1:]
-                    entry = (pat, True, pro)
-                    skey = sform[1:]
+                    keyed: Iterable[tuple[str, tuple, str]] = ((form[1:], (pat, True, pro), sform[1:]),)
                 else:
-                    key = skey = form
-                    entry = (pat, False, pwa if clitics else none)
-                    if sform != form:
-                        skey = sform
+                    keyed = ((form, (pat, False, pwa if clitics else none), sform),)
+            else:
+                punct = sform != form
+                keyed = []
+                for variant in _variants(form):
+                    if clitics and variant.startswith("ال") and len(variant) > 3:
+                        key, entry = variant[1:], (pat, True, pro)
+                    else:
+                        key, entry = variant, (pat, False, pwa if clitics else none)
+                    skey = _NON_WORD_KEY_RE.sub(" ", key).replace("_", " ") if punct else key
+                    keyed.append((key, entry, skey))
+            for key, entry, skey in keyed:
                 old = get(key)
                 if old is None:
                     verify = _VERIFY if (skey != key or " " in key) else 0
@@ -472,40 +478,6 @@ class Matcher:
                     if key not in special:
                         special[key] = key  # no punctuation (else it would be there already)
                         late = True
-                continue
-            punct = sform != form
-            one = (pat,)
-            for variant in _variants(form):
-                if clitics and variant.startswith("ال") and len(variant) > 3:
-                    key = variant[1:]
-                    entry = (pat, True, pro)
-                else:
-                    key = variant
-                    entry = (pat, False, pwa if clitics else none)
-                old = get(key)
-                if old is None:
-                    skey = _NON_WORD_KEY_RE.sub(" ", key).replace("_", " ") if punct else key
-                    verify = _VERIFY if (skey != key or " " in key) else 0
-                    if entry[1]:
-                        values[key] = (len(key), verify, (), one, (entry,), key, _LAM_OK)
-                    else:
-                        values[key] = (len(key), verify, one, (), (entry,), key,
-                                       ok_pwa if clitics else _NO_PREFIX)
-                    if suffixed or skey != key:
-                        special[key] = skey
-                        if suffixed:
-                            suffixable.add(key)
-                else:
-                    lst = shared.get(key)
-                    if lst is None:
-                        shared[key] = [old[4][0], entry]
-                    else:
-                        lst.append(entry)
-                    if suffixed:
-                        suffixable.add(key)
-                        if key not in special:
-                            special[key] = key
-                            late = True
         for key, entries in shared.items():
             plain = tuple(e[0] for e in entries if not e[1])
             lamp = tuple(e[0] for e in entries if e[1])
