@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import os
 import subprocess
 import sys
@@ -275,3 +276,24 @@ def notify():
     finally:
         listener.close()
         short.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def restore_logging():
+    """Undo what ``monitor.logs.setup_logging`` did to the process-wide logging state."""
+    from monitor import logs
+    from monitor.logs import RedactionFilter
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    for h in handlers:
+        h.filters = [f for f in h.filters if not isinstance(f, RedactionFilter)]
+    root.setLevel(level)
+    for name in logs._CHATTY:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    logging.captureWarnings(False)
+    logs._secrets_source = logs._no_secrets

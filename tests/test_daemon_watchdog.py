@@ -10,10 +10,8 @@ in ``test_daemon_process.py``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
-import pytest
 import yaml
 
 from conftest import ROOT
@@ -21,17 +19,6 @@ from monitor.daemon import Daemon
 from monitor.sdnotify import Notifier
 
 WATCHDOG_USEC = 1_000_000  # a ping every 0.5 s
-
-
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def test_pings_stop_when_the_loop_hangs_or_the_scheduler_stalls(tmp_path, notify, restore_logging):

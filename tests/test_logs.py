@@ -16,28 +16,16 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from monitor import logs
-from monitor.logs import MASK, RedactionFilter, redact, setup_logging, under_journald
+from monitor.logs import MASK, redact, setup_logging, under_journald
 
 BOT_TOKEN = "7351234567:AAFq3kP9xZ_wd-84hQv2LmNoPqRsTuVwXyZ1"
 SMTP_PASSWORD = "S3cr3t-P@ss/w0rd!x"
 
 
 @pytest.fixture(autouse=True)
-def restore_root_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+def _logging_restored(restore_logging):
+    """Every test here calls setup_logging: undo it (the fixture is in conftest)."""
     yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    for h in handlers:
-        h.filters = [f for f in h.filters if not isinstance(f, RedactionFilter)]
-    root.setLevel(level)
-    for name in logs._CHATTY:
-        logging.getLogger(name).setLevel(logging.NOTSET)
-    logging.captureWarnings(False)
-    logs._secrets_source = logs._no_secrets
 
 
 class _Capture(logging.Handler):
