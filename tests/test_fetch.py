@@ -206,6 +206,84 @@ def test_per_host_limit_caps_concurrency(feedfarm):
     assert most == 2
 
 
+def _port_recorder(feedfarm, ports):
+    body = rss().encode()
+
+    def record(handler, route):
+        ports.append(handler.client_address[1])
+        if route.delay:
+            feedfarm.stopping.wait(route.delay)
+        handler._send(200, body, {})
+    return record
+
+
+def test_keep_alive_per_host_and_idle_pools_are_bounded(feedfarm):
+    """One small pool per host: a host's connection is reused; beyond the idle cap the
+    least recently used host's pool is closed (so 1,000 hosts never hold 4,000 sockets)."""
+    ports: list[int] = []
+    feedfarm.add("/p.xml", handler=_port_recorder(feedfarm, ports))
+    host_a = feedfarm.url("/p.xml")
+    host_b = host_a.replace("127.0.0.1", "localhost")
+
+    async def go():
+        # per_host 1 and max_keepalive 1: at most one idle pool of one connection.
+        async with Fetcher(FetchSettings(per_host=1, max_keepalive=1, timeout=5)) as f:
+            for url in (host_a, host_a, host_b, host_b, host_a):
+                assert (await f.fetch(url)).status == 200
+
+    run(go())
+    a1, a2, b1, b2, a3 = ports
+    assert a1 == a2, "keep-alive within one host"
+    assert b1 == b2 and b1 != a1
+    assert a3 not in (a1, b1), "host A's idle pool was closed when host B's pool opened"
+
+
+def test_a_busy_pool_is_never_closed_to_make_room(feedfarm):
+    ports: list[int] = []
+    feedfarm.add("/slow.xml", handler=_port_recorder(feedfarm, ports), delay=0.4)
+    feedfarm.add("/fast.xml", handler=_port_recorder(feedfarm, []))
+    slow_a = feedfarm.url("/slow.xml")
+    fast_b = feedfarm.url("/fast.xml").replace("127.0.0.1", "localhost")
+
+    async def go():
+        async with Fetcher(FetchSettings(per_host=1, max_keepalive=1, timeout=5)) as f:
+            slow = asyncio.create_task(f.fetch(slow_a))
+            await asyncio.sleep(0.1)  # host A's request is in flight
+            fast = await f.fetch(fast_b)
+            return await slow, fast
+
+    slow, fast = run(go())
+    assert slow.status == 200 and b"<rss" in slow.body
+    assert fast.status == 200
+
+
+def test_max_connections_caps_requests_across_hosts(feedfarm):
+    active = 0
+    most = 0
+    lock = threading.Lock()
+    body = rss().encode()
+
+    def slow(handler, route):
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        feedfarm.stopping.wait(0.15)
+        with lock:
+            active -= 1
+        handler._send(200, body, {})
+
+    urls = [feedfarm.add(f"/c{i}", handler=slow) for i in range(4)]
+    urls += [u.replace("127.0.0.1", "localhost") for u in urls]
+
+    async def go():
+        async with Fetcher(FetchSettings(per_host=4, max_connections=3, timeout=10)) as f:
+            return await asyncio.gather(*(f.fetch(u) for u in urls))
+
+    assert all(r.status == 200 for r in run(go()))
+    assert most == 3
+
+
 def test_hostile_feeds_do_not_affect_good_ones(feedfarm):
     """All hostile routes and good feeds polled together on one Fetcher: every good feed parses."""
     hostile = feedfarm.add_hostile_routes()
