@@ -9,7 +9,7 @@ state file), calls ``Daemon.setup()`` and then
 * concurrent: ``Daemon.poll_all()``: the shared ``Fetcher``, at most
   ``defaults.concurrency`` feeds at a time (set to 64 here = 16 hosts x
   ``fetch.per_host`` 4; the config default is 16), parsing in the
-  ``ParsePool`` the daemon picked (worker processes on >= 2 cores);
+  ``WorkerPool`` the daemon picked (worker processes on >= 2 cores);
 * sequential (rss2email / feed2exec): ``pipeline.poll(feed)`` for one feed
   after another, parsing in the calling thread's worker thread, no pool.
 
@@ -192,10 +192,10 @@ async def _cycle(config_path: Path, case: str, sequential: bool) -> dict:
     if case == "304":  # a first, unmeasured cycle stores every feed's items and ETag
         await daemon.poll_all()
     if sequential:
-        daemon.parse_pool.close()
-        daemon.pipeline.parse_pool = None
+        daemon.workers.close()
+        daemon.pipeline.workers = None
     else:  # start the workers before the clock, as a running daemon has them
-        await daemon.parse_pool.parse(build_feed(0, ["x" * 50]), {}, url="http://warm.up/", feed_name="warm")
+        await daemon.workers.parse(build_feed(0, ["x" * 50]), {}, url="http://warm.up/", feed_name="warm")
     try:
         with PeakRss() as rss:
             cpu0, started = time.process_time(), time.perf_counter()
@@ -213,7 +213,7 @@ async def _cycle(config_path: Path, case: str, sequential: bool) -> dict:
             "not_modified": sum(o.status == "not_modified" for o in outcomes),
             "errors": sum(o.status == "error" for o in outcomes),
             "error_sample": next((o.error for o in outcomes if o.status == "error"), None),
-            "workers": 0 if sequential else daemon.parse_pool.workers}
+            "workers": 0 if sequential else daemon.workers.workers}
 
 
 def child(args) -> None:

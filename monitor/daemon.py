@@ -39,13 +39,13 @@ from monitor.fetch import Fetcher
 from monitor.housekeeping import checkpoint, prune, wal_size
 from monitor.http_api import HealthReport, start_http_server
 from monitor.logs import setup_logging
-from monitor.parse_pool import ParsePool
 from monitor.pipeline import Pipeline, PollOutcome
 from monitor.rules import RuleSet, load_rules
 from monitor.schedule import PollPolicy, next_poll_delay
 from monitor.sdnotify import Notifier
 from monitor.store import StateError, open_state, transaction
 from monitor.watch import FileWatcher
+from monitor.workers import WorkerPool
 
 log = logging.getLogger("monitor.daemon")
 
@@ -151,7 +151,7 @@ class Daemon:
                                    console=self.console)
         self.pipeline = Pipeline(self.config, self.conn, self.ruleset, self.fetcher, self.stories,
                                  on_alerts=lambda ids: self.deliverer.wake())
-        self.pipeline.parse_pool = self.parse_pool = ParsePool.for_feeds(len(self.config.feeds))
+        self.pipeline.workers = self.workers = WorkerPool.for_feeds(len(self.config.feeds))
         self._poll_slots = asyncio.Semaphore(self.config.model.defaults.concurrency)
         log.info("config %s: %d feeds, %d channels, rules %s (%d rules, %d entities)", self.config.path,
                  len(self.config.feeds), len(self.config.channels), self.ruleset.fingerprint[:12],
@@ -159,7 +159,7 @@ class Daemon:
 
     async def close(self) -> None:
         await self.fetcher.aclose()
-        await asyncio.to_thread(self.parse_pool.close)
+        await asyncio.to_thread(self.workers.close)
         self.conn.close()
 
     # -- one cycle -----------------------------------------------------------

@@ -57,7 +57,8 @@ def _sketch() -> Any:
     return numpy, MinHash, MinHashLSH
 
 
-__all__ = ["DedupSettings", "StoryAssignment", "StoryIndex", "Fingerprint", "fingerprint", "canonical_url"]
+__all__ = ["DedupSettings", "StoryAssignment", "StoryIndex", "DedupKey", "dedup_key", "Fingerprint", "fingerprint",
+           "minhash_signature", "canonical_url"]
 
 
 class DedupSettings(BaseModel):
@@ -164,7 +165,8 @@ def shingle_hashes(words: list[str], k: int) -> Any:
     finalizer and folded to its top 32 bits. About 10x cheaper than building and
     sha1-hashing one bytes object per shingle.
     """
-    np = _sketch()[0]
+    import numpy as np  # not via _sketch(): worker processes need numpy only, not datasketch and scipy
+
     if not words:
         return np.empty(0, dtype=np.uint32)
     get = _WORD_HASHES.get
@@ -197,6 +199,50 @@ def fingerprint(text: str, settings: DedupSettings) -> Fingerprint:
     words = words_text.split()
     digest = hashlib.sha1(" ".join(words).encode("utf-8")).hexdigest()
     return Fingerprint(digest, len(words), shingle_hashes(words, settings.shingle_words))
+
+
+def minhash_signature(shingles: Any, permutations: tuple[Any, Any]) -> Any:
+    """The MinHash hash values (uint32[num_perm]) of 32-bit shingle hashes (``Fingerprint.shingles``).
+
+    Bit for bit what datasketch's ``MinHash(num_perm, scheme="affine32",
+    hashfunc=<identity>).update_batch(shingles)`` gives (so its LSH and
+    ``jaccard`` apply), in a few numpy operations instead of Python per shingle.
+    Needs numpy only (not datasketch), so worker processes can run it.
+    """
+    import numpy as np
+
+    a, b = permutations
+    hv = np.asarray(shingles, dtype=np.uint32)
+    if not hv.size:
+        return np.full(len(a), 0xFFFFFFFF, dtype=np.uint32)
+    hv = hv.reshape(-1, 1)
+    # MurmurHash3 fmix32 pre-mix, then a_k * h + b_k mod 2^32 (datasketch's affine32).
+    hv = hv ^ (hv >> np.uint32(16))
+    hv *= np.uint32(0x85EBCA6B)
+    hv ^= hv >> np.uint32(13)
+    hv *= np.uint32(0xC2B2AE35)
+    hv ^= hv >> np.uint32(16)
+    return (hv * a + b).min(axis=0)
+
+
+@dataclass(frozen=True)
+class DedupKey:
+    """Everything dedup computes from one item alone (no database): its canonical
+    link, text fingerprint and, for a text long enough, its MinHash values.
+
+    Built by ``dedup_key`` in a worker process (``monitor.analysis``) so that
+    ``StoryIndex.assign`` on the event loop only looks things up and records.
+    """
+
+    link: str | None
+    fingerprint: Fingerprint
+    signature: Any = None  # uint32[num_perm] or None
+
+
+def dedup_key(item: Item, settings: DedupSettings, permutations: tuple[Any, Any]) -> DedupKey:
+    fp = fingerprint(item.text, settings)
+    signature = minhash_signature(fp.shingles, permutations) if fp.words >= settings.min_words else None
+    return DedupKey(canonical_url(item.link), fp, signature)
 
 
 _TRACKING = re.compile(r"^(utm_|fbclid$|gclid$|ref$|ref_src$|at_medium$|at_campaign$|mc_)", re.I)
@@ -262,26 +308,14 @@ class StoryIndex:
     def __len__(self) -> int:
         return len(self._updated)
 
-    def signature(self, shingles: Any) -> Any:
-        """The MinHash hash values (uint32[num_perm]) of 32-bit shingle hashes (``Fingerprint.shingles``).
+    @property
+    def permutations(self) -> tuple[Any, Any]:
+        """The (a, b) uint32 arrays of datasketch's affine32 permutations, for ``minhash_signature``."""
+        return self._perm
 
-        Bit for bit what datasketch's ``MinHash(num_perm, scheme="affine32",
-        hashfunc=<identity>).update_batch(shingles)`` gives (so its LSH and
-        ``jaccard`` apply), in a few numpy operations instead of Python per shingle.
-        """
-        np = self._np
-        hv = np.asarray(shingles, dtype=np.uint32)
-        if not hv.size:
-            return np.full(self.settings.num_perm, 0xFFFFFFFF, dtype=np.uint32)
-        hv = hv.reshape(-1, 1)
-        # MurmurHash3 fmix32 pre-mix, then a_k * h + b_k mod 2^32 (datasketch's affine32).
-        hv = hv ^ (hv >> np.uint32(16))
-        hv *= np.uint32(0x85EBCA6B)
-        hv ^= hv >> np.uint32(13)
-        hv *= np.uint32(0xC2B2AE35)
-        hv ^= hv >> np.uint32(16)
-        a, b = self._perm
-        return (hv * a + b).min(axis=0)
+    def signature(self, shingles: Any) -> Any:
+        """``minhash_signature`` with this index's permutations."""
+        return minhash_signature(shingles, self._perm)
 
     def minhash(self, shingles: Any) -> Any:
         """A (lean, frozen) MinHash of 32-bit shingle hashes, for the LSH."""
@@ -327,13 +361,17 @@ class StoryIndex:
             if sid in self._lsh:
                 self._lsh.remove(sid)
 
-    def assign(self, conn: sqlite3.Connection, item: Item, now: float) -> StoryAssignment:
-        """Find or create the item's story and record the item in it (no commit)."""
+    def assign(self, conn: sqlite3.Connection, item: Item, now: float, key: DedupKey | None = None
+               ) -> StoryAssignment:
+        """Find or create the item's story and record the item in it (no commit).
+
+        ``key`` may come precomputed (``dedup_key`` in a worker process); it is
+        computed here when missing.
+        """
         self._assigns += 1
         if self._assigns % 500 == 0:
             self._expire(now)
         cutoff = now - self.window
-        link = canonical_url(item.link)
 
         row = conn.execute("SELECT story_id FROM story_items WHERE item_key = ? ORDER BY added LIMIT 1",
                            (item.key,)).fetchone()
@@ -342,7 +380,9 @@ class StoryIndex:
             conn.execute("UPDATE stories SET updated = max(updated, ?) WHERE id = ?", (now, row[0]))
             return StoryAssignment(int(row[0]), False, "exact", 1.0, new_source=False)
 
-        fp = fingerprint(item.text, self.settings)
+        if key is None:
+            key = dedup_key(item, self.settings, self._perm)
+        link, fp = key.link, key.fingerprint
         story_id: int | None = None
         reason, similarity = "exact", 1.0
         if link:
@@ -357,7 +397,7 @@ class StoryIndex:
 
         sig = None  # MinHash hash values (uint32[num_perm])
         if story_id is None and fp.words >= self.settings.min_words:
-            sig = self.signature(fp.shingles)
+            sig = key.signature
             story_id, similarity = self._best_candidate(conn, sig, cutoff)
             reason = "near"
 

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from monitor import metrics
+from monitor.analysis import AnalysisContext, ItemAnalysis, analyze_item, analyze_items
 from monitor.config import Config, FeedSettings
 from monitor.dedup import StoryIndex
 from monitor.errors import FetchError, MonitorError, ParseError
@@ -32,11 +33,11 @@ from monitor.fetch import Fetcher
 from monitor.models import FetchResult, Item, ParsedFeed
 from monitor.normalize import normalize
 from monitor.parse import extract_article, parse_feed
-from monitor.parse_pool import ParsePool
 from monitor.route import plan_alerts
-from monitor.rules import Evaluation, RuleSet
+from monitor.rules import RuleSet
 from monitor.schedule import parse_max_age, publishing_stats
 from monitor.store import transaction
+from monitor.workers import WorkerPool
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -85,9 +86,6 @@ class Pipeline:
     a poll already running keeps the rules it started with.
     """
 
-    #: Set by the daemon to parse in worker processes; None parses in a thread.
-    parse_pool: "ParsePool | None" = None
-
     def __init__(
         self,
         config: Config,
@@ -101,11 +99,33 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.conn = conn
-        self.ruleset = ruleset
         self.fetcher = fetcher
         self.stories = stories
         self.clock = clock
         self.on_alerts = on_alerts
+        self._workers: WorkerPool | None = None
+        self.ruleset = ruleset
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self._context.ruleset
+
+    @ruleset.setter
+    def ruleset(self, ruleset: RuleSet) -> None:
+        self._context = AnalysisContext(ruleset, self.stories.settings, self.stories.permutations)
+        if self._workers is not None:
+            self._workers.use(self._context)
+
+    @property
+    def workers(self) -> WorkerPool | None:
+        """Where parsing and matching run (``monitor.workers``); None: a thread of this process."""
+        return self._workers
+
+    @workers.setter
+    def workers(self, pool: WorkerPool | None) -> None:
+        self._workers = pool
+        if pool is not None:
+            pool.use(self._context)
 
     async def poll(self, feed: FeedSettings) -> PollOutcome:
         """Poll ``feed`` once. Never raises for a feed's own problems."""
@@ -128,9 +148,9 @@ class Pipeline:
                 metrics.POLLS.labels("not_modified").inc()
                 log.info("feed %s: not modified", feed.name)
                 return PollOutcome(feed.name, "not_modified")
-            if self.parse_pool is not None:  # worker processes (monitor/parse_pool.py)
-                parsed = await self.parse_pool.parse(result.body, result.headers, url=result.final_url,
-                                                     feed_name=feed.name, encoding=feed.encoding)
+            if self._workers is not None:  # worker processes (monitor/workers.py)
+                parsed = await self._workers.parse(result.body, result.headers, url=result.final_url,
+                                                   feed_name=feed.name, encoding=feed.encoding)
             else:
                 parsed = await asyncio.to_thread(
                     parse_feed, result.body, result.headers, url=result.final_url, feed_name=feed.name,
@@ -139,29 +159,35 @@ class Pipeline:
             if feed.full_text:
                 await self._add_full_text(feed, parsed)
         except (FetchError, ParseError) as exc:
-            self._record_error(feed, exc, started)
-            metrics.POLLS.labels("error").inc()
-            metrics.FETCH_ERRORS.labels(exc.kind).inc()
-            log.warning("feed %s: %s: %s", feed.name, exc.kind, exc.message)
-            return PollOutcome(feed.name, "error", error=exc.message, error_kind=exc.kind,
-                               retry_after=getattr(exc, "retry_after", None))
+            return self._failed(feed, exc, started)
 
         per_week, window = publishing_stats([i.published for i in parsed.items])
         outcome = PollOutcome(feed.name, "ok", items=len(parsed.items), ttl_seconds=parsed.ttl_seconds,
                               max_age=parse_max_age(result.headers.get("cache-control")),
                               entries_per_week=per_week, feed_window_seconds=window)
-        ruleset = self.ruleset
-        # Hash every item, and match the ones that are new or changed, in a worker
-        # thread: a poll of 500 long items is a second of CPU that must not stall
-        # the event loop (watchdog, deliveries, HTTP). The write transaction below
-        # then only decides and records.
+        context = self._context
+        # Match and fingerprint the new and changed items in a worker process (a
+        # thread without workers): a poll of 500 long items is a second of CPU
+        # that must not stall the event loop (watchdog, deliveries, HTTP). The
+        # write transaction below then only decides and records.
+        digests = [content_hash(item) for item in parsed.items]
         known = self._known_hashes([item.key for item in parsed.items])
-        prepared = await asyncio.to_thread(_prepare, parsed.items, known, ruleset)
+        fresh = [index for index, (item, digest) in enumerate(zip(parsed.items, digests))
+                 if known.get(item.key) != digest]
+        fresh_items = [parsed.items[index] for index in fresh]
+        try:
+            if self._workers is not None:
+                analyses = await self._workers.analyze(fresh_items, context, url=result.final_url)
+            else:
+                analyses = await asyncio.to_thread(analyze_items, fresh_items, context) if fresh else []
+        except ParseError as exc:  # the worker died: nothing recorded, the next poll retries
+            return self._failed(feed, exc, started)
+        analysis_of = dict(zip(fresh, analyses))
         now = self.clock()
         try:
             with transaction(self.conn):
-                for item, digest, evaluation in prepared:
-                    decision = self._process_item(item, digest, evaluation, ruleset, now)
+                for index, (item, digest) in enumerate(zip(parsed.items, digests)):
+                    decision = self._process_item(item, digest, analysis_of.get(index), context, now)
                     outcome.new_items += decision.new
                     outcome.changed_items += decision.changed
                     outcome.new_alert_ids.extend(decision.alerts)
@@ -189,6 +215,14 @@ class Pipeline:
             self.on_alerts(outcome.new_alert_ids)
         return outcome
 
+    def _failed(self, feed: FeedSettings, exc: FetchError | ParseError, started: float) -> PollOutcome:
+        self._record_error(feed, exc, started)
+        metrics.POLLS.labels("error").inc()
+        metrics.FETCH_ERRORS.labels(exc.kind).inc()
+        log.warning("feed %s: %s: %s", feed.name, exc.kind, exc.message)
+        return PollOutcome(feed.name, "error", error=exc.message, error_kind=exc.kind,
+                           retry_after=getattr(exc, "retry_after", None))
+
     def _known_hashes(self, keys: list[str]) -> dict[str, str]:
         """Content hashes already recorded for these item keys (one query per 500 keys)."""
         known: dict[str, str] = {}
@@ -199,7 +233,7 @@ class Pipeline:
                 known[row["key"]] = row["content_hash"]
         return known
 
-    def _process_item(self, item: Item, digest: str, evaluation: Evaluation | None, ruleset: RuleSet,
+    def _process_item(self, item: Item, digest: str, analysis: ItemAnalysis | None, context: AnalysisContext,
                       now: float) -> _ItemDecision:
         decision = _ItemDecision()
         # Read again inside the transaction: another feed may have recorded the
@@ -213,15 +247,15 @@ class Pipeline:
         decision.new = row is None
         decision.changed = row is not None
 
-        if evaluation is None:  # unchanged in the snapshot, changed since: rare, match here
-            evaluation = ruleset.evaluate(title=item.title, body=item.summary)
-        matches = [m for m in evaluation.matches if self._recent_enough(item, now)]
+        if analysis is None:  # unchanged in the snapshot, changed since: rare, match here
+            analysis = analyze_item(item, context)
+        matches = [m for m in analysis.matches if self._recent_enough(item, now)]
         # An edited item alerts only for rules it did not match before.
         fresh = [m for m in matches if m.rule_id not in previous_rules]
         decision.already_sent = len(matches) - len(fresh)
         story_id = None
         if fresh:
-            story = self.stories.assign(self.conn, item, now)
+            story = self.stories.assign(self.conn, item, now, analysis.dedup)
             story_id = story.story_id
             decision.alerts = plan_alerts(self.conn, item, story, fresh, self.config.channels,
                                           self.config.model.routing, now)
@@ -320,17 +354,6 @@ class Pipeline:
             self._ensure_feed_row(feed)
             self.conn.execute("UPDATE feeds SET interval = ?, next_poll_at = ? WHERE name = ?",
                               (interval, next_poll_at, feed.name))
-
-
-def _prepare(items: list[Item], known: dict[str, str], ruleset: RuleSet
-             ) -> list[tuple[Item, str, Evaluation | None]]:
-    """Hash each item; match the new and changed ones (runs in a worker thread: pure)."""
-    out = []
-    for item in items:
-        digest = content_hash(item)
-        evaluation = None if known.get(item.key) == digest else ruleset.evaluate(title=item.title, body=item.summary)
-        out.append((item, digest, evaluation))
-    return out
 
 
 def utc(ts: float | None) -> str:

@@ -226,7 +226,7 @@ def test_invalid_config_exits_1_without_ready(tmp_path, notify, daemons):
 
 @pytest.mark.parametrize("feeds", [2, 20], ids=["parse-in-thread", "parse-in-processes"])
 def test_ready_status_watchdog_during_20mb_parse_then_clean_stop(tmp_path, notify, daemons, feed_server, feeds):
-    """With 20 feeds (``parse_pool.MIN_FEEDS_FOR_PROCESSES``) on a multi-core machine the
+    """With 20 feeds (``workers.MIN_FEEDS_FOR_PROCESSES``) on a multi-core machine the
     daemon parses in forkserver worker processes, else in a thread: both must keep the
     loop free, and SIGTERM must stop both cleanly."""
     body = big_feed()

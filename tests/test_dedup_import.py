@@ -18,3 +18,22 @@ def test_config_import_leaves_datasketch_scipy_numpy_unloaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["", "True"]
+
+
+def test_worker_analysis_needs_numpy_only_not_datasketch_or_scipy():
+    """Each worker process (monitor.workers) fingerprints and signs matched items: numpy
+    is enough; datasketch would drag in scipy (+45 MB and 1 s per worker)."""
+    code = ("import sys, numpy\n"
+            "from monitor.analysis import AnalysisContext, analyze_items\n"
+            "from monitor.dedup import DedupSettings\n"
+            "from monitor.models import Item\n"
+            "from monitor.rules import load_rules\n"
+            "perm = (numpy.arange(1, 129, dtype=numpy.uint32), numpy.arange(128, dtype=numpy.uint32))\n"
+            "context = AnalysisContext(load_rules(['rules']), DedupSettings(), perm)\n"
+            "text = 'قالت قوات سوريا الديمقراطية إنها سيطرت على حقل العمر النفطي شرق دير الزور ' * 3\n"
+            "[a] = analyze_items([Item(feed='f', key='k', title='حقل العمر', summary=text)], context)\n"
+            "print(bool(a.matches), a.dedup.signature is not None)\n"
+            "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["True True", "[]"]

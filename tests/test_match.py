@@ -183,3 +183,15 @@ def test_fold_and_match_forms_equal_the_reference(texts):
     assert fold(joined) == ref.fold(joined)
     assert match_forms(texts) == ref.match_forms(texts)
     assert [match_form(t) for t in texts] == [ref.match_form(t) for t in texts]
+
+
+def test_separator_class_holds_every_whitespace_character_of_unicode():
+    """match._WHITESPACE scans only the BMP (fast import); every isspace() character
+    other than the plain space, in all of Unicode, must be in it."""
+    import sys
+
+    from monitor import match
+
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() and c != 32)
+    assert match._WHITESPACE == every
+    assert match.fold("قسد\u2028البوكمال\u00a0«حقل»") == "قسد البوكمال  حقل "

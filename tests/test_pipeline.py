@@ -20,6 +20,7 @@ from monitor.fetch import Fetcher
 from monitor.pipeline import Pipeline
 from monitor.rules import load_rules
 from monitor.store import open_state
+from monitor.workers import WorkerPool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +40,7 @@ class Clock:
 
 
 def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, clock: Clock | None = None,
-         **feed_options):
+         workers: int = 0, **feed_options):
     tmp_path.mkdir(parents=True, exist_ok=True)
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump({
@@ -53,10 +54,15 @@ def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, c
     stories = StoryIndex(config.model.dedup)
     stories.load(conn, 0)
     fetcher = Fetcher(config.model.fetch)
-    return Pipeline(config, conn, load_rules(config.rules), fetcher, stories, clock=clock or Clock())
+    p = Pipeline(config, conn, load_rules(config.rules), fetcher, stories, clock=clock or Clock())
+    if workers:  # parse and match in worker processes, as the daemon does with 20+ feeds
+        p.workers = WorkerPool(workers)
+        _POOLS.append(p.workers)
+    return p
 
 
 _LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
+_POOLS: list[WorkerPool] = []
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +70,8 @@ def _close_loops():
     yield
     while _LOOPS:
         _LOOPS.popitem()[1].close()
+    while _POOLS:
+        _POOLS.pop().close()
 
 
 def poll(p: Pipeline, name: str = "a"):
@@ -78,9 +86,10 @@ def alerts(p: Pipeline) -> list[sqlite3.Row]:
                           "ORDER BY a.id").fetchall()
 
 
-def test_new_items_alert_once_and_unrelated_items_never(tmp_path, feed_server: FeedServer):
+@pytest.mark.parametrize("workers", [0, 2], ids=["thread", "processes"])
+def test_new_items_alert_once_and_unrelated_items_never(tmp_path, feed_server: FeedServer, workers):
     url = feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL, UNRELATED]))
-    p = make(tmp_path, {"a": url})
+    p = make(tmp_path, {"a": url}, workers=workers)
     first = poll(p)
     assert (first.status, first.items, first.new_items) == ("ok", 2, 2)
     rows = alerts(p)
@@ -170,13 +179,14 @@ def test_an_edit_alerts_only_for_rules_it_did_not_match_before(tmp_path, feed_se
     assert before < after and "omar_field_fighting" in after - before
 
 
-def test_reloaded_rules_never_realert_seen_items(tmp_path, feed_server):
+@pytest.mark.parametrize("workers", [0, 2], ids=["thread", "processes"])
+def test_reloaded_rules_never_realert_seen_items_and_apply_to_new_ones(tmp_path, feed_server, workers):
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     for f in (ROOT / "rules").glob("*.yaml"):
         (rules_dir / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
     url = feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]))
-    p = make(tmp_path, {"a": url}, rules_dir=rules_dir)
+    p = make(tmp_path, {"a": url}, rules_dir=rules_dir, workers=workers)
     poll(p)
     count = len(alerts(p))
     (rules_dir / "extra.yaml").write_text(
@@ -186,6 +196,13 @@ def test_reloaded_rules_never_realert_seen_items(tmp_path, feed_server):
     feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]), headers={"X-Changed": "1"})
     poll(p)
     assert len(alerts(p)) == count
+    # A new item is matched with the new rules (in the worker processes too).
+    new = {"title": "وصول تعزيزات إلى البوكمال", "link": "https://a.example/news/9", "description": "تعزيزات."}
+    feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL, new]))
+    poll(p)
+    assert {r["rule_id"] for r in alerts(p)[count:]} == {"any_bukamal", "deir_ez_zor_front"}
+    if workers:
+        assert p.workers.started == 2, "the reload started workers with the new rules"
 
 
 def test_the_same_article_from_two_outlets_is_one_story(tmp_path, feed_server):
