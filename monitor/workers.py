@@ -102,6 +102,7 @@ class WorkerPool:
         self._analyze_target = analyze_target
         self._context: AnalysisContext | None = None
         self._executor: ProcessPoolExecutor | None = None
+        self._retired: list[ProcessPoolExecutor] = []  # replaced by a reload, finishing their jobs
         self._slots: asyncio.Semaphore | None = None
         self.replaced = 0  # how many times a broken pool was replaced (tests, logs)
         self.started = 0  # how many process pools were started (tests: a reload starts one)
@@ -132,6 +133,7 @@ class WorkerPool:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False)
+            self._retired.append(executor)
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._closed:
@@ -189,6 +191,7 @@ class WorkerPool:
     def close(self) -> None:
         """Stop the workers; jobs still queued get cancelled. Safe to call twice."""
         self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is not None:
+        executors = self._retired + ([self._executor] if self._executor is not None else [])
+        self._executor, self._retired = None, []
+        for executor in executors:
             executor.shutdown(wait=True, cancel_futures=True)
