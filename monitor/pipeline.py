@@ -166,11 +166,11 @@ class Pipeline:
                               max_age=parse_max_age(result.headers.get("cache-control")),
                               entries_per_week=per_week, feed_window_seconds=window)
         context = self._context
-        # Match and fingerprint the new and changed items in a worker process (a
-        # thread without workers): a poll of 500 long items is a second of CPU
-        # that must not stall the event loop (watchdog, deliveries, HTTP). The
-        # write transaction below then only decides and records.
-        digests = [content_hash(item) for item in parsed.items]
+        # Hash every item (a thread), then match and fingerprint the new and changed
+        # ones in a worker process (a thread without workers): a feed of 5,000 long
+        # items is seconds of CPU that must not stall the event loop (watchdog,
+        # deliveries, HTTP). The write transaction below then only decides and records.
+        digests = await asyncio.to_thread(_content_hashes, parsed.items)
         known = self._known_hashes([item.key for item in parsed.items])
         fresh = [index for index, (item, digest) in enumerate(zip(parsed.items, digests))
                  if known.get(item.key) != digest]
@@ -354,6 +354,10 @@ class Pipeline:
             self._ensure_feed_row(feed)
             self.conn.execute("UPDATE feeds SET interval = ?, next_poll_at = ? WHERE name = ?",
                               (interval, next_poll_at, feed.name))
+
+
+def _content_hashes(items: list[Item]) -> list[str]:
+    return [content_hash(item) for item in items]
 
 
 def utc(ts: float | None) -> str:
