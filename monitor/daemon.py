@@ -390,6 +390,7 @@ class Daemon:
         self.ruleset = ruleset
         self.pipeline.config = config
         self.pipeline.ruleset = ruleset
+        self.workers.resize(WorkerPool.workers_for(len(config.feeds)))
         self.deliverer.update_channels(dict(config.channels))
         setup_logging(config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
         now = datetime.now(timezone.utc)

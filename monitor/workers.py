@@ -108,14 +108,31 @@ class WorkerPool:
         self.started = 0  # how many process pools were started (tests: a reload starts one)
         self._closed = False
 
-    @classmethod
-    def for_feeds(cls, feeds: int, cpus: int | None = None) -> "WorkerPool":
-        """Processes on a multi-core machine with enough feeds; a thread otherwise."""
+    @staticmethod
+    def workers_for(feeds: int, cpus: int | None = None) -> int:
+        """Worker processes for this many feeds: one per core (at most 4) on a multi-core
+        machine with enough feeds; 0 (a thread) otherwise."""
         cpus = cpus if cpus is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                               else os.cpu_count() or 1)
         if cpus < 2 or feeds < MIN_FEEDS_FOR_PROCESSES:
-            return cls(workers=0)
-        return cls(workers=min(cpus, 4))
+            return 0
+        return min(cpus, 4)
+
+    @classmethod
+    def for_feeds(cls, feeds: int, cpus: int | None = None) -> "WorkerPool":
+        return cls(workers=cls.workers_for(feeds, cpus))
+
+    def resize(self, workers: int) -> None:
+        """Use ``workers`` processes from the next job on (a reload that added or removed
+        many feeds); the running ones finish what they hold, as with ``use``."""
+        workers = max(0, workers)
+        if workers == self.workers:
+            return
+        log.info("worker processes: %d -> %d", self.workers, workers)
+        self.workers = workers
+        self.max_pending = max(1, 2 * workers)
+        self._slots = None
+        self._retire()
 
     @property
     def uses_processes(self) -> bool:
@@ -130,6 +147,9 @@ class WorkerPool:
         if context is self._context:
             return
         self._context = context
+        self._retire()
+
+    def _retire(self) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False)

@@ -211,3 +211,59 @@ def test_a_worker_dying_while_matching_fails_only_that_feed(tmp_path):
     err, after, replaced = asyncio.run(go())
     assert err.kind == "worker_crashed" and err.url == "http://x/boom" and "matching" in err.message
     assert replaced == 1 and len(after) == len(ITEMS)
+
+
+def test_resize_moves_jobs_between_a_thread_and_processes():
+    body = rss().encode()
+
+    async def go():
+        pool = WorkerPool(workers=0)
+        try:
+            counts = [(await pool.parse(body, HEADERS, url="http://x/", feed_name="f"), pool.started)[1]]
+            pool.resize(2)
+            counts.append((await pool.parse(body, HEADERS, url="http://x/", feed_name="f"), pool.started)[1])
+            pool.resize(0)
+            counts.append((await pool.parse(body, HEADERS, url="http://x/", feed_name="f"), pool.started)[1])
+            return counts
+        finally:
+            pool.close()
+
+    assert asyncio.run(go()) == [0, 1, 1]
+
+
+def test_a_reload_that_adds_feeds_sizes_the_worker_pool_for_them(tmp_path):
+    """3 feeds parse in a thread; a reload to 25 feeds moves parsing to processes (on 2+ cores)."""
+    import io
+
+    import yaml
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from monitor.daemon import Daemon
+
+    root = Path(__file__).resolve().parent.parent
+    config = tmp_path / "config.yaml"
+
+    def write(n_feeds: int) -> None:
+        config.write_text(yaml.safe_dump({
+            "state_path": str(tmp_path / "state.sqlite3"), "rules": [str(root / "rules")],
+            "feeds": [{"name": f"f{i}", "url": f"http://127.0.0.1:9/{i}.xml"} for i in range(n_feeds)],
+            "channels": {"console": {"url": "console://"}}}), encoding="utf-8")
+
+    async def go():
+        write(3)
+        daemon = Daemon(config, console=io.StringIO(), journald=False)
+        daemon.setup()
+        daemon.scheduler = AsyncIOScheduler()  # not started: the reload only registers the new feeds' jobs
+        try:
+            before = daemon.workers.workers
+            write(25)
+            assert await daemon._reload("test")
+            return before, daemon.workers.workers
+        finally:
+            await daemon.close()
+
+    before, after = asyncio.run(go())
+    assert before == 0
+    assert after == WorkerPool.workers_for(25)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert after >= 2
