@@ -148,6 +148,10 @@ class Pipeline:
                 metrics.POLLS.labels("not_modified").inc()
                 log.info("feed %s: not modified", feed.name)
                 return PollOutcome(feed.name, "not_modified")
+            if conditional and state["body_hash"] == body_hash(result.body, feed):
+                # The server ignores validators but sent the very bytes we processed
+                # last time (parsed the same way): same items, nothing to match.
+                return self._same_body_again(feed, state, result, started)
             if self._workers is not None:  # worker processes (monitor/workers.py)
                 parsed = await self._workers.parse(result.body, result.headers, url=result.final_url,
                                                    feed_name=feed.name, encoding=feed.encoding)
@@ -199,10 +203,7 @@ class Pipeline:
             # so the next poll sees the same items as new again. Nothing is lost.
             # (The story index checks LSH candidates against the database, so a
             # rolled-back story leaves no phantom behind.)
-            log.error("feed %s: state database error, poll not recorded: %s", feed.name, exc)
-            metrics.POLLS.labels("error").inc()
-            metrics.FETCH_ERRORS.labels("state").inc()
-            return PollOutcome(feed.name, "error", error=f"state database: {exc}", error_kind="state")
+            return self._state_error(feed, exc)
         outcome.alerts_new = len(outcome.new_alert_ids)
         metrics.POLLS.labels("ok").inc()
         metrics.ITEMS.labels("new").inc(outcome.new_items)
@@ -214,6 +215,33 @@ class Pipeline:
         if outcome.new_alert_ids and self.on_alerts:
             self.on_alerts(outcome.new_alert_ids)
         return outcome
+
+    def _same_body_again(self, feed: FeedSettings, state: sqlite3.Row, result: FetchResult,
+                         started: float) -> PollOutcome:
+        """Mark the feed's items seen again without parsing them.
+
+        The items of the last processed body all got ``last_seen >= last_full_fetch_at``
+        then; moving their ``last_seen`` on keeps housekeeping from pruning items the
+        feed still carries (a pruned item would look new, and alert again, later).
+        Items another feed recorded first are refreshed by the full processing every
+        ``FULL_FETCH_EVERY`` (the fetch is then unconditional and this path not taken).
+        """
+        try:
+            with transaction(self.conn):
+                self.conn.execute("UPDATE items SET last_seen = ? WHERE feed = ? AND last_seen >= ?",
+                                  (self.clock(), feed.name, state["last_full_fetch_at"]))
+                self._record_success(feed, result, None, started, in_transaction=True)
+        except sqlite3.Error as exc:
+            return self._state_error(feed, exc)
+        metrics.POLLS.labels("not_modified").inc()
+        log.info("feed %s: same content as last time (the server sends no 304)", feed.name)
+        return PollOutcome(feed.name, "not_modified")
+
+    def _state_error(self, feed: FeedSettings, exc: sqlite3.Error) -> PollOutcome:
+        log.error("feed %s: state database error, poll not recorded: %s", feed.name, exc)
+        metrics.POLLS.labels("error").inc()
+        metrics.FETCH_ERRORS.labels("state").inc()
+        return PollOutcome(feed.name, "error", error=f"state database: {exc}", error_kind="state")
 
     def _failed(self, feed: FeedSettings, exc: FetchError | ParseError, started: float) -> PollOutcome:
         self._record_error(feed, exc, started)
@@ -325,9 +353,9 @@ class Pipeline:
                 (result.etag, result.last_modified, result.permanent_redirect, started, self.clock(),
                  new_items, alerts, feed.name),
             )
-            if not result.not_modified:
+            if parsed is not None:  # the body was processed in full
                 self.conn.execute("UPDATE feeds SET last_full_fetch_at = ?, body_hash = ? WHERE name = ?",
-                                  (started, hashlib.sha1(result.body).hexdigest(), feed.name))
+                                  (started, body_hash(result.body, feed), feed.name))
             if parsed is not None and parsed.warnings:
                 log.info("feed %s: %s", feed.name, "; ".join(parsed.warnings)[:500])
 
@@ -354,6 +382,14 @@ class Pipeline:
             self._ensure_feed_row(feed)
             self.conn.execute("UPDATE feeds SET interval = ?, next_poll_at = ? WHERE name = ?",
                               (interval, next_poll_at, feed.name))
+
+
+def body_hash(body: bytes, feed: FeedSettings) -> str:
+    """Identity of a fetched body as this feed parses it: the bytes, and the settings
+    that change what parsing them gives (a new ``encoding:`` override must reparse)."""
+    digest = hashlib.sha1(f"{feed.encoding or ''}\n{int(bool(feed.full_text))}\n".encode())
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def _content_hashes(items: list[Item]) -> list[str]:

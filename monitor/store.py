@@ -20,7 +20,7 @@ from typing import Iterator
 
 from monitor.errors import MonitorError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: index items(feed, last_seen), for polls that skip an identical body
 
 # Each block belongs to the module that owns those rows: feeds/items to
 # ``pipeline``, stories to ``dedup``, alerts/outbox to ``route``/``deliver``.
@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_first_seen ON items(first_seen);
 CREATE INDEX IF NOT EXISTS items_content_hash ON items(content_hash);
+CREATE INDEX IF NOT EXISTS items_feed_seen ON items(feed, last_seen);
 
 -- A story is one event as reported by one or more outlets.
 CREATE TABLE IF NOT EXISTS stories (
@@ -198,7 +199,11 @@ def open_state(path: str | Path) -> sqlite3.Connection:
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to ``SCHEMA_VERSION``; refuse a newer database."""
+    """Bring the schema to ``SCHEMA_VERSION``; refuse a newer database.
+
+    Every statement of ``SCHEMA`` is idempotent (``IF NOT EXISTS``), so running
+    all of them gives an older database exactly what it lacks (v1 -> v2: one index).
+    """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StateError(
@@ -211,7 +216,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         for statement in _statements(SCHEMA):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('created', ?)", (str(time.time()),))
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)", (str(time.time()),))
 
 
 def _statements(script: str) -> list[str]:

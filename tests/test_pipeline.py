@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import FeedServer, corpus_articles, rss_feed
+from feedfarm import feedfarm  # noqa: F401  (fixture)
 from monitor import pipeline as pipeline_module
 from monitor.config import load_config
 from monitor.dedup import StoryIndex
@@ -113,6 +114,57 @@ def test_server_that_ignores_validators_causes_no_duplicates(tmp_path, feed_serv
         outcome = poll(p)
         assert outcome.status in ("ok", "not_modified")
     assert len(alerts(p)) == count
+
+
+def _count_parses(monkeypatch) -> list[int]:
+    calls = [0]
+    real = pipeline_module.parse_feed
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "parse_feed", counting)
+    return calls
+
+
+def test_an_identical_body_is_not_parsed_again_but_its_items_stay_alive(tmp_path, feedfarm, monkeypatch):
+    """A server without validators sends the same bytes every poll: no parse, no matching,
+    but the items' last_seen moves on (housekeeping prunes by it), and every 6 hours the
+    body is processed in full anyway."""
+    clock = Clock()
+    url = feedfarm.add("/a.xml", rss_feed([SDF_BUKAMAL, UNRELATED]).encode())  # no ETag, no Last-Modified
+    p = make(tmp_path, {"a": url}, clock=clock)
+    parses = _count_parses(monkeypatch)
+    first = poll(p)
+    assert (first.status, first.new_items, parses[0]) == ("ok", 2, 1)
+    count = len(alerts(p))
+
+    clock.now += 600
+    second = poll(p)
+    assert second.status == "not_modified" and parses[0] == 1
+    assert [r[0] for r in p.conn.execute("SELECT last_seen FROM items")] == [clock.now, clock.now]
+    assert feedfarm.hits("/a.xml") == 2
+
+    clock.now += 6 * 3600
+    third = poll(p)
+    assert (third.status, third.new_items, parses[0]) == ("ok", 0, 2)
+    assert len(alerts(p)) == count
+
+    feedfarm.add("/a.xml", rss_feed([SDF_BUKAMAL, UNRELATED, {**UNRELATED, "link": "https://a.example/n/3",
+                                                                "title": "خبر ثالث"}]).encode())
+    clock.now += 60
+    fourth = poll(p)
+    assert (fourth.status, fourth.new_items, parses[0]) == ("ok", 1, 3)
+
+
+def test_a_new_encoding_override_reparses_an_identical_body(tmp_path, feedfarm, monkeypatch):
+    url = feedfarm.add("/a.xml", rss_feed([SDF_BUKAMAL]).encode())
+    parses = _count_parses(monkeypatch)
+    poll(make(tmp_path, {"a": url}))
+    assert parses[0] == 1
+    p = make(tmp_path, {"a": url}, encoding="utf-8")  # the user fixes the feed's charset: parse again
+    assert poll(p).status == "ok" and parses[0] == 2
 
 
 def test_a_lying_304_delays_an_item_but_never_hides_it(tmp_path, feed_server):
