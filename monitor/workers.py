@@ -12,7 +12,8 @@ in worker processes instead:
   a worker starts in milliseconds and shares those pages copy-on-write.
   Workers run only ``_parse_in_worker`` and ``_analyze_in_worker``;
   multiprocessing also re-imports the main module in each child, as it always
-  does (``python -m monitor`` → ``monitor.cli``, about +11 MB per worker).
+  does (the ``monitor`` script or ``python -m monitor`` → ``monitor.cli``, which
+  imports only click at module level: under 1 MB per worker).
 * The rules reach each worker once, at its start (``use(context)``; the
   pickled rule set is ~160 KB), not with every job. A reload calls ``use``
   again: the running workers finish what they hold and exit, and new ones
