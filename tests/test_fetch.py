@@ -179,22 +179,27 @@ def test_gzip_bomb_costs_bounded_memory(feedfarm):
     assert peak < 8 * cap
 
 
+class _ConcurrencyProbe:
+    """A slow route handler that records the most requests the server held at once."""
+
+    def __init__(self, farm) -> None:
+        self.farm = farm
+        self.active = self.most = 0
+        self._lock = threading.Lock()
+        self._body = rss().encode()
+
+    def __call__(self, handler, route) -> None:
+        with self._lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        self.farm.stopping.wait(0.15)
+        with self._lock:
+            self.active -= 1
+        handler._send(200, self._body, {})
+
+
 def test_per_host_limit_caps_concurrency(feedfarm):
-    active = 0
-    most = 0
-    lock = threading.Lock()
-    body = rss().encode()
-
-    def slow(handler, route):
-        nonlocal active, most
-        with lock:
-            active += 1
-            most = max(most, active)
-        feedfarm.stopping.wait(0.15)
-        with lock:
-            active -= 1
-        handler._send(200, body, {})
-
+    slow = _ConcurrencyProbe(feedfarm)
     urls = [feedfarm.add(f"/slow{i}", handler=slow) for i in range(6)]
 
     async def go():
@@ -203,7 +208,7 @@ def test_per_host_limit_caps_concurrency(feedfarm):
 
     results = run(go())
     assert all(r.status == 200 for r in results)
-    assert most == 2
+    assert slow.most == 2
 
 
 def _port_recorder(feedfarm, ports):
@@ -258,21 +263,7 @@ def test_a_busy_pool_is_never_closed_to_make_room(feedfarm):
 
 
 def test_max_connections_caps_requests_across_hosts(feedfarm):
-    active = 0
-    most = 0
-    lock = threading.Lock()
-    body = rss().encode()
-
-    def slow(handler, route):
-        nonlocal active, most
-        with lock:
-            active += 1
-            most = max(most, active)
-        feedfarm.stopping.wait(0.15)
-        with lock:
-            active -= 1
-        handler._send(200, body, {})
-
+    slow = _ConcurrencyProbe(feedfarm)
     urls = [feedfarm.add(f"/c{i}", handler=slow) for i in range(4)]
     urls += [u.replace("127.0.0.1", "localhost") for u in urls]
 
@@ -281,7 +272,7 @@ def test_max_connections_caps_requests_across_hosts(feedfarm):
             return await asyncio.gather(*(f.fetch(u) for u in urls))
 
     assert all(r.status == 200 for r in run(go()))
-    assert most == 3
+    assert slow.most == 3
 
 
 def test_hostile_feeds_do_not_affect_good_ones(feedfarm):
