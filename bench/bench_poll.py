@@ -266,7 +266,7 @@ def write_config(tmp: Path, urls: list[str]) -> Path:
 async def _cycle(config_path: Path, case: str, sequential: bool) -> dict:
     import io
 
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     daemon = Daemon(config_path, console=io.StringIO(), journald=False)
     daemon.setup()

@@ -20,14 +20,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from monitor.dedup import DedupSettings
-from monitor.deliver import ChannelSettings
+from monitor.stories.index import DedupSettings
+from monitor.alerts.deliver import ChannelSettings
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.fetch import FetchSettings
-from monitor.housekeeping import HousekeepingSettings
-from monitor.http_api import HttpSettings
-from monitor.route import RoutingSettings
-from monitor.yamlsrc import YamlDocument, errors_from_validation, load_yaml, model_field_names
+from monitor.feeds.fetch import FetchSettings
+from monitor.service.housekeeping import HousekeepingSettings
+from monitor.service.http_api import HttpSettings
+from monitor.alerts.route import RoutingSettings
+from monitor.yamlfile import YamlDocument, errors_from_validation, load_yaml, model_field_names
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/monitor/config.yaml"),)
 

@@ -1,6 +1,6 @@
 """Prometheus metrics, one registry for the whole daemon.
 
-Stages increment these; ``monitor.http_api`` serves them at ``/metrics``.
+Stages increment these; ``monitor.service.http_api`` serves them at ``/metrics``.
 A private ``CollectorRegistry`` (not the global default) so tests and the CLI
 can import the module without side effects.
 """

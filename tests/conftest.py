@@ -280,9 +280,9 @@ def notify():
 
 @pytest.fixture
 def restore_logging():
-    """Undo what ``monitor.logs.setup_logging`` did to the process-wide logging state."""
-    from monitor import logs
-    from monitor.logs import RedactionFilter
+    """Undo what ``monitor.service.logs.setup_logging`` did to the process-wide logging state."""
+    from monitor.service import logs
+    from monitor.service.logs import RedactionFilter
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level

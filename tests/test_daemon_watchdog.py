@@ -15,8 +15,8 @@ import time
 import yaml
 
 from conftest import ROOT
-from monitor.daemon import Daemon
-from monitor.sdnotify import Notifier
+from monitor.service.daemon import Daemon
+from monitor.service.sdnotify import Notifier
 
 WATCHDOG_USEC = 1_000_000  # a ping every 0.5 s
 

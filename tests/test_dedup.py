@@ -8,9 +8,9 @@ import random
 import pytest
 
 from dedup_variants import VARIANTS, corpus, labelled_stream
-from monitor.dedup import DedupSettings, StoryIndex, canonical_url, fingerprint
-from monitor.models import Item
-from monitor.store import open_state, transaction
+from monitor.stories.index import DedupSettings, StoryIndex, canonical_url, fingerprint
+from monitor.types import Item
+from monitor.state.db import open_state, transaction
 
 NOW = 1_800_000_000.0
 

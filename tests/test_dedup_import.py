@@ -9,10 +9,10 @@ from conftest import ROOT
 
 
 def test_config_import_leaves_datasketch_scipy_numpy_unloaded():
-    code = ("import sys, monitor.config, monitor.dedup, monitor.route\n"
+    code = ("import sys, monitor.config, monitor.stories.index, monitor.alerts.route\n"
             "heavy = sorted(m for m in ('datasketch', 'scipy', 'numpy') if m in sys.modules)\n"
             "print(','.join(heavy))\n"
-            "from monitor.dedup import StoryIndex\n"
+            "from monitor.stories.index import StoryIndex\n"
             "StoryIndex()\n"
             "print('datasketch' in sys.modules and 'numpy' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -21,13 +21,13 @@ def test_config_import_leaves_datasketch_scipy_numpy_unloaded():
 
 
 def test_worker_analysis_needs_numpy_only_not_datasketch_or_scipy():
-    """Each worker process (monitor.workers) fingerprints and signs matched items: numpy
+    """Each worker process (monitor.ingest.workers) fingerprints and signs matched items: numpy
     is enough; datasketch would drag in scipy (+45 MB and 1 s per worker)."""
     code = ("import sys, numpy\n"
-            "from monitor.analysis import AnalysisContext, analyze_items\n"
-            "from monitor.dedup import DedupSettings\n"
-            "from monitor.models import Item\n"
-            "from monitor.rules import load_rules\n"
+            "from monitor.ingest.analysis import AnalysisContext, analyze_items\n"
+            "from monitor.stories.index import DedupSettings\n"
+            "from monitor.types import Item\n"
+            "from monitor.rules.evaluate import load_rules\n"
             "perm = (numpy.arange(1, 129, dtype=numpy.uint32), numpy.arange(128, dtype=numpy.uint32))\n"
             "context = AnalysisContext(load_rules(['rules']), DedupSettings(), perm)\n"
             "text = 'قالت قوات سوريا الديمقراطية إنها سيطرت على حقل العمر النفطي شرق دير الزور ' * 3\n"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 
-from monitor.dedup import StoryIndex
-from monitor.deliver import ChannelSettings, Deliverer
-from monitor.models import Item
-from monitor.outbox import list_alerts, recover_inflight, retry_dead
-from monitor.route import RoutingSettings, plan_alerts
-from monitor.rules import Hit, RuleMatch
-from monitor.store import open_state, transaction
+from monitor.stories.index import StoryIndex
+from monitor.alerts.deliver import ChannelSettings, Deliverer
+from monitor.types import Item
+from monitor.state.outbox import list_alerts, recover_inflight, retry_dead
+from monitor.alerts.route import RoutingSettings, plan_alerts
+from monitor.rules.evaluate import Hit, RuleMatch
+from monitor.state.db import open_state, transaction
 
 PLACES = ["نص الخبر عن قسد في دير الزور", "الرقة", "البوكمال والميادين", "الحسكة"]
 TITLE = "قسد تسيطر على حقل العمر قرب F-16 و 3,000 مقاتل"

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from fake_telegram import FakeTelegram
-from monitor.store import open_state, transaction
+from monitor.state.db import open_state, transaction
 
 N = 500
 WORKER = textwrap.dedent("""
     import asyncio, sys
     from apprise.plugins.telegram import NotifyTelegram
-    from monitor.deliver import ChannelSettings, Deliverer
-    from monitor.store import open_state
+    from monitor.alerts.deliver import ChannelSettings, Deliverer
+    from monitor.state.db import open_state
     NotifyTelegram.notify_url = sys.argv[2] + "/bot"
     conn = open_state(sys.argv[1])
     ch = {"tg": ChannelSettings(url="tgram://123456789:AAHsecretTOKENvalue_abcdefghijklmnop/-100777",

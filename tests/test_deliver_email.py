@@ -18,14 +18,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from conftest import free_port
-from monitor.dedup import StoryIndex
-from monitor.deliver import ChannelSettings, Deliverer
-from monitor.models import Item
-from monitor.outbox import list_alerts, load_views, retry_dead
-from monitor.render import FSI, PDI, Renderer
-from monitor.route import RoutingSettings, plan_alerts
-from monitor.rules import Hit, RuleMatch
-from monitor.store import open_state, transaction
+from monitor.stories.index import StoryIndex
+from monitor.alerts.deliver import ChannelSettings, Deliverer
+from monitor.types import Item
+from monitor.state.outbox import list_alerts, load_views, retry_dead
+from monitor.alerts.render import FSI, PDI, Renderer
+from monitor.alerts.route import RoutingSettings, plan_alerts
+from monitor.rules.evaluate import Hit, RuleMatch
+from monitor.state.db import open_state, transaction
 
 FAST = dict(backoff_initial=0.05, backoff_max=0.2)
 TITLE = "قسد تسيطر على حقل العمر النفطي شرق دير الزور بعد معارك مع داعش"

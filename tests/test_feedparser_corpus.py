@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import ParseError
-from monitor.parse import parse_feed
+from monitor.feeds.parse import parse_feed
 
 CORPUS = Path("/work/shared/corpora/feedparser-tests")
 HEADER = re.compile(rb"^\s*Header:\s*([A-Za-z-]+):\s*(.*?)\s*$", re.M)

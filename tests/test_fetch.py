@@ -14,8 +14,8 @@ from hypothesis import given, settings, strategies as st
 
 from feedfarm import HOSTILE, FeedFarm, feedfarm, gzip_bomb, rss  # noqa: F401  (fixture)
 from monitor.errors import FetchError, ParseError
-from monitor.fetch import Fetcher, FetchSettings, _BoundedInflater
-from monitor.parse import parse_feed
+from monitor.feeds.fetch import Fetcher, FetchSettings, _BoundedInflater
+from monitor.feeds.parse import parse_feed
 
 
 def run(coro):

@@ -14,7 +14,7 @@ import sys
 
 from feedfarm import feedfarm, rss  # noqa: F401  (fixture)
 from monitor.errors import FetchError
-from monitor.fetch import Fetcher, FetchSettings, _PublicOnlyBackend
+from monitor.feeds.fetch import Fetcher, FetchSettings, _PublicOnlyBackend
 
 import pytest
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.housekeeping import HousekeepingSettings, checkpoint, prune, wal_size
-from monitor.store import open_state, transaction
+from monitor.service.housekeeping import HousekeepingSettings, checkpoint, prune, wal_size
+from monitor.state.db import open_state, transaction
 
 DAY = 86400.0
 NOW = 1_700_000_000.0

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from monitor import metrics
-from monitor.http_api import HealthReport, HttpSettings, start_http_server
+from monitor.service.http_api import HealthReport, HttpSettings, start_http_server
 
 ON = HttpSettings(enabled=True, host="127.0.0.1", port=0)
 

@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from monitor.logs import MASK, redact, setup_logging, under_journald
+from monitor.service.logs import MASK, redact, setup_logging, under_journald
 
 BOT_TOKEN = "7351234567:AAFq3kP9xZ_wd-84hQv2LmNoPqRsTuVwXyZ1"
 SMTP_PASSWORD = "S3cr3t-P@ss/w0rd!x"
@@ -76,10 +76,10 @@ class _Sink:
 
 def test_apprise_debug_output_never_contains_the_bot_token_or_smtp_password(monkeypatch):
     """reliability-findings C.24: apprise logs the bot URL at DEBUG."""
-    # monitor.deliver, once imported, taps the apprise logger and drops its DEBUG
+    # monitor.alerts.deliver, once imported, taps the apprise logger and drops its DEBUG
     # records (a second line of defence). Take that tap off here so the dangerous
     # record really reaches the handlers and the redaction filter is what is tested.
-    deliver = sys.modules.get("monitor.deliver")
+    deliver = sys.modules.get("monitor.alerts.deliver")
     apprise_logger = logging.getLogger("apprise")
     if deliver is not None:
         monkeypatch.setattr(apprise_logger, "filters",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from monitor.match import DEFAULT_SUFFIXES, Matcher, Pattern
+from monitor.text.matcher import DEFAULT_SUFFIXES, Matcher, Pattern
 
 MATCHER = Matcher([
     Pattern("bukamal", "البوكمال"),
@@ -178,7 +178,7 @@ WHITESPACE = [chr(c) for c in range(0x3001) if chr(c).isspace()]
 @given(st.lists(st.text(alphabet=st.sampled_from(WHITESPACE + list("اب دز#_-«»\"'.،ـًA\x00ﻻ")), max_size=12),
                 max_size=6))
 def test_fold_and_match_forms_equal_the_reference(texts):
-    from monitor.match import fold, match_form, match_forms
+    from monitor.text.matcher import fold, match_form, match_forms
     joined = "".join(texts)
     assert fold(joined) == ref.fold(joined)
     assert match_forms(texts) == ref.match_forms(texts)
@@ -190,7 +190,7 @@ def test_separator_class_holds_every_whitespace_character_of_unicode():
     other than the plain space, in all of Unicode, must be in it."""
     import sys
 
-    from monitor import match
+    from monitor.text import matcher as match
 
     every = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() and c != 32)
     assert match._WHITESPACE == every

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from monitor.normalize import normalize, normalize_reference
+from monitor.text.normalize import normalize, normalize_reference
 
 DATA = Path(__file__).parent / "data" / "corpus"
 

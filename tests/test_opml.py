@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from monitor.errors import ConfigError
-from monitor.opml import import_opml, read_opml
+from monitor.feeds.opml import import_opml, read_opml
 
 OPML = """<?xml version="1.0" encoding="UTF-8"?>
 <opml version="2.0"><head><title>قائمتي</title></head><body>

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from monitor import outbox as ob
-from monitor.store import open_state, transaction
+from monitor.state import outbox as ob
+from monitor.state.db import open_state, transaction
 
 
 @pytest.fixture

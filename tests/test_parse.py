@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from feedfarm import HOSTILE, rss
 from monitor.errors import ParseError
-from monitor.parse import canonical_link, extract_article, html_to_text, looks_mojibake, parse_feed
+from monitor.feeds.parse import canonical_link, extract_article, html_to_text, looks_mojibake, parse_feed
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 XML = {"content-type": "application/rss+xml"}

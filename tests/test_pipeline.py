@@ -14,14 +14,14 @@ import yaml
 
 from conftest import FeedServer, corpus_articles, rss_feed
 from feedfarm import feedfarm  # noqa: F401  (fixture)
-from monitor import pipeline as pipeline_module
+from monitor.ingest import pipeline as pipeline_module
 from monitor.config import load_config
-from monitor.dedup import StoryIndex
-from monitor.fetch import Fetcher
-from monitor.pipeline import Pipeline
-from monitor.rules import load_rules
-from monitor.store import open_state
-from monitor.workers import WorkerPool
+from monitor.stories.index import StoryIndex
+from monitor.feeds.fetch import Fetcher
+from monitor.ingest.pipeline import Pipeline
+from monitor.rules.evaluate import load_rules
+from monitor.state.db import open_state
+from monitor.ingest.workers import WorkerPool
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.dedup import StoryIndex
-from monitor.deliver import ChannelSettings
-from monitor.models import Item
-from monitor.route import RoutingSettings, next_digest, plan_alerts, quiet_until
-from monitor.rules import Hit, RuleMatch
-from monitor.store import open_state, transaction
+from monitor.stories.index import StoryIndex
+from monitor.alerts.deliver import ChannelSettings
+from monitor.types import Item
+from monitor.alerts.route import RoutingSettings, next_digest, plan_alerts, quiet_until
+from monitor.rules.evaluate import Hit, RuleMatch
+from monitor.state.db import open_state, transaction
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 TEXT = "قوات سوريا الديمقراطية تسيطر على حقل العمر النفطي شرق دير الزور"
@@ -117,7 +117,7 @@ def test_channel_settings_reject_optional_and_bad_values():
 
 
 def test_duplicate_of_an_alerted_story_builds_no_payload(conn, monkeypatch):
-    import monitor.route as route
+    import monitor.alerts.route as route
 
     idx = StoryIndex()
     assert len(run(conn, idx, Item("a", "guid:1", TEXT), [match()], CH)) == 1

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from monitor import store
-from monitor.store import SCHEMA_VERSION, StateError, open_state
+from monitor.state import db as store
+from monitor.state.db import SCHEMA_VERSION, StateError, open_state
 
 
 def test_a_version_1_database_gains_the_feed_index_and_keeps_its_rows(tmp_path):

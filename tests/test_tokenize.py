@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 
-from monitor.tokenize import Token, token_strings, tokenize
+from monitor.text.tokenize import Token, token_strings, tokenize
 
 DATA = Path(__file__).parent / "data" / "corpus"
 

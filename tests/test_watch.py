@@ -6,7 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from monitor.watch import FileWatcher
+from monitor.service.watch import FileWatcher
 
 LIMIT = 20.0  # generous upper bound for "eventually"; not a performance assertion
 

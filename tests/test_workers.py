@@ -10,9 +10,9 @@ import pytest
 
 from feedfarm import ARABIC_ITEMS, _text_amplification, rss
 from monitor.errors import ParseError
-from monitor.models import Item
-from monitor.parse import parse_feed
-from monitor.workers import WorkerPool, _analyze_in_worker, _parse_in_worker
+from monitor.types import Item
+from monitor.feeds.parse import parse_feed
+from monitor.ingest.workers import WorkerPool, _analyze_in_worker, _parse_in_worker
 
 HEADERS = {"content-type": "application/rss+xml; charset=utf-8"}
 
@@ -116,9 +116,9 @@ RULES_B = "rules:\n  - id: omar\n    title: al-Omar field\n    any: [omar_field]
 
 
 def _context(tmp_path, name: str, text: str):
-    from monitor.analysis import AnalysisContext
-    from monitor.dedup import StoryIndex
-    from monitor.rules import load_rules
+    from monitor.ingest.analysis import AnalysisContext
+    from monitor.stories.index import StoryIndex
+    from monitor.rules.evaluate import load_rules
 
     root = Path(__file__).resolve().parent.parent / "rules"
     rules_dir = tmp_path / name
@@ -142,7 +142,7 @@ def _summary(analyses):
 
 
 def test_analysis_in_workers_equals_analysis_in_process(tmp_path):
-    from monitor.analysis import analyze_items
+    from monitor.ingest.analysis import analyze_items
 
     context = _context(tmp_path, "a", RULES_A + RULES_B[len("rules:\n"):])
     expected = analyze_items(ITEMS, context)
@@ -238,7 +238,7 @@ def test_a_reload_that_adds_feeds_sizes_the_worker_pool_for_them(tmp_path):
     import yaml
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     root = Path(__file__).resolve().parent.parent
     config = tmp_path / "config.yaml"

@@ -25,7 +25,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import parse as safe_parse
 
 from monitor.errors import ConfigError
-from monitor.parse import canonical_link, http_link
+from monitor.feeds.parse import canonical_link, http_link
 
 MAX_OPML_BYTES = 5 * 1024 * 1024
 

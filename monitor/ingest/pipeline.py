@@ -25,21 +25,21 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from monitor import metrics
-from monitor.analysis import AnalysisContext, ItemAnalysis, analyze_item, analyze_items
+from monitor.ingest.analysis import AnalysisContext, ItemAnalysis, analyze_item, analyze_items
 from monitor.config import Config, FeedSettings
-from monitor.dedup import StoryIndex
+from monitor.stories.index import StoryIndex
 from monitor.errors import FetchError, MonitorError, ParseError
-from monitor.fetch import Fetcher
-from monitor.models import FetchResult, Item, ParsedFeed
-from monitor.normalize import normalize
-from monitor.parse import extract_article, parse_feed
-from monitor.route import plan_alerts
-from monitor.rules import RuleSet
-from monitor.schedule import parse_max_age, publishing_stats
-from monitor.store import transaction
-from monitor.workers import WorkerPool
+from monitor.feeds.fetch import Fetcher
+from monitor.types import FetchResult, Item, ParsedFeed
+from monitor.text.normalize import normalize
+from monitor.feeds.parse import extract_article, parse_feed
+from monitor.alerts.route import plan_alerts
+from monitor.rules.evaluate import RuleSet
+from monitor.service.schedule import parse_max_age, publishing_stats
+from monitor.state.db import transaction
+from monitor.ingest.workers import WorkerPool
 
-log = logging.getLogger("monitor.pipeline")
+log = logging.getLogger("monitor.ingest.pipeline")
 
 #: Seconds after which a feed is fetched without validators, whatever it answered.
 FULL_FETCH_EVERY = 6 * 3600.0
@@ -118,7 +118,7 @@ class Pipeline:
 
     @property
     def workers(self) -> WorkerPool | None:
-        """Where parsing and matching run (``monitor.workers``); None: a thread of this process."""
+        """Where parsing and matching run (``monitor.ingest.workers``); None: a thread of this process."""
         return self._workers
 
     @workers.setter

@@ -53,7 +53,7 @@ def run(config_path: Path | None, once: bool) -> None:
     Exits non-zero only when the config or rules are invalid: a feed that
     fails is reported and the others go on.
     """
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     daemon = Daemon(_config_path(config_path))
     try:
@@ -71,7 +71,7 @@ def run(config_path: Path | None, once: bool) -> None:
 @CONFIG_OPTION
 def check(config_path: Path | None) -> None:
     """Validate the config and the rules it names; exit 1 with every error found."""
-    from monitor.daemon import load_everything
+    from monitor.service.daemon import load_everything
 
     path = _config_path(config_path)
     try:
@@ -88,7 +88,7 @@ def check(config_path: Path | None) -> None:
 @click.option("--reset", is_flag=True, help="Forget the demo's state first (alerts are shown again).")
 def demo(state_dir: Path, reset: bool) -> None:
     """Poll the bundled sample feeds once from a local server and print the alerts."""
-    from monitor.demo import run_demo
+    from monitor.cli.demo import run_demo
 
     try:
         summary = run_demo(state_dir, reset=reset)
@@ -102,7 +102,7 @@ def demo(state_dir: Path, reset: bool) -> None:
 def status(config_path: Path | None) -> None:
     """Uptime, feeds ok/failing, outbox depth and last alert (safe while the daemon runs)."""
     from monitor.config import load_config
-    from monitor.status import read_status
+    from monitor.service.status import read_status
 
     try:
         config = load_config(_config_path(config_path))
@@ -120,7 +120,7 @@ def feeds(ctx: click.Context, config_path: Path | None) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from monitor.config import load_config
-    from monitor.status import feed_table
+    from monitor.service.status import feed_table
 
     try:
         config = load_config(_config_path(config_path))
@@ -137,7 +137,7 @@ def feeds(ctx: click.Context, config_path: Path | None) -> None:
 @click.pass_obj
 def feeds_import(config_path: Path | None, opml: Path, output: Path | None) -> None:
     """Import the feeds of an OPML file (as exported by feed readers)."""
-    from monitor.opml import import_opml
+    from monitor.feeds.opml import import_opml
 
     if output is None:
         output = _config_path(config_path).parent / "feeds.d" / "imported.yaml"
@@ -159,8 +159,8 @@ def alerts(ctx: click.Context, config_path: Path | None, limit: int, as_json: bo
     if ctx.invoked_subcommand is not None:
         return
     from monitor.config import load_config
-    from monitor.outbox import list_alerts
-    from monitor.store import connect
+    from monitor.state.outbox import list_alerts
+    from monitor.state.db import connect
 
     try:
         config = load_config(_config_path(config_path))
@@ -196,8 +196,8 @@ def _alert_line(row: dict) -> str:
 def alerts_retry(config_path: Path | None, outbox_id: int) -> None:
     """Queue a dead delivery (its outbox id, shown by `monitor alerts`) again."""
     from monitor.config import load_config
-    from monitor.outbox import retry_dead
-    from monitor.store import connect
+    from monitor.state.outbox import retry_dead
+    from monitor.state.db import connect
 
     try:
         config = load_config(_config_path(config_path))
@@ -220,7 +220,7 @@ def alerts_retry(config_path: Path | None, outbox_id: int) -> None:
 def notify_test(config_path: Path | None, channel: str) -> None:
     """Send a test message to CHANNEL (a name from the config's channels)."""
     from monitor.config import load_config
-    from monitor.deliver import send_test_message
+    from monitor.alerts.deliver import send_test_message
 
     try:
         config = load_config(_config_path(config_path))
@@ -236,7 +236,7 @@ def notify_test(config_path: Path | None, channel: str) -> None:
 
 
 def _register_rules() -> None:
-    from monitor.rules_cli import rules
+    from monitor.cli.rules import rules
 
     main.add_command(rules)
 

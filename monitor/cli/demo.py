@@ -22,7 +22,7 @@ import yaml
 
 from monitor.errors import ConfigError
 
-SAMPLES = Path(__file__).parent / "samples" / "feeds"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "feeds"
 PREFERRED_PORT = 58765  # stable, so the state's validators stay valid between runs
 
 FEED_NAMES = {
@@ -34,7 +34,7 @@ FEED_NAMES = {
 
 def bundled_rules() -> Path:
     """The default rule pack: ``rules/`` of the source tree this package runs from."""
-    for candidate in (Path(__file__).resolve().parent.parent / "rules", Path.cwd() / "rules"):
+    for candidate in (Path(__file__).resolve().parents[2] / "rules", Path.cwd() / "rules"):
         if candidate.is_dir() and any(candidate.glob("*.y*ml")):
             return candidate
     raise ConfigError("cannot find the default rules folder (run the demo from the project's checkout)",
@@ -86,7 +86,7 @@ def write_demo_config(state_dir: Path, base_url: str) -> Path:
 
 def run_demo(state_dir: Path, *, reset: bool = False) -> str:
     """Run one cycle; returns the summary line (alerts are printed as they are delivered)."""
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     if reset and state_dir.exists():
         shutil.rmtree(state_dir)

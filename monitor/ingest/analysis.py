@@ -3,9 +3,9 @@
 For each new or changed item: the rule evaluation (match stage) and, for an
 item that matched a rule, its ``DedupKey``: canonical link, text fingerprint
 and MinHash values (the pure half of the dedup stage). None of it reads or writes the state database,
-so ``monitor.workers`` runs it in worker processes next to the parse; the
+so ``monitor.ingest.workers`` runs it in worker processes next to the parse; the
 event loop then only decides and records, inside the poll's one transaction
-(``monitor.pipeline``). Measured on a cycle of 1,000 changed feeds
+(``monitor.ingest.pipeline``). Measured on a cycle of 1,000 changed feeds
 (bench/bench_poll.py), this was ~10 ms of CPU per feed that a thread in the
 daemon's process ran under the GIL, slowing the loop's SQLite and socket calls.
 
@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.dedup import DedupKey, DedupSettings, dedup_key
-from monitor.models import Item
-from monitor.rules import RuleMatch, RuleSet
+from monitor.stories.index import DedupKey, DedupSettings, dedup_key
+from monitor.types import Item
+from monitor.rules.evaluate import RuleMatch, RuleSet
 
 
 @dataclass(frozen=True, eq=False)

@@ -49,8 +49,8 @@ from typing import Annotated, Any, Iterable, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.match import DEFAULT_SUFFIXES, Matcher, Occurrence, Pattern, PreparedText, match_form
-from monitor.yamlsrc import YamlDocument, errors_from_validation, load_yaml, model_field_names
+from monitor.text.matcher import DEFAULT_SUFFIXES, Matcher, Occurrence, Pattern, PreparedText, match_form
+from monitor.yamlfile import YamlDocument, errors_from_validation, load_yaml, model_field_names
 
 __all__ = ["load_rules", "RuleSet", "RuleMatch", "Evaluation", "Hit", "parse_duration"]
 

@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.store import transaction
+from monitor.state.db import transaction
 
 __all__ = ["Claimed", "insert_alert", "enqueue", "recover_inflight", "claim", "next_due", "mark_parts",
            "mark_sent", "mark_retry", "mark_dead", "load_views", "depth", "list_alerts", "retry_dead"]

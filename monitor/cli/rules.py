@@ -18,10 +18,10 @@ from typing import Iterator
 import click
 
 from monitor.errors import ConfigErrors, MonitorError
-from monitor.match import PROCLITICS
-from monitor.normalize import normalize
-from monitor.rules import RuleSet, load_rules
-from monitor.tokenize import tokenize
+from monitor.text.matcher import PROCLITICS
+from monitor.text.normalize import normalize
+from monitor.rules.evaluate import RuleSet, load_rules
+from monitor.text.tokenize import tokenize
 
 DEFAULT_RULES = Path("rules")
 
@@ -86,7 +86,7 @@ def _feed_documents(url: str) -> Iterator[tuple[str, str, str]]:
     except httpx.HTTPError as exc:
         raise click.BadParameter(f"{url}: {exc}")
     try:
-        from monitor.parse import parse_feed
+        from monitor.feeds.parse import parse_feed
     except ImportError:  # pragma: no cover - parse.py is another stage's module
         import feedparser
 

@@ -37,10 +37,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.models import Item
+from monitor.types import Item
 
-try:  # the shared Arabic normalizer (monitor.normalize) when it has landed
-    from monitor.normalize import normalize as _normalize
+try:  # the shared Arabic normalizer (monitor.text.normalize) when it has landed
+    from monitor.text.normalize import normalize as _normalize
 except ImportError:  # pragma: no cover - stand-in with the same contract
     _normalize = None
 
@@ -230,7 +230,7 @@ class DedupKey:
     """Everything dedup computes from one item alone (no database): its canonical
     link, text fingerprint and, for a text long enough, its MinHash values.
 
-    Built by ``dedup_key`` in a worker process (``monitor.analysis``) so that
+    Built by ``dedup_key`` in a worker process (``monitor.ingest.analysis``) so that
     ``StoryIndex.assign`` on the event loop only looks things up and records.
     """
 

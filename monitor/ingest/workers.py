@@ -8,7 +8,7 @@ event loop's own work (fetching, the state commit). ``WorkerPool`` runs them
 in worker processes instead:
 
 * ``forkserver`` context (never ``fork``: the daemon has threads), with
-  ``monitor.parse`` and ``monitor.analysis`` preloaded in the fork server, so
+  ``monitor.feeds.parse`` and ``monitor.ingest.analysis`` preloaded in the fork server, so
   a worker starts in milliseconds and shares those pages copy-on-write.
   Workers run only ``_parse_in_worker`` and ``_analyze_in_worker``;
   multiprocessing also re-imports the main module in each child, as it always
@@ -46,12 +46,12 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Mapping
 
-from monitor.analysis import AnalysisContext, ItemAnalysis, analyze_items
+from monitor.ingest.analysis import AnalysisContext, ItemAnalysis, analyze_items
 from monitor.errors import ParseError
-from monitor.models import Item, ParsedFeed
-from monitor.parse import parse_feed
+from monitor.types import Item, ParsedFeed
+from monitor.feeds.parse import parse_feed
 
-log = logging.getLogger("monitor.workers")
+log = logging.getLogger("monitor.ingest.workers")
 
 #: Below this many feeds a cycle is too small for worker processes to pay off.
 MIN_FEEDS_FOR_PROCESSES = 20
@@ -161,7 +161,7 @@ class WorkerPool:
             raise RuntimeError("worker pool is closed")
         if self._executor is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["monitor.parse", "monitor.analysis"])
+            ctx.set_forkserver_preload(["monitor.feeds.parse", "monitor.ingest.analysis"])
             self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
                                                  initializer=_start_worker, initargs=(self._context,))
             self.started += 1

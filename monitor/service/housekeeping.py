@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor import metrics
-from monitor.store import transaction
+from monitor.state.db import transaction
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor import metrics
-from monitor import outbox as ob
-from monitor.deliver import SEVERITIES, ChannelSettings
-from monitor.dedup import StoryAssignment
-from monitor.models import Item
+from monitor.state import outbox as ob
+from monitor.alerts.deliver import SEVERITIES, ChannelSettings
+from monitor.stories.index import StoryAssignment
+from monitor.types import Item
 
 __all__ = ["RoutingSettings", "plan_alerts", "quiet_until", "next_digest"]
 

@@ -40,12 +40,12 @@ import feedparser
 from feedparser.encodings import convert_to_utf8, parse_content_type
 
 from monitor.errors import ParseError
-from monitor.models import Item, ParsedFeed
+from monitor.types import Item, ParsedFeed
 
 log = logging.getLogger(__name__)
 
 try:  # Written in parallel by the normalize stage; the fallback keeps keys stable meanwhile.
-    from monitor.normalize import normalize as _normalize
+    from monitor.text.normalize import normalize as _normalize
 except ImportError:  # pragma: no cover - depends on the other module being present
     def _normalize(text: str) -> str:
         return " ".join(unicodedata.normalize("NFKC", text).split())

@@ -10,7 +10,7 @@ email subjects are single-line and short. Templates (``monitor/templates``,
 overridable file by file through ``templates_dir``) only decide the layout.
 
 Every ``render_*`` takes a list of alert views (dicts from
-``monitor.outbox.load_views``): one alert, a group, or a digest.
+``monitor.state.outbox.load_views``): one alert, a group, or a digest.
 """
 
 from __future__ import annotations

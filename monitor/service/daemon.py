@@ -32,22 +32,22 @@ from apscheduler.triggers.date import DateTrigger
 
 from monitor import metrics
 from monitor.config import Config, FeedSettings, check_rules_against_config, load_config
-from monitor.dedup import StoryIndex
-from monitor.deliver import Deliverer, DeliveryReport
+from monitor.stories.index import StoryIndex
+from monitor.alerts.deliver import Deliverer, DeliveryReport
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
-from monitor.fetch import Fetcher
-from monitor.housekeeping import checkpoint, prune, wal_size
-from monitor.http_api import HealthReport, start_http_server
-from monitor.logs import setup_logging
-from monitor.pipeline import Pipeline, PollOutcome
-from monitor.rules import RuleSet, load_rules
-from monitor.schedule import PollPolicy, next_poll_delay
-from monitor.sdnotify import Notifier
-from monitor.store import StateError, open_state, transaction
-from monitor.watch import FileWatcher
-from monitor.workers import WorkerPool
+from monitor.feeds.fetch import Fetcher
+from monitor.service.housekeeping import checkpoint, prune, wal_size
+from monitor.service.http_api import HealthReport, start_http_server
+from monitor.service.logs import setup_logging
+from monitor.ingest.pipeline import Pipeline, PollOutcome
+from monitor.rules.evaluate import RuleSet, load_rules
+from monitor.service.schedule import PollPolicy, next_poll_delay
+from monitor.service.sdnotify import Notifier
+from monitor.state.db import StateError, open_state, transaction
+from monitor.service.watch import FileWatcher
+from monitor.ingest.workers import WorkerPool
 
-log = logging.getLogger("monitor.daemon")
+log = logging.getLogger("monitor.service.daemon")
 
 #: Consecutive errors after which a feed makes ``/healthz`` degraded.
 FAILING_AFTER = 3

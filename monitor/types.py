@@ -1,8 +1,8 @@
 """Values passed between the pipeline stages.
 
 fetch -> ``FetchResult``; parse -> ``ParsedFeed`` of ``Item``; match ->
-``Hit`` and ``RuleMatch`` (defined in ``monitor.match`` / ``monitor.rules``);
-dedup -> story id; route/deliver -> outbox rows in ``monitor.store``.
+``Hit`` and ``RuleMatch`` (defined in ``monitor.text.matcher`` / ``monitor.rules.evaluate``);
+dedup -> story id; route/deliver -> outbox rows in ``monitor.state.db``.
 Frozen where a value must not change after its stage produced it.
 """
 

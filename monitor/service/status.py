@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from monitor.config import Config
-from monitor.store import connect
+from monitor.state.db import connect
 
 
 def _when(ts: float | None, now: float) -> str:

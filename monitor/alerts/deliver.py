@@ -3,7 +3,7 @@
 Why this shape:
 
 * **Claim, send, mark.** A row is committed as 'sending' before the send and
-  'sent' after it (``monitor.outbox``). After a kill -9 the rows found
+  'sent' after it (``monitor.state.outbox``). After a kill -9 the rows found
   'sending' are re-queued as *possible repeats*: at most the in-flight
   message is sent twice, and it says so. Nothing is lost.
 * **One asyncio task per channel**, each with its own rate limiter and
@@ -46,11 +46,11 @@ import apprise
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor import metrics
-from monitor import outbox as ob
+from monitor.state import outbox as ob
 from monitor.errors import DeliveryError
 from markupsafe import escape
 
-from monitor.render import Renderer, clean_subject, split_telegram_html
+from monitor.alerts.render import Renderer, clean_subject, split_telegram_html
 
 __all__ = ["ChannelSettings", "Deliverer", "DeliveryReport", "send_test_message", "SEVERITIES"]
 
