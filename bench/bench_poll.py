@@ -266,6 +266,7 @@ def write_config(tmp: Path, urls: list[str]) -> Path:
 async def _cycle(config_path: Path, case: str, sequential: bool) -> dict:
     import io
 
+    from monitor.ingest.workers import WorkerPool
     from monitor.service.daemon import Daemon
 
     daemon = Daemon(config_path, console=io.StringIO(), journald=False)
@@ -274,7 +275,7 @@ async def _cycle(config_path: Path, case: str, sequential: bool) -> dict:
         await daemon.poll_all()
     if sequential:
         daemon.workers.close()
-        daemon.pipeline.workers = None
+        daemon.pipeline.workers = WorkerPool(0)  # parse and match in a thread, one feed after another
     else:  # start the workers before the clock, as a running daemon has them
         await daemon.workers.parse(build_feed(0, ["x" * 50], ["y" * 50]), {}, url="http://warm.up/",
                                    feed_name="warm")

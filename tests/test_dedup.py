@@ -8,9 +8,10 @@ import random
 import pytest
 
 from dedup_variants import VARIANTS, corpus, labelled_stream
-from monitor.stories.index import DedupSettings, StoryIndex, canonical_url, fingerprint
+from monitor.feeds.links import canonical_url
+from monitor.stories.index import DedupSettings, StoryIndex, fingerprint
 from monitor.types import Item
-from monitor.state.db import open_state, transaction
+from monitor.state import open_state
 
 NOW = 1_800_000_000.0
 
@@ -28,7 +29,7 @@ def item(text: str, key: str, feed: str = "f1", link: str | None = None) -> Item
 
 
 def assign(idx, conn, it, now=NOW):
-    with transaction(conn):
+    with conn.transaction():
         return idx.assign(conn, it, now)
 
 
@@ -116,7 +117,7 @@ def test_rolled_back_story_leaves_no_phantom(conn):
     idx = StoryIndex()
     texts = corpus()
     with pytest.raises(RuntimeError):
-        with transaction(conn):
+        with conn.transaction():
             idx.assign(conn, item(texts[0], "guid:ghost"), NOW)
             raise RuntimeError("crash before commit")
     # The id the ghost had is reused by an unrelated story: no false merge.
@@ -177,7 +178,7 @@ def test_sources_counts_distinct_feeds_incrementally(conn):
     index = StoryIndex(DedupSettings())
     now = 1_000.0
     text = "قالت مصادر محلية إن قوات سوريا الديمقراطية سيطرت على حقل العمر النفطي في ريف دير الزور الشرقي اليوم"
-    with transaction(conn):
+    with conn.transaction():
         first = index.assign(conn, Item("a", "guid:a1", text, link="https://a.example/1"), now)
         for feed, key in [("a", "guid:a2"), ("b", "guid:b1"), ("b", "guid:b2"), ("a", "guid:a1"), ("c", "guid:c1")]:
             assert index.assign(conn, Item(feed, key, text), now).story_id == first.story_id

@@ -8,10 +8,11 @@ import io
 from monitor.stories.index import StoryIndex
 from monitor.alerts.deliver import ChannelSettings, Deliverer
 from monitor.types import Item
-from monitor.state.outbox import list_alerts, recover_inflight, retry_dead
+from monitor.state.alerts import recent as list_alerts
+from monitor.state.outbox import recover_inflight, retry_dead
 from monitor.alerts.route import RoutingSettings, plan_alerts
 from monitor.rules.evaluate import Hit, RuleMatch
-from monitor.state.db import open_state, transaction
+from monitor.state import open_state
 
 PLACES = ["نص الخبر عن قسد في دير الزور", "الرقة", "البوكمال والميادين", "الحسكة"]
 TITLE = "قسد تسيطر على حقل العمر قرب F-16 و 3,000 مقاتل"
@@ -24,7 +25,7 @@ def seed(conn, n=1, now=1000.0):
         item = Item("outlet", f"guid:{i}", TITLE if i == 0 else f"قسد في خبر رقم {i} {'جديد ' * i}",
                     PLACES[i % len(PLACES)] + f" {i}", link=f"https://example.org/{i}")
         hit = Hit("qasad", "قسد", "title", 0, 3, "قسد")
-        with transaction(conn):
+        with conn.transaction():
             story = idx.assign(conn, item, now)
             plan_alerts(conn, item, story, [RuleMatch("qasad", "قوات سوريا الديمقراطية", "", "info", (), None, (hit,))],
                         ch, RoutingSettings(), now)
@@ -115,7 +116,7 @@ def _rule(rule_id, severity, channels=(), hits=None):
 
 
 def _plan(conn, idx, item, matches, channels, now=1000.0):
-    with transaction(conn):
+    with conn.transaction():
         story = idx.assign(conn, item, now)
         return plan_alerts(conn, item, story, matches, channels, RoutingSettings(), now)
 

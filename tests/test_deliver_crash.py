@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from fake_telegram import FakeTelegram
-from monitor.state.db import open_state, transaction
+from monitor.state import open_state
 
 N = 500
 WORKER = textwrap.dedent("""
     import asyncio, sys
     from apprise.plugins.telegram import NotifyTelegram
     from monitor.alerts.deliver import ChannelSettings, Deliverer
-    from monitor.state.db import open_state
+    from monitor.state import open_state
     NotifyTelegram.notify_url = sys.argv[2] + "/bot"
     conn = open_state(sys.argv[1])
     ch = {"tg": ChannelSettings(url="tgram://123456789:AAHsecretTOKENvalue_abcdefghijklmnop/-100777",
@@ -41,7 +41,7 @@ def test_sigkill_loses_nothing_and_repeats_at_most_once_per_kill(tmp_path):
     fake = FakeTelegram().start()
     db = tmp_path / "state.db"
     conn = open_state(db)
-    with transaction(conn):
+    with conn.transaction():
         for i in range(N):
             payload = f'{{"rule_id": "r", "rule_title": "r", "feed": "f", "title": "خبر رقم ALERT{i:04d}", "summary": "", "hits": []}}'
             conn.execute("INSERT INTO stories(id, created, updated, text_hash) VALUES (?, 0, 0, ?)", (i + 1, str(i)))

@@ -21,11 +21,12 @@ from conftest import free_port
 from monitor.stories.index import StoryIndex
 from monitor.alerts.deliver import ChannelSettings, Deliverer
 from monitor.types import Item
-from monitor.state.outbox import list_alerts, load_views, retry_dead
+from monitor.state.alerts import recent as list_alerts
+from monitor.state.outbox import load_views, retry_dead
 from monitor.alerts.render import FSI, PDI, Renderer
 from monitor.alerts.route import RoutingSettings, plan_alerts
 from monitor.rules.evaluate import Hit, RuleMatch
-from monitor.state.db import open_state, transaction
+from monitor.state import open_state
 
 FAST = dict(backoff_initial=0.05, backoff_max=0.2)
 TITLE = "قسد تسيطر على حقل العمر النفطي شرق دير الزور بعد معارك مع داعش"
@@ -101,7 +102,7 @@ def seed(conn, channels, *, title=TITLE, body=BODY, link="https://news.example/o
         hits += (Hit("bukamal", "البوكمال", "body", b, b + 8, "البوكمال"),) if b >= 0 else ()
         matches = rules or [RuleMatch("omar", "Fighting for the al-Omar oil field", "", "critical", (), None, hits),
                             RuleMatch("front", "جبهة دير الزور", "", "info", (), None, hits)]
-        with transaction(conn):
+        with conn.transaction():
             story = idx.assign(conn, item, 1000.0 + i)
             plan_alerts(conn, item, story, matches, channels, RoutingSettings(), 1000.0 + i)
 

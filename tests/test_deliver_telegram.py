@@ -15,7 +15,7 @@ from monitor.errors import DeliveryError
 from monitor.types import Item
 from monitor.alerts.route import RoutingSettings, plan_alerts
 from monitor.rules.evaluate import Hit, RuleMatch
-from monitor.state.db import open_state, transaction
+from monitor.state import open_state
 
 TOKEN = "123456789:AAHsecretTOKENvalue_abcdefghijklmnop"
 URL = f"tgram://{TOKEN}/-1001234"
@@ -37,7 +37,7 @@ def seed(conn, channels, n, long_summary=""):
         item = Item(f"outlet{i}", f"guid:{i}", title, long_summary or f"تفاصيل الخبر {i} عن قسد",
                     link=f"https://news.example/a?id={i}&x=<1>")
         hit = Hit("qasad", "قسد", "title", title.index("قسد"), title.index("قسد") + 3, "قسد")
-        with transaction(conn):
+        with conn.transaction():
             story = idx.assign(conn, item, 1000.0 + i)
             plan_alerts(conn, item, story, [RuleMatch("qasad", "قسد <SDF>", "", "warning", (), None, (hit,))],
                         channels, RoutingSettings(), 1000.0 + i)

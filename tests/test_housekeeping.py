@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.service.housekeeping import HousekeepingSettings, checkpoint, prune, wal_size
-from monitor.state.db import open_state, transaction
+from monitor.service.housekeeping import HousekeepingSettings, checkpoint, prune
+from monitor.state import open_state
 
 DAY = 86400.0
 NOW = 1_700_000_000.0
@@ -48,7 +48,7 @@ def _count(c, table):
 
 def test_prune_deletes_old_finished_rows_and_keeps_everything_else(conn):
     old, recent = NOW - 40 * DAY, NOW - 5 * DAY
-    with transaction(conn):
+    with conn.transaction():
         _item(conn, "old", old)
         _item(conn, "recent", recent)
         _story(conn, 1, old)                     # old, nothing left: goes
@@ -86,7 +86,7 @@ def test_database_stays_bounded_over_months(tmp_path: Path):
     sizes = {}
     for day in range(60):
         now = NOW + day * DAY
-        with transaction(conn):
+        with conn.transaction():
             for n in range(200):
                 key = f"{day}-{n}"
                 conn.execute("INSERT INTO stories(id, created, updated, text_hash, title) VALUES (?,?,?,?,?)",
@@ -106,19 +106,19 @@ def test_database_stays_bounded_over_months(tmp_path: Path):
 
 
 def test_checkpoint_truncates_the_wal(conn):
-    with transaction(conn):
+    with conn.transaction():
         for n in range(3000):
             _item(conn, f"k{n}", NOW)
-    assert wal_size(conn) > 0
+    assert conn.wal_bytes() > 0
     assert checkpoint(conn) == 0
-    assert wal_size(conn) == 0
+    assert conn.wal_bytes() == 0
 
 
 def test_checkpoint_with_an_open_reader_is_partial_then_completes(conn, tmp_path: Path):
     reader = sqlite3.connect(tmp_path / "state.sqlite3", isolation_level=None)
     reader.execute("BEGIN")
     reader.execute("SELECT COUNT(*) FROM items").fetchone()  # holds a read snapshot
-    with transaction(conn):
+    with conn.transaction():
         for n in range(2000):
             _item(conn, f"k{n}", NOW)
     assert checkpoint(conn) > 0  # cannot truncate under the reader, and does not raise

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from monitor.state import alerts as state_alerts
 from monitor.state import outbox as ob
-from monitor.state.db import open_state, transaction
+from monitor.state import open_state
 
 
 @pytest.fixture
@@ -18,11 +19,11 @@ def conn(tmp_path):
 
 
 def add(conn, story, rule, channel="tg", not_before=0.0, group_key=None, kind="alert"):
-    with transaction(conn):
+    with conn.transaction():
         conn.execute("INSERT OR IGNORE INTO stories(id, created, updated, text_hash) VALUES (?, 0, 0, ?)",
                      (story, str(story)))
         row = conn.execute("SELECT id FROM alerts WHERE story_id = ? AND rule_id = ?", (story, rule)).fetchone()
-        alert = row[0] if row else ob.insert_alert(conn, story_id=story, rule_id=rule, item_key=f"k{story}",
+        alert = row[0] if row else state_alerts.insert(conn, story_id=story, rule_id=rule, item_key=f"k{story}",
                                                    severity="info", payload={"title": f"s{story}"}, now=0.0)
         return ob.enqueue(conn, alert_id=alert, channel=channel, kind=kind, not_before=not_before, now=0.0,
                           group_key=group_key)
@@ -69,7 +70,7 @@ def test_followups_and_notices_go_alone(conn):
 def test_load_views_marks_a_later_rule_as_an_update(conn):
     first = add(conn, 1, "front")
     ob.mark_sent(conn, ob.claim(conn, "tg", now=1.0).ids, 1.0)
-    with transaction(conn):
+    with conn.transaction():
         conn.execute("UPDATE alerts SET payload = ? WHERE id = 1", (json.dumps({"rule_title": "Front"}),))
     later = add(conn, 1, "oil", not_before=2.0)
     claimed = ob.claim(conn, "tg", now=3.0)

@@ -11,7 +11,10 @@ from hypothesis import given, settings, strategies as st
 
 from feedfarm import HOSTILE, rss
 from monitor.errors import ParseError
-from monitor.feeds.parse import canonical_link, extract_article, html_to_text, looks_mojibake, parse_feed
+from monitor.feeds.article import extract_article
+from monitor.feeds.encodings import looks_mojibake
+from monitor.feeds.links import clean_link
+from monitor.feeds.parse import html_to_text, parse_feed
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 XML = {"content-type": "application/rss+xml"}
@@ -188,10 +191,10 @@ def test_max_items_and_atom():
                                                                "guid:tag:x,2017:1")
 
 
-def test_canonical_link_keeps_article_ids():
-    assert canonical_link("HTTP://News.Example:80/a?cid=3&utm_campaign=z&source=rss#c") == \
+def test_clean_link_keeps_article_ids():
+    assert clean_link("HTTP://News.Example:80/a?cid=3&utm_campaign=z&source=rss#c") == \
         "http://news.example/a?cid=3&source=rss"
-    assert canonical_link("https://x.example") == "https://x.example/"
+    assert clean_link("https://x.example") == "https://x.example/"
 
 
 def test_extract_article():

@@ -15,13 +15,16 @@ import yaml
 from conftest import FeedServer, corpus_articles, rss_feed
 from feedfarm import feedfarm  # noqa: F401  (fixture)
 from monitor.ingest import pipeline as pipeline_module
+from monitor.ingest import workers as workers_module
 from monitor.config import load_config
 from monitor.stories.index import StoryIndex
 from monitor.feeds.fetch import Fetcher
 from monitor.ingest.pipeline import Pipeline
 from monitor.rules.evaluate import load_rules
-from monitor.state.db import open_state
+from monitor.state import open_state
+from monitor.ingest.analysis import AnalysisContext
 from monitor.ingest.workers import WorkerPool
+from monitor.state.db import StateError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,11 +58,12 @@ def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, c
     stories = StoryIndex(config.model.dedup)
     stories.load(conn, 0)
     fetcher = Fetcher(config.model.fetch)
-    p = Pipeline(config, conn, load_rules(config.rules), fetcher, stories, clock=clock or Clock())
-    if workers:  # parse and match in worker processes, as the daemon does with 20+ feeds
-        p.workers = WorkerPool(workers)
-        _POOLS.append(p.workers)
-    return p
+    # workers > 0: parse and match in worker processes, as the daemon does with 20+ feeds
+    pool = WorkerPool(workers)
+    _POOLS.append(pool)
+    context = AnalysisContext(load_rules(config.rules), stories.settings, stories.permutations)
+    pool.use(context)
+    return Pipeline(config, conn, context, fetcher, stories, pool, clock=clock or Clock())
 
 
 _LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
@@ -77,13 +81,20 @@ def _close_loops():
 
 def poll(p: Pipeline, name: str = "a"):
     """Poll on the pipeline's own event loop (its HTTP client's connections belong to it)."""
-    loop = _LOOPS.setdefault(id(p), asyncio.new_event_loop())
+    loop = _LOOPS.setdefault(id(p.fetcher), asyncio.new_event_loop())
     feed = next(f for f in p.config.feeds if f.name == name)
     return loop.run_until_complete(p.poll(feed))
 
 
+def reloaded(p: Pipeline, ruleset) -> Pipeline:
+    """What the daemon does on a reload: a new pipeline with the new rules over the same parts."""
+    context = AnalysisContext(ruleset, p.stories.settings, p.stories.permutations)
+    p.workers.use(context)
+    return Pipeline(p.config, p.db, context, p.fetcher, p.stories, p.workers, clock=p.clock)
+
+
 def alerts(p: Pipeline) -> list[sqlite3.Row]:
-    return p.conn.execute("SELECT a.*, o.channel FROM alerts a JOIN outbox o ON o.alert_id = a.id "
+    return p.db.execute("SELECT a.*, o.channel FROM alerts a JOIN outbox o ON o.alert_id = a.id "
                           "ORDER BY a.id").fetchall()
 
 
@@ -118,13 +129,13 @@ def test_server_that_ignores_validators_causes_no_duplicates(tmp_path, feed_serv
 
 def _count_parses(monkeypatch) -> list[int]:
     calls = [0]
-    real = pipeline_module.parse_feed
+    real = workers_module.parse_feed  # a pool without processes parses in a thread through this name
 
     def counting(*args, **kwargs):
         calls[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "parse_feed", counting)
+    monkeypatch.setattr(workers_module, "parse_feed", counting)
     return calls
 
 
@@ -143,7 +154,7 @@ def test_an_identical_body_is_not_parsed_again_but_its_items_stay_alive(tmp_path
     clock.now += 600
     second = poll(p)
     assert second.status == "not_modified" and parses[0] == 1
-    assert [r[0] for r in p.conn.execute("SELECT last_seen FROM items")] == [clock.now, clock.now]
+    assert [r[0] for r in p.db.execute("SELECT last_seen FROM items")] == [clock.now, clock.now]
     assert feedfarm.hits("/a.xml") == 2
 
     clock.now += 6 * 3600
@@ -174,7 +185,7 @@ def test_a_lying_304_delays_an_item_but_never_hides_it(tmp_path, feed_server):
     poll(p)
     # The content changes, but the server keeps answering 304 to our validators.
     feed_server.set("/a.xml", rss_feed([UNRELATED, SDF_BUKAMAL]))
-    etag = p.conn.execute("SELECT etag FROM feeds").fetchone()[0]
+    etag = p.db.execute("SELECT etag FROM feeds").fetchone()[0]
     original = feed_server.routes["/a.xml"]
     feed_server.routes["/a.xml"] = {**original, "status": 304, "body": b"", "headers": {"ETag": etag}}
     assert poll(p).status == "not_modified"
@@ -193,13 +204,13 @@ def test_failed_commit_records_nothing_and_the_next_poll_alerts(tmp_path, feed_s
     p = make(tmp_path, {"a": url})
 
     def disk_full(*args, **kwargs):
-        raise sqlite3.OperationalError("database or disk is full")
+        raise StateError("state.sqlite3: database or disk is full")
 
     monkeypatch.setattr(pipeline_module, "plan_alerts", disk_full)
     failed = poll(p)
     assert failed.status == "error" and failed.error_kind == "state"
-    assert p.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 0
-    assert p.conn.execute("SELECT etag FROM feeds").fetchone() in (None, (None,))
+    assert p.db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 0
+    assert p.db.execute("SELECT etag FROM feeds").fetchone() in (None, (None,))
 
     monkeypatch.undo()
     ok = poll(p)
@@ -243,8 +254,8 @@ def test_reloaded_rules_never_realert_seen_items_and_apply_to_new_ones(tmp_path,
     count = len(alerts(p))
     (rules_dir / "extra.yaml").write_text(
         "rules:\n  - id: any_bukamal\n    title: Any mention of Al-Bukamal\n    any: [bukamal]\n", encoding="utf-8")
-    p.ruleset = load_rules([rules_dir])
-    assert "any_bukamal" in p.ruleset.rule_ids
+    p = reloaded(p, load_rules([rules_dir]))
+    assert "any_bukamal" in p.context.ruleset.rule_ids
     feed_server.set("/a.xml", rss_feed([SDF_BUKAMAL]), headers={"X-Changed": "1"})
     poll(p)
     assert len(alerts(p)) == count
@@ -269,7 +280,7 @@ def test_the_same_article_from_two_outlets_is_one_story(tmp_path, feed_server):
     second = poll(p, "two")
     assert first.alerts_new >= 1
     assert second.alerts_new == 0 and second.alerts_already_sent >= 1
-    stories = p.conn.execute("SELECT id, sources FROM stories").fetchall()
+    stories = p.db.execute("SELECT id, sources FROM stories").fetchall()
     assert len(stories) == 1 and stories[0]["sources"] == 2
 
 
@@ -279,7 +290,7 @@ def test_http_errors_are_recorded_on_the_feed(tmp_path, feed_server, status, kin
     p = make(tmp_path, {"a": url})
     outcome = poll(p)
     assert outcome.status == "error" and outcome.error_kind == kind
-    row = p.conn.execute("SELECT consecutive_errors, last_error_kind, last_error FROM feeds").fetchone()
+    row = p.db.execute("SELECT consecutive_errors, last_error_kind, last_error FROM feeds").fetchone()
     assert row["consecutive_errors"] == 1 and row["last_error_kind"] == kind and str(status) in row["last_error"]
 
 

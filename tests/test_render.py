@@ -151,14 +151,14 @@ def test_deliverer_uses_the_templates_dir(tmp_path):
     from monitor.types import Item
     from monitor.alerts.route import RoutingSettings, plan_alerts
     from monitor.rules.evaluate import RuleMatch
-    from monitor.state.db import open_state, transaction
+    from monitor.state import open_state
 
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "console.txt.j2").write_text("MINE: {{ stories[0].plain_title }}\n", encoding="utf-8")
     conn = open_state(tmp_path / "s.db")
     ch = {"out": ChannelSettings(url="console://")}
     item = Item("f", "g1", "قسد تتقدم", "نص")
-    with transaction(conn):
+    with conn.transaction():
         story = StoryIndex().assign(conn, item, 1.0)
         plan_alerts(conn, item, story, [RuleMatch("r", "R", "", "info", (), None, ())], ch, RoutingSettings(), 1.0)
     out = io.StringIO()

@@ -12,7 +12,7 @@ from monitor.alerts.deliver import ChannelSettings
 from monitor.types import Item
 from monitor.alerts.route import RoutingSettings, next_digest, plan_alerts, quiet_until
 from monitor.rules.evaluate import Hit, RuleMatch
-from monitor.state.db import open_state, transaction
+from monitor.state import open_state
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 TEXT = "قوات سوريا الديمقراطية تسيطر على حقل العمر النفطي شرق دير الزور"
@@ -31,7 +31,7 @@ def match(rule="qasad", severity="info", channels=(), cooldown=None):
 
 
 def run(conn, idx, item, matches, channels, routing=RoutingSettings(), now=NOW):
-    with transaction(conn):
+    with conn.transaction():
         story = idx.assign(conn, item, now)
         return plan_alerts(conn, item, story, matches, channels, routing, now)
 

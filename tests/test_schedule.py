@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from monitor.service.schedule import (MAX_RETRY_AFTER, WEEK, PollPolicy, next_poll_delay, parse_max_age,
+from monitor.feeds.schedule import (MAX_RETRY_AFTER, WEEK, PollPolicy, next_poll_delay, parse_max_age,
                               parse_retry_after, publishing_stats)
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

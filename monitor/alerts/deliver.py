@@ -31,7 +31,6 @@ import collections
 import logging
 import random
 import re
-import sqlite3
 import sys
 import threading
 import time
@@ -46,7 +45,8 @@ import apprise
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor import metrics
-from monitor.state import outbox as ob
+from monitor.state import outbox as state_outbox
+from monitor.state.db import Database
 from monitor.errors import DeliveryError
 from markupsafe import escape
 
@@ -333,10 +333,10 @@ def backoff(attempts: int, settings: ChannelSettings, retry_after: float | None,
 class Deliverer:
     """Sends due outbox rows on every channel; see the module docstring."""
 
-    def __init__(self, conn: sqlite3.Connection, channels: dict[str, ChannelSettings], *,
+    def __init__(self, db: Database, channels: dict[str, ChannelSettings], *,
                  templates_dir: Path | None = None, console: TextIO = sys.stdout,
                  clock: Callable[[], float] = time.time) -> None:
-        self.conn = conn
+        self.db = db
         self.channels = dict(channels)
         self.console = console
         self.clock = clock
@@ -390,7 +390,7 @@ class Deliverer:
         """Queue an operational message (not an alert) on ``channel``; raises DeliveryError if unknown."""
         if channel not in self.channels:
             raise DeliveryError(channel, "no such channel")
-        row = ob.enqueue_notice(self.conn, channel, text, self.clock())
+        row = state_outbox.enqueue_notice(self.db, channel, text, self.clock())
         self.wake()
         return row
 
@@ -401,14 +401,14 @@ class Deliverer:
 
     def _recover(self) -> None:
         if not self._recovered:
-            n = ob.recover_inflight(self.conn)
+            n = state_outbox.recover_inflight(self.db)
             if n:
                 log.warning("%d message(s) were being sent when the daemon stopped; resending, marked as possible repeats", n)
             self._recovered = True
             self._update_depth()
 
     def _update_depth(self) -> None:
-        metrics.OUTBOX_DEPTH.set(ob.depth(self.conn))
+        metrics.OUTBOX_DEPTH.set(state_outbox.depth(self.db))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; an in-flight send is allowed to finish and be recorded.
@@ -440,7 +440,7 @@ class Deliverer:
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout + 5)
         except asyncio.TimeoutError:
             log.warning("delivery drain timed out after %.0fs; the rest stays queued", timeout)
-        self.report.pending = ob.depth(self.conn)
+        self.report.pending = state_outbox.depth(self.db)
         self._update_depth()
         return self.report
 
@@ -470,9 +470,9 @@ class Deliverer:
                     return
                 await asyncio.sleep(limiter_wait)  # rate limit: not interruptible by wake
                 continue
-            claimed = ob.claim(self.conn, name, now, settings.max_group)
-            if not isinstance(claimed, ob.Claimed):
-                nxt = claimed if claimed is not None else ob.next_due(self.conn, name)
+            claimed = state_outbox.claim(self.db, name, now, settings.max_group)
+            if not isinstance(claimed, state_outbox.Claimed):
+                nxt = claimed.until if claimed is not None else state_outbox.next_due(self.db, name)
                 if deadline is not None:
                     if nxt is None or nxt > deadline:
                         return
@@ -482,8 +482,8 @@ class Deliverer:
                 continue
             await self._deliver(name, settings, claimed)
 
-    async def _deliver(self, name: str, settings: ChannelSettings, claimed: ob.Claimed) -> None:
-        views = ob.load_views(self.conn, claimed.ids)
+    async def _deliver(self, name: str, settings: ChannelSettings, claimed: state_outbox.Claimed) -> None:
+        views = state_outbox.load_views(self.db, claimed.ids)
         renderer = self.renderers[name]
         try:
             parts = self._render(settings, renderer, views)
@@ -502,12 +502,12 @@ class Deliverer:
                 self.limiters[name].record()
                 await self._send(name, settings, title, body, fmt, text[0] if text else None)
                 if idx + 1 < len(parts):
-                    ob.mark_parts(self.conn, claimed.ids, idx + 1)
+                    state_outbox.mark_parts(self.db, claimed.ids, idx + 1)
         except DeliveryError as err:
             self._failed(name, settings, claimed, err)
             return
         now = self.clock()
-        ob.mark_sent(self.conn, claimed.ids, now)
+        state_outbox.mark_sent(self.db, claimed.ids, now)
         self.report.sent += len(claimed.ids)
         self.report.messages += 1
         metrics.ALERTS.labels("sent").inc(len(claimed.ids))
@@ -540,16 +540,16 @@ class Deliverer:
         await asyncio.to_thread(_apprise_send, name, settings.url, title=title, body=body, body_format=fmt,
                                 text=text)
 
-    def _failed(self, name: str, settings: ChannelSettings, claimed: ob.Claimed, err: DeliveryError) -> None:
+    def _failed(self, name: str, settings: ChannelSettings, claimed: state_outbox.Claimed, err: DeliveryError) -> None:
         if not err.retryable and claimed.attempts >= settings.max_attempts:
-            ob.mark_dead(self.conn, claimed.ids, err.message)
+            state_outbox.mark_dead(self.db, claimed.ids, err.message)
             self.report.dead += len(claimed.ids)
             metrics.ALERTS.labels("dead").inc(len(claimed.ids))
             log.error("channel %s (%s): giving up on outbox %s after %d attempts: %s", name,
                       settings.private_url(), list(claimed.ids), claimed.attempts, err.message)
         else:
             delay = backoff(claimed.attempts, settings, err.retry_after, self._rng)
-            ob.mark_retry(self.conn, claimed.ids, err.message, self.clock() + delay)
+            state_outbox.mark_retry(self.db, claimed.ids, err.message, self.clock() + delay)
             self.report.failed += 1
             metrics.ALERTS.labels("retry").inc(len(claimed.ids))
             log.warning("channel %s (%s): send failed (%s), retry in %.1fs", name, settings.private_url(),

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 from dataclasses import is_dataclass
 from datetime import datetime, time as dtime, timedelta
 from typing import Any, Mapping, Sequence
@@ -35,7 +34,9 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor import metrics
-from monitor.state import outbox as ob
+from monitor.state import alerts as state_alerts
+from monitor.state import outbox as state_outbox
+from monitor.state.db import Database
 from monitor.alerts.deliver import SEVERITIES, ChannelSettings
 from monitor.stories.index import StoryAssignment
 from monitor.types import Item
@@ -111,17 +112,17 @@ def _payload(item: Item, story: StoryAssignment, match: Any) -> dict[str, Any]:
     }
 
 
-def schedule(conn: sqlite3.Connection, channel: str, settings: ChannelSettings, rule_id: str, severity: str,
+def schedule(db: Database, channel: str, settings: ChannelSettings, rule_id: str, severity: str,
              cooldown: float | None, routing: RoutingSettings, now: float) -> tuple[float, str | None]:
     """(not_before, group_key) of a new alert of ``rule_id`` on ``channel``."""
     interval = cooldown if cooldown is not None else routing.group_interval
     group = f"rule:{rule_id}"
-    last = ob.last_for_rule(conn, channel, rule_id)
+    last = state_outbox.last_for_rule(db, channel, rule_id)
     not_before, group_key = now + routing.group_wait, (group if routing.group_wait > 0 else None)
-    if last is not None and last["state"] in ("pending", "sending") and last["not_before"] > now:
-        not_before, group_key = float(last["not_before"]), group  # join the group still waiting
+    if last is not None and last.state in ("pending", "sending") and last.not_before > now:
+        not_before, group_key = last.not_before, group  # join the group still waiting
     elif last is not None and interval > 0:
-        last_time = float(last["sent_at"] or last["not_before"])
+        last_time = last.sent_at or last.not_before
         if last_time + interval > now:
             not_before, group_key = last_time + interval, group
     if settings.digest_minutes:
@@ -134,7 +135,7 @@ def schedule(conn: sqlite3.Connection, channel: str, settings: ChannelSettings, 
     return not_before, group_key
 
 
-def plan_alerts(conn: sqlite3.Connection, item: Item, story: StoryAssignment, matches: Sequence[Any],
+def plan_alerts(db: Database, item: Item, story: StoryAssignment, matches: Sequence[Any],
                 channels: Mapping[str, ChannelSettings], routing: RoutingSettings, now: float) -> list[int]:
     """Create the alerts and outbox rows this item calls for; returns the new alert ids.
 
@@ -143,11 +144,11 @@ def plan_alerts(conn: sqlite3.Connection, item: Item, story: StoryAssignment, ma
     new_ids: list[int] = []
     matched = {m.rule_id for m in matches}
     for match in matches:
-        if not story.new_story and ob.alert_exists(conn, story.story_id, match.rule_id):
+        if not story.new_story and state_alerts.exists(db, story.story_id, match.rule_id):
             continue  # this story already alerted for this rule (the common case for duplicates):
             # skip building and serializing a payload that the insert would discard
         severity = getattr(match, "severity", "info") or "info"
-        alert_id = ob.insert_alert(conn, story_id=story.story_id, rule_id=match.rule_id, item_key=item.key,
+        alert_id = state_alerts.insert(db, story_id=story.story_id, rule_id=match.rule_id, item_key=item.key,
                                    severity=severity, payload=_payload(item, story, match), now=now)
         if alert_id is None:
             continue  # this story already alerted for this rule
@@ -160,30 +161,28 @@ def plan_alerts(conn: sqlite3.Connection, item: Item, story: StoryAssignment, ma
                 continue
             if SEVERITIES.get(severity, 0) < SEVERITIES[settings.min_severity]:
                 continue
-            not_before, group_key = schedule(conn, name, settings, match.rule_id, severity,
+            not_before, group_key = schedule(db, name, settings, match.rule_id, severity,
                                              getattr(match, "cooldown", None), routing, now)
-            if ob.enqueue(conn, alert_id=alert_id, channel=name, kind="alert", not_before=not_before, now=now,
+            if state_outbox.enqueue(db, alert_id=alert_id, channel=name, kind="alert", not_before=not_before, now=now,
                           group_key=group_key) is not None:
                 metrics.ALERTS.labels("queued").inc()
 
     if routing.followup_after is not None and not story.new_story and story.new_source:
-        _queue_followups(conn, story, matched, channels, routing, now)
+        _queue_followups(db, story, matched, channels, routing, now)
     return new_ids
 
 
-def _queue_followups(conn: sqlite3.Connection, story: StoryAssignment, matched: set[str],
+def _queue_followups(db: Database, story: StoryAssignment, matched: set[str],
                      channels: Mapping[str, ChannelSettings], routing: RoutingSettings, now: float) -> None:
-    alerts = ob.story_alerts(conn, story.story_id)
+    alerts = state_alerts.of_story(db, story.story_id)
     if not alerts:
         return
     first = alerts[0]
-    delivered_to = [r[0] for r in conn.execute(
-        "SELECT DISTINCT channel FROM outbox WHERE alert_id = ? AND kind = 'alert'", (first["id"],))]
-    for name in delivered_to:
+    for name in state_outbox.channels_of_alert(db, first.id):
         if name not in channels:
             continue
-        not_before = max(now, float(first["created"]) + (routing.followup_after or 0.0))
+        not_before = max(now, first.created + (routing.followup_after or 0.0))
         end = quiet_until(not_before, channels[name].quiet_hours, channels[name].timezone)
-        if ob.enqueue(conn, alert_id=int(first["id"]), channel=name, kind="followup",
+        if state_outbox.enqueue(db, alert_id=first.id, channel=name, kind="followup",
                       not_before=end or not_before, now=now, group_key=None) is not None:
             metrics.ALERTS.labels("queued").inc()

@@ -159,18 +159,18 @@ def alerts(ctx: click.Context, config_path: Path | None, limit: int, as_json: bo
     if ctx.invoked_subcommand is not None:
         return
     from monitor.config import load_config
-    from monitor.state.outbox import list_alerts
-    from monitor.state.db import connect
+    from monitor.state import alerts as state_alerts
+    from monitor.state import open_readonly
 
     try:
         config = load_config(_config_path(config_path))
-        conn = connect(config.state_path, readonly=True)
+        db = open_readonly(config.state_path)
     except MonitorError as exc:
         raise _fail(exc) from None
     try:
-        rows = list_alerts(conn, limit=limit)
+        rows = state_alerts.recent(db, limit=limit)
     finally:
-        conn.close()
+        db.close()
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False, default=str))
@@ -196,18 +196,18 @@ def _alert_line(row: dict) -> str:
 def alerts_retry(config_path: Path | None, outbox_id: int) -> None:
     """Queue a dead delivery (its outbox id, shown by `monitor alerts`) again."""
     from monitor.config import load_config
+    from monitor.state import open_state
     from monitor.state.outbox import retry_dead
-    from monitor.state.db import connect
 
     try:
         config = load_config(_config_path(config_path))
-        conn = connect(config.state_path)
+        db = open_state(config.state_path)
     except MonitorError as exc:
         raise _fail(exc) from None
     try:
-        ok = retry_dead(conn, outbox_id)
+        ok = retry_dead(db, outbox_id)
     finally:
-        conn.close()
+        db.close()
     if not ok:
         click.echo(f"no dead delivery with id {outbox_id}", err=True)
         raise click.exceptions.Exit(1)

@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor import __version__ as _version
 from monitor.errors import FetchError
 from monitor.types import FetchResult
-from monitor.service.schedule import MAX_RETRY_AFTER, parse_retry_after
+from monitor.feeds.schedule import MAX_RETRY_AFTER, parse_retry_after
 
 DEFAULT_USER_AGENT = f"arabic-news-monitor/{_version} (+https://github.com/; feed alert daemon)"
 

@@ -25,7 +25,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import parse as safe_parse
 
 from monitor.errors import ConfigError
-from monitor.feeds.parse import canonical_link, http_link
+from monitor.feeds.links import canonical_url, http_link
 
 MAX_OPML_BYTES = 5 * 1024 * 1024
 
@@ -105,12 +105,12 @@ def import_opml(opml_path: str | os.PathLike[str], feeds_yaml_path: str | os.Pat
     feeds = read_opml(opml_path)
     target = Path(feeds_yaml_path)
     text, existing = _load_list(target)
-    seen_urls = {canonical_link(str(f["url"])) for f in existing if isinstance(f, dict) and f.get("url")}
+    seen_urls = {canonical_url(str(f["url"])) for f in existing if isinstance(f, dict) and f.get("url")}
     names = {str(f["name"]) for f in existing if isinstance(f, dict) and f.get("name")}
     report = ImportReport()
     new_entries: list[dict[str, str]] = []
     for name, url in feeds:
-        canon = canonical_link(url)
+        canon = canonical_url(url)
         if canon in seen_urls:
             report.skipped.append((name, url, "already present"))
             continue

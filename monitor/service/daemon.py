@@ -18,7 +18,6 @@ import asyncio
 import logging
 import random
 import signal
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -36,14 +35,19 @@ from monitor.stories.index import StoryIndex
 from monitor.alerts.deliver import Deliverer, DeliveryReport
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
 from monitor.feeds.fetch import Fetcher
-from monitor.service.housekeeping import checkpoint, prune, wal_size
+from monitor.service.housekeeping import checkpoint, prune
 from monitor.service.http_api import HealthReport, start_http_server
 from monitor.service.logs import setup_logging
-from monitor.ingest.pipeline import Pipeline, PollOutcome
+from monitor.ingest.pipeline import Pipeline, PollOutcome, PollStatus
 from monitor.rules.evaluate import RuleSet, load_rules
-from monitor.service.schedule import PollPolicy, next_poll_delay
+from monitor.feeds.schedule import PollPolicy, next_poll_delay
 from monitor.service.sdnotify import Notifier
-from monitor.state.db import StateError, open_state, transaction
+from monitor.ingest.analysis import AnalysisContext
+from monitor.state import feeds as state_feeds
+from monitor.state import meta as state_meta
+from monitor.state import open_state
+from monitor.state import outbox as state_outbox
+from monitor.state.db import StateError
 from monitor.service.watch import FileWatcher
 from monitor.ingest.workers import WorkerPool
 
@@ -77,8 +81,8 @@ class CycleSummary:
     def of(cls, outcomes: list[PollOutcome], delivery: DeliveryReport | None) -> "CycleSummary":
         return cls(
             feeds=len(outcomes),
-            failed=sum(o.status == "error" for o in outcomes),
-            not_modified=sum(o.status == "not_modified" for o in outcomes),
+            failed=sum(o.status is PollStatus.ERROR for o in outcomes),
+            not_modified=sum(o.status is PollStatus.NOT_MODIFIED for o in outcomes),
             items=sum(o.items for o in outcomes),
             new_items=sum(o.new_items for o in outcomes),
             alerts_new=sum(o.alerts_new for o in outcomes),
@@ -136,31 +140,34 @@ class Daemon:
         """Load and validate everything; raises ``ConfigError`` before anything starts."""
         self.config, self.ruleset = load_everything(self.config_path)
         setup_logging(self.config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
-        try:
-            self.conn: sqlite3.Connection = open_state(self.config.state_path)
-        except sqlite3.Error as exc:  # e.g. "file is not a database" from the WAL pragma
-            raise StateError(f"{self.config.state_path}: cannot use state database: {exc}") from None
+        self.db = open_state(self.config.state_path)
         self.stories = StoryIndex(self.config.model.dedup)
         try:
-            self.stories.load(self.conn, time.time())
-        except sqlite3.Error as exc:
-            self.conn.close()
-            raise StateError(f"{self.config.state_path}: cannot read the state database: {exc}") from None
+            self.stories.load(self.db, time.time())
+        except StateError:
+            self.db.close()
+            raise
         self.fetcher = Fetcher(self.config.model.fetch)
-        self.deliverer = Deliverer(self.conn, dict(self.config.channels), templates_dir=self.config.templates_dir,
+        self.deliverer = Deliverer(self.db, dict(self.config.channels), templates_dir=self.config.templates_dir,
                                    console=self.console)
-        self.pipeline = Pipeline(self.config, self.conn, self.ruleset, self.fetcher, self.stories,
-                                 on_alerts=lambda ids: self.deliverer.wake())
-        self.pipeline.workers = self.workers = WorkerPool.for_feeds(len(self.config.feeds))
+        self.workers = WorkerPool.for_feeds(len(self.config.feeds))
+        self.pipeline = self._build_pipeline(self.config, self.ruleset)
         self._poll_slots = asyncio.Semaphore(self.config.model.defaults.concurrency)
         log.info("config %s: %d feeds, %d channels, rules %s (%d rules, %d entities)", self.config.path,
                  len(self.config.feeds), len(self.config.channels), self.ruleset.fingerprint[:12],
                  len(self.ruleset.rule_ids), len(self.ruleset.entity_ids))
 
+    def _build_pipeline(self, config: Config, ruleset: RuleSet) -> Pipeline:
+        """A pipeline for this config and rule set over the daemon's shared parts (a reload builds a new one)."""
+        context = AnalysisContext(ruleset, self.stories.settings, self.stories.permutations)
+        self.workers.use(context)
+        return Pipeline(config, self.db, context, self.fetcher, self.stories, self.workers,
+                        on_alerts=lambda ids: self.deliverer.wake())
+
     async def close(self) -> None:
         await self.fetcher.aclose()
         await asyncio.to_thread(self.workers.close)
-        self.conn.close()
+        self.db.close()
 
     # -- one cycle -----------------------------------------------------------
 
@@ -171,7 +178,8 @@ class Daemon:
     async def _poll(self, feed: FeedSettings) -> PollOutcome:
         assert self._poll_slots is not None
         async with self._poll_slots:
-            return await self.pipeline.poll(feed)
+            pipeline = self.pipeline  # the one of the config this poll starts under
+            return await pipeline.poll(feed)
 
     async def run_once(self, *, delivery_timeout: float = 30.0) -> CycleSummary:
         """Poll every feed once, deliver what is due, and return the totals."""
@@ -221,9 +229,7 @@ class Daemon:
         if self.notifier.watchdog_interval:
             self._spawn(self._watchdog())
 
-        with transaction(self.conn):
-            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('daemon_started', ?)",
-                              (str(self.started_at),))
+        state_meta.put(self.db, "daemon_started", str(self.started_at))
         self.refresh_gauges()
         self.notifier.ready()
         self._spawn(self._status_loop())
@@ -297,7 +303,7 @@ class Daemon:
         except Exception:
             # A bug, not a feed problem: log it and keep the feed scheduled.
             log.exception("feed %s: unexpected error while polling", name)
-            outcome = PollOutcome(name, "error", error="internal error", error_kind="internal")
+            outcome = PollOutcome(name, PollStatus.ERROR, error="internal error", error_kind="internal")
         finally:
             if task is not None:
                 self._tasks.discard(task)
@@ -315,14 +321,14 @@ class Daemon:
 
     def _next_delay(self, feed: FeedSettings, outcome: PollOutcome) -> float:
         defaults = self.config.model.defaults
-        row = self.conn.execute("SELECT consecutive_errors FROM feeds WHERE name = ?", (feed.name,)).fetchone()
+        record = state_feeds.get(self.db, feed.name)
         interval = self.config.feed_interval(feed)
         policy = PollPolicy(interval=interval, min_interval=min(defaults.min_interval, interval),
                             max_interval=max(defaults.max_interval, interval), max_backoff=defaults.max_interval,
                             jitter=defaults.jitter)
         return next_poll_delay(
             policy,
-            consecutive_errors=row["consecutive_errors"] if row else 0,
+            consecutive_errors=record.consecutive_errors if record else 0,
             retry_after=outcome.retry_after,
             ttl_seconds=outcome.ttl_seconds,
             max_age=outcome.max_age,
@@ -388,9 +394,8 @@ class Daemon:
         old_names = {f.name for f in self.config.feeds}
         self.config = config
         self.ruleset = ruleset
-        self.pipeline.config = config
-        self.pipeline.ruleset = ruleset
         self.workers.resize(WorkerPool.workers_for(len(config.feeds)))
+        self.pipeline = self._build_pipeline(config, ruleset)
         self.deliverer.update_channels(dict(config.channels))
         setup_logging(config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
         now = datetime.now(timezone.utc)
@@ -462,37 +467,32 @@ class Daemon:
         self._status_sent = time.monotonic()
         try:
             self.notifier.status(self.status_line())
-        except sqlite3.Error as exc:
+        except StateError as exc:
             log.warning("status: %s", exc)
 
     def refresh_gauges(self) -> None:
         """Set the gauges read from the state (before /metrics is served, after each poll)."""
         try:
             failing = len(self._failing_feeds(1))
-            depth = self.conn.execute(
-                "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0]
-        except sqlite3.Error as exc:
+            depth = state_outbox.depth(self.db)
+        except StateError as exc:
             log.warning("metrics: cannot read the state: %s", exc)
             return
         metrics.FEEDS_FAILING.set(failing)
         metrics.OUTBOX_DEPTH.set(depth)
-        metrics.WAL_BYTES.set(wal_size(self.conn))
+        metrics.WAL_BYTES.set(self.db.wal_bytes())
 
     def _failing_feeds(self, threshold: int) -> list[str]:
         """Configured feeds with at least ``threshold`` errors in a row (a feed removed
         from the config keeps its row in the state, but is no longer our problem)."""
         configured = {f.name for f in self.config.feeds}
-        return [r["name"] for r in self.conn.execute(
-            "SELECT name FROM feeds WHERE consecutive_errors >= ? ORDER BY name", (threshold,))
-            if r["name"] in configured]
+        return [name for name in state_feeds.failing(self.db, threshold) if name in configured]
 
     def status_line(self) -> str:
         """The STATUS= line ``systemctl status`` shows: feeds, last poll, alerts sent today."""
         failing = len(self._failing_feeds(1))
-        last = self.conn.execute("SELECT MAX(last_poll_at) FROM feeds").fetchone()[0]
-        day = time.time() - 86400
-        sent = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'sent' AND sent_at >= ?",
-                                 (day,)).fetchone()[0]
+        last = state_feeds.last_poll(self.db)
+        sent = state_outbox.sent_since(self.db, time.time() - 86400)
         last_text = datetime.fromtimestamp(last, timezone.utc).strftime("%H:%M:%S") if last else "never"
         return (f"{len(self.config.feeds)} feeds ({failing} failing), last poll {last_text} UTC, "
                 f"{sent} alerts sent in 24h")
@@ -505,11 +505,11 @@ class Daemon:
         if failing:
             reasons.append(f"{len(failing)} feeds failing ({FAILING_AFTER}+ errors in a row): "
                            f"{', '.join(failing[:10])}")
-        depth = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0]
+        counts = state_outbox.counts(self.db)
+        depth = counts.get("pending", 0) + counts.get("sending", 0)
         metrics.OUTBOX_DEPTH.set(depth)
         if depth > BACKLOG_AFTER:
             reasons.append(f"outbox backlog: {depth} messages waiting")
-        dead = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
         stalled = self.scheduler_stalled()
         if stalled is not None:
             reasons.append(f"watchdog: scheduler stalled {stalled:.0f} s")
@@ -517,13 +517,13 @@ class Daemon:
             reasons.append("last reload failed: " + self._last_reload_error.splitlines()[0])
         return HealthReport(status="degraded" if reasons else "ok", reasons=reasons,
                             details={"feeds": len(self.config.feeds), "failing_feeds": len(failing),
-                                     "outbox_depth": depth, "dead": dead,
+                                     "outbox_depth": depth, "dead": counts.get("dead", 0),
                                      "uptime_seconds": round(time.time() - self.started_at)})
 
     async def _housekeeping(self) -> None:
         try:
-            report = prune(self.conn, self.config.model.housekeeping, time.time())
-            wal = checkpoint(self.conn)  # also sets WAL_BYTES
+            report = prune(self.db, self.config.model.housekeeping, time.time())
+            wal = checkpoint(self.db)  # also sets WAL_BYTES
             log.info("housekeeping: pruned %d rows, WAL %d bytes", report.total, wal)
-        except sqlite3.Error as exc:
+        except StateError as exc:
             log.warning("housekeeping failed: %s", exc)

@@ -11,7 +11,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from monitor.config import Config
-from monitor.state.db import connect
+from monitor.state import alerts as state_alerts
+from monitor.state import feeds as state_feeds
+from monitor.state import meta as state_meta
+from monitor.state import open_readonly
+from monitor.state import outbox as state_outbox
 
 
 def _when(ts: float | None, now: float) -> str:
@@ -38,20 +42,21 @@ def _ago(delta: float) -> str:
 
 def read_status(state_path: Path) -> str:
     """Uptime-ish summary: feeds ok/failing, outbox depth, last alert."""
-    conn = connect(state_path, readonly=True)
+    db = open_readonly(state_path)
     now = time.time()
     try:
-        feeds = conn.execute("SELECT COUNT(*) AS n, SUM(consecutive_errors > 0) AS failing, "
-                             "MAX(last_poll_at) AS last_poll FROM feeds").fetchone()
-        outbox = {r["state"]: r["n"] for r in conn.execute("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")}
-        last_alert = conn.execute("SELECT MAX(created) FROM alerts").fetchone()[0]
-        started = conn.execute("SELECT value FROM meta WHERE key = 'daemon_started'").fetchone()
+        records = state_feeds.all_feeds(db)
+        outbox = state_outbox.counts(db)
+        last_alert = state_alerts.last_created(db)
+        started = state_meta.get(db, "daemon_started")
     finally:
-        conn.close()
+        db.close()
+    failing = sum(1 for r in records.values() if r.consecutive_errors > 0)
+    last_poll = max((r.last_poll_at for r in records.values() if r.last_poll_at), default=None)
     lines = [
         f"state:     {state_path}",
-        f"daemon:    started {_when(float(started[0]), now)}" if started else "daemon:    not started yet",
-        f"feeds:     {feeds['n'] or 0} known, {feeds['failing'] or 0} failing, last poll {_when(feeds['last_poll'], now)}",
+        f"daemon:    started {_when(float(started), now)}" if started else "daemon:    not started yet",
+        f"feeds:     {len(records)} known, {failing} failing, last poll {_when(last_poll, now)}",
         f"outbox:    {outbox.get('pending', 0) + outbox.get('sending', 0)} waiting, {outbox.get('sent', 0)} sent, "
         f"{outbox.get('dead', 0)} dead",
         f"last alert: {_when(last_alert, now)}",
@@ -62,33 +67,33 @@ def read_status(state_path: Path) -> str:
 def feed_table(config: Config) -> str:
     """One block per configured feed with its health, in plain words."""
     now = time.time()
-    rows = {}
+    records: dict[str, state_feeds.FeedRecord] = {}
     if config.state_path.exists():
-        conn = connect(config.state_path, readonly=True)
+        db = open_readonly(config.state_path)
         try:
-            rows = {r["name"]: r for r in conn.execute("SELECT * FROM feeds")}
+            records = state_feeds.all_feeds(db)
         finally:
-            conn.close()
+            db.close()
     out = []
     for feed in config.feeds:
-        row = rows.get(feed.name)
+        row = records.get(feed.name)
         if row is None:
             out.append(f"{feed.name}: never polled\n  url: {feed.url}")
             continue
-        health = "ok" if row["consecutive_errors"] == 0 else f"FAILING ({row['consecutive_errors']} in a row)"
+        health = "ok" if row.consecutive_errors == 0 else f"FAILING ({row.consecutive_errors} in a row)"
         block = [
             f"{feed.name}: {health}",
-            f"  url:           {row['redirected_url'] or feed.url}",
-            f"  last success:  {_when(row['last_success_at'], now)}",
+            f"  url:           {row.redirected_url or feed.url}",
+            f"  last success:  {_when(row.last_success_at, now)}",
         ]
-        if row["last_error"]:
-            block.append(f"  last error:    {row['last_error_kind']}: {row['last_error']} "
-                         f"({_when(row['last_error_at'], now)})")
-        interval = row["interval"] or config.feed_interval(feed)
+        if row.last_error:
+            block.append(f"  last error:    {row.last_error_kind}: {row.last_error} "
+                         f"({_when(row.last_error_at, now)})")
+        interval = row.interval or config.feed_interval(feed)
         block += [
-            f"  items seen:    {row['items_seen']}   alerts: {row['alerts_created']}",
-            f"  interval:      {interval:.0f}s" + ("  (backing off)" if row["consecutive_errors"] else ""),
-            f"  next poll:     {_when(row['next_poll_at'], now)}",
+            f"  items seen:    {row.items_seen}   alerts: {row.alerts_created}",
+            f"  interval:      {interval:.0f}s" + ("  (backing off)" if row.consecutive_errors else ""),
+            f"  next poll:     {_when(row.next_poll_at, now)}",
         ]
         out.append("\n".join(block))
     return "\n".join(out) if out else "no feeds configured"

@@ -1,0 +1,42 @@
+"""State: every SQL statement of the project, and nothing else.
+
+One module per group of tables, each a set of typed functions that take a
+``Database`` and the project's own values and return them:
+
+    db.py         the connection, transactions, the backend's quirks
+    schema.py     versioned migrations (refuse unversioned or newer databases)
+    feeds.py      per-feed validators, health and schedule
+    items.py      the "seen" mark of every item
+    stories.py    stories and the items that report them
+    alerts.py     one alert per (story, rule)
+    outbox.py     the crash-safe delivery queue
+    meta.py       facts about the state itself
+    retention.py  pruning and WAL checkpoints
+
+May import: ``monitor.errors`` only. Nothing outside this package writes SQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor.state.db import Database, StateError, connect
+from monitor.state.schema import SCHEMA_VERSION, migrate
+
+__all__ = ["Database", "StateError", "SCHEMA_VERSION", "open_state", "open_readonly"]
+
+
+def open_state(path: str | Path) -> Database:
+    """Open (creating or migrating) the daemon's read-write state database."""
+    db = connect(path)
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def open_readonly(path: str | Path) -> Database:
+    """Open the state for reading while the daemon runs (``monitor status``, ``feeds``, ``alerts``)."""
+    return connect(path, readonly=True)

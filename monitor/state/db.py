@@ -1,236 +1,234 @@
-"""SQLite state: feeds, seen items, stories, alerts and the delivery outbox.
+"""One connection to the state database, with each backend's quirks in one place.
 
-One database file, WAL mode, a busy timeout on every connection, and every
-write inside ``BEGIN IMMEDIATE`` (a deferred transaction that upgrades to a
-write lock fails at once under WAL, whatever the timeout). The daemon is the
-only writer; the CLI reads while it runs. ``synchronous=FULL`` because the
-outbox must survive a power cut, not only a crash.
+Every SQL statement of the project lives in ``monitor.state``; the modules
+there write portable SQL with ``?`` placeholders, name every column they read
+(rows are read by name, never by position), and run it through a
+``Database``. The backend decides what the portable SQL becomes:
 
-The schema is versioned with ``PRAGMA user_version``; a database written by a
-newer version is refused instead of being misread.
+* **SQLite** (the embedded default): WAL mode, a busy timeout on every
+  connection, every write inside ``BEGIN IMMEDIATE`` (a deferred transaction
+  that upgrades to a write lock fails at once under WAL, whatever the timeout),
+  ``synchronous=NORMAL``: in WAL mode no committed transaction is lost when the
+  process crashes, and after a power cut the database keeps commit order, so a
+  lost ``sent`` mark is a resend, never a lost alert.
+
+A ``Database`` is used from one thread at a time (the daemon's event loop);
+the CLI opens its own, read-only.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import time
+import stat
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Protocol
 
 from monitor.errors import MonitorError
 
-SCHEMA_VERSION = 2  # 2: index items(feed, last_seen), for polls that skip an identical body
+__all__ = ["Database", "Row", "StateError", "StateBusy", "connect"]
 
-# Each block belongs to the module that owns those rows: feeds/items to
-# ``pipeline``, stories to ``dedup``, alerts/outbox to ``route``/``deliver``.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT
-);
+#: Parameters of one statement: positional values for its ``?`` placeholders.
+Params = Sequence[Any]
 
--- One row per configured feed (keyed by its config name).
-CREATE TABLE IF NOT EXISTS feeds (
-    name              TEXT PRIMARY KEY,
-    url               TEXT NOT NULL,
-    etag              TEXT,
-    last_modified     TEXT,
-    redirected_url    TEXT,
-    body_hash         TEXT,
-    last_full_fetch_at REAL,
-    last_poll_at      REAL,
-    last_success_at   REAL,
-    last_error        TEXT,
-    last_error_kind   TEXT,
-    last_error_at     REAL,
-    consecutive_errors INTEGER NOT NULL DEFAULT 0,
-    interval          REAL,
-    next_poll_at      REAL,
-    items_seen        INTEGER NOT NULL DEFAULT 0,
-    alerts_created    INTEGER NOT NULL DEFAULT 0
-);
 
--- Every item ever seen (until pruned), across all feeds.
-CREATE TABLE IF NOT EXISTS items (
-    key          TEXT PRIMARY KEY,
-    feed         TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    title        TEXT,
-    link         TEXT,
-    story_id     INTEGER,
-    rules        TEXT NOT NULL DEFAULT '[]',
-    first_seen   REAL NOT NULL,
-    last_seen    REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS items_first_seen ON items(first_seen);
-CREATE INDEX IF NOT EXISTS items_content_hash ON items(content_hash);
-CREATE INDEX IF NOT EXISTS items_feed_seen ON items(feed, last_seen);
+class Row(Protocol):
+    """What a state module reads from a result row: columns by name."""
 
--- A story is one event as reported by one or more outlets.
-CREATE TABLE IF NOT EXISTS stories (
-    id         INTEGER PRIMARY KEY,
-    created    REAL NOT NULL,
-    updated    REAL NOT NULL,
-    text_hash  TEXT NOT NULL,
-    minhash    BLOB,
-    title      TEXT,
-    sources    INTEGER NOT NULL DEFAULT 1,
-    shingles   INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS stories_updated ON stories(updated);
-CREATE INDEX IF NOT EXISTS stories_created ON stories(created);
-CREATE INDEX IF NOT EXISTS stories_text_hash ON stories(text_hash);
+    def __getitem__(self, key: str) -> Any: ...
 
-CREATE TABLE IF NOT EXISTS story_items (
-    story_id  INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
-    item_key  TEXT NOT NULL,
-    feed      TEXT NOT NULL,
-    link      TEXT,
-    title     TEXT,
-    added     REAL NOT NULL,
-    PRIMARY KEY (story_id, item_key)
-);
-CREATE INDEX IF NOT EXISTS story_items_key ON story_items(item_key);
-CREATE INDEX IF NOT EXISTS story_items_link ON story_items(link);
-CREATE INDEX IF NOT EXISTS story_items_feed ON story_items(story_id, feed);
-
--- One alert per (story, rule): a story never alerts twice for one rule.
-CREATE TABLE IF NOT EXISTS alerts (
-    id        INTEGER PRIMARY KEY,
-    story_id  INTEGER NOT NULL,
-    rule_id   TEXT NOT NULL,
-    item_key  TEXT NOT NULL,
-    created   REAL NOT NULL,
-    severity  TEXT NOT NULL DEFAULT 'info',
-    payload   TEXT NOT NULL,
-    UNIQUE (story_id, rule_id)
-);
-CREATE INDEX IF NOT EXISTS alerts_created ON alerts(created);
-
--- One row per message to send on one channel. 'sending' is committed before
--- the send, so after a crash it means "maybe sent": resent, marked a repeat.
-CREATE TABLE IF NOT EXISTS outbox (
-    id              INTEGER PRIMARY KEY,
-    alert_id        INTEGER REFERENCES alerts(id) ON DELETE CASCADE,
-    channel         TEXT NOT NULL,
-    kind            TEXT NOT NULL DEFAULT 'alert',
-    state           TEXT NOT NULL DEFAULT 'pending'
-                    CHECK (state IN ('pending', 'sending', 'sent', 'dead')),
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    not_before      REAL NOT NULL,
-    created         REAL NOT NULL,
-    sent_at         REAL,
-    last_error      TEXT,
-    possible_repeat INTEGER NOT NULL DEFAULT 0,
-    -- Rows of one channel with the same group_key that are due together go
-    -- out as one message (group_wait / group_interval / digest); NULL = alone.
-    group_key       TEXT,
-    -- Backoff after a failed attempt; the row stays head of its channel's line.
-    retry_at        REAL,
-    -- Telegram pieces of a split message already accepted (resume, not repeat).
-    parts_sent      INTEGER NOT NULL DEFAULT 0,
-    -- Text of an operational notice (kind 'notice', no alert_id).
-    body            TEXT,
-    UNIQUE (alert_id, channel, kind)
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, channel, not_before);
-"""
+    def keys(self) -> Any: ...
 
 
 class StateError(MonitorError):
-    """The state database cannot be used (newer schema, unreadable file)."""
+    """The state database cannot be used or refused a statement (newer schema, corrupt file,
+    disk full, read-only folder...). Every driver error leaves the state layer as one of these."""
 
 
-def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
-    """Open the state database with the pragmas every connection needs.
+class StateBusy(StateError):
+    """Another connection held the write lock longer than the busy timeout: try again later."""
+
+
+def _state_error(location: str, exc: sqlite3.Error) -> StateError:
+    text = str(exc)
+    kind = StateBusy if "locked" in text or "busy" in text else StateError
+    return kind(f"{location}: {text}")
+
+
+class Database:
+    """A connection plus the transaction discipline every caller relies on.
+
+    ``transaction()`` opens a write transaction (``BEGIN IMMEDIATE`` on
+    SQLite), commits on success and rolls back on any exception. Functions of
+    the state modules that take a ``Database`` and do not say otherwise run
+    inside the caller's transaction.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, location: str, *, readonly: bool = False) -> None:
+        self._conn = conn
+        self.location = location
+        self.readonly = readonly
+        self._depth = 0
+
+    # -- statements ------------------------------------------------------------
+
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, tuple(params))
+        except sqlite3.Error as exc:
+            raise _state_error(self.location, exc) from exc
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            self._conn.executemany(sql, [tuple(r) for r in rows])
+        except sqlite3.Error as exc:
+            raise _state_error(self.location, exc) from exc
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        try:
+            row: Row | None = self._conn.execute(sql, tuple(params)).fetchone()
+        except sqlite3.Error as exc:
+            raise _state_error(self.location, exc) from exc
+        return row
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            rows: list[Row] = self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise _state_error(self.location, exc) from exc
+        return rows
+
+    def scalar(self, sql: str, params: Params = ()) -> Any:
+        """The first column of the first row (None without a row)."""
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def insert_id(self, sql: str, params: Params = ()) -> int:
+        """Run an INSERT and return the new row's integer primary key."""
+        cursor = self.execute(sql, params)
+        if cursor.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+            raise StateError(f"{self.location}: insert returned no row id")
+        return int(cursor.lastrowid)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception.
+
+        Nested use joins the outer transaction (the outer one commits).
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            if self._conn.in_transaction:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:  # the connection is broken; SQLite rolled back itself
+                    pass
+            raise
+        self._depth = 0
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise _state_error(self.location, exc) from exc
+
+    # -- maintenance -------------------------------------------------------------
+
+    def pragma(self, name: str) -> Any:
+        """One SQLite pragma's value (for the schema version and checks)."""
+        return self.scalar(f"PRAGMA {name}")
+
+    def wal_bytes(self) -> int:
+        """Size of the write-ahead log file (0 if there is none)."""
+        try:
+            return os.path.getsize(self.location + "-wal")
+        except OSError:
+            return 0
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _open_sqlite(path: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
+    if readonly:
+        if not path.exists():
+            raise StateError(f"{path}: no state database yet (has the daemon run?)")
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
+    _private_folder(path.parent)
+    existed = path.exists()
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    if not existed:
+        _private_file(path)
+    return conn
+
+
+def _private_folder(folder: Path) -> None:
+    """Create the state folder readable by its owner only (it holds alert texts and errors)."""
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _private_file(path: Path) -> None:
+    try:
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    except OSError:  # pragma: no cover - a file we just created is ours
+        pass
+
+
+def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> Database:
+    """Open the SQLite state database with the pragmas every connection needs.
 
     ``readonly`` is for the CLI reading while the daemon runs: WAL lets it read
     without blocking the writer. It never uses ``immutable`` (stale reads).
     """
     path = Path(path)
-    if readonly:
-        if not path.exists():
-            raise StateError(f"{path}: no state database yet (has the daemon run?)")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout,
-                               isolation_level=None, check_same_thread=False)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StateError(f"{path}: cannot use state database: {exc}") from None
+    try:
+        conn = _open_sqlite(path, readonly, timeout)
+    except sqlite3.Error as exc:
+        raise StateError(f"{path}: cannot open the state database: {exc}") from None
     conn.row_factory = sqlite3.Row
     try:
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys=ON")
         if readonly:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # fails now on a corrupt file
+        else:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StateError(f"{path}: cannot use state database: {exc}") from None
-    return conn
+    return Database(conn, str(path), readonly=readonly)
 
 
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def as_dict(row: Row) -> dict[str, Any]:
+    """A result row as a plain dict (for JSON output)."""
+    return {key: row[key] for key in row.keys()}
 
 
-def open_state(path: str | Path) -> sqlite3.Connection:
-    """Open (creating or migrating) the daemon's read-write state database."""
-    conn = connect(path)
-    try:
-        migrate(conn)
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StateError(f"{path}: cannot use state database: {exc}") from exc
-    return conn
-
-
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to ``SCHEMA_VERSION``; refuse a newer database.
-
-    Every statement of ``SCHEMA`` is idempotent (``IF NOT EXISTS``), so running
-    all of them gives an older database exactly what it lacks (v1 -> v2: one index).
-    """
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"state database has schema version {version}, this monitor knows {SCHEMA_VERSION}: "
-            "upgrade the monitor or point it at another state path"
-        )
-    if version == SCHEMA_VERSION:
-        return
-    with transaction(conn):
-        for statement in _statements(SCHEMA):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)", (str(time.time()),))
-
-
-def _statements(script: str) -> list[str]:
-    # executescript() would COMMIT the surrounding transaction; split instead.
-    out, buf = [], []
-    for line in script.splitlines():
-        if line.strip().startswith("--"):
-            continue
-        buf.append(line)
-        if line.rstrip().endswith(";"):
-            stmt = "\n".join(buf).strip()
-            if sqlite3.complete_statement(stmt):
-                out.append(stmt)
-                buf = []
-    if "".join(buf).strip():
-        out.append("\n".join(buf))
-    return out
+def placeholders(values: Sequence[Any] | Mapping[Any, Any]) -> str:
+    """``?, ?, ?`` for an ``IN (...)`` list of ``len(values)`` values."""
+    return ",".join("?" * len(values))

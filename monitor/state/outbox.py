@@ -1,78 +1,77 @@
-"""All SQL for the ``alerts`` and ``outbox`` tables.
+"""The ``outbox`` table: one row per message to send on one channel.
 
-Why one module: the crash-safety argument lives in a handful of statements
-(claim commits 'sending' before the send; 'sending' found at startup means
-"maybe sent" and is re-queued as a possible repeat), so they are kept
-together where they can be read and tested as a whole. Functions that take
-``conn`` without opening a transaction run inside the caller's.
+Why the crash-safety argument fits in this one module: a row is committed as
+'sending' before the send (``claim``) and 'sent' after it (``mark_sent``);
+'sending' found at start-up means "maybe sent" and is re-queued as a
+possible repeat (``recover_inflight``). So after a kill -9 at most the message
+in flight is sent again, and it says so; nothing is lost.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.state.db import transaction
+from monitor.state import stories
+from monitor.state.db import Database, Row, placeholders
 
-__all__ = ["Claimed", "insert_alert", "enqueue", "recover_inflight", "claim", "next_due", "mark_parts",
-           "mark_sent", "mark_retry", "mark_dead", "load_views", "depth", "list_alerts", "retry_dead"]
-
-
-# -- written by route (inside the pipeline's transaction) ---------------------
-
-def insert_alert(conn: sqlite3.Connection, *, story_id: int, rule_id: str, item_key: str, severity: str,
-                 payload: dict[str, Any], now: float) -> int | None:
-    """A new alert id, or None when this story already alerted for this rule."""
-    row = conn.execute(
-        "INSERT INTO alerts(story_id, rule_id, item_key, created, severity, payload) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(story_id, rule_id) DO NOTHING RETURNING id",
-        (story_id, rule_id, item_key, now, severity, json.dumps(payload, ensure_ascii=False))).fetchone()
-    return int(row[0]) if row else None
+__all__ = ["Claimed", "HeadWaiting", "LastOfRule", "enqueue", "enqueue_notice", "last_for_rule",
+           "recover_inflight", "claim", "next_due", "mark_parts", "mark_sent", "mark_retry", "mark_dead",
+           "load_views", "depth", "counts", "sent_since", "retry_dead", "channels_of_alert"]
 
 
-def alert_exists(conn: sqlite3.Connection, story_id: int, rule_id: str) -> bool:
-    """True if this story already has an alert for this rule (one per story and rule)."""
-    return conn.execute("SELECT 1 FROM alerts WHERE story_id = ? AND rule_id = ?",
-                        (story_id, rule_id)).fetchone() is not None
+# -- written by routing (inside the pipeline's transaction) -------------------------
 
-
-def story_alerts(conn: sqlite3.Connection, story_id: int) -> list[sqlite3.Row]:
-    return conn.execute("SELECT id, rule_id, created FROM alerts WHERE story_id = ? ORDER BY id",
-                        (story_id,)).fetchall()
-
-
-def enqueue(conn: sqlite3.Connection, *, alert_id: int, channel: str, kind: str, not_before: float, now: float,
+def enqueue(db: Database, *, alert_id: int, channel: str, kind: str, not_before: float, now: float,
             group_key: str | None = None) -> int | None:
     """One outbox row (UNIQUE per alert, channel and kind); None if it already exists."""
-    row = conn.execute(
+    row = db.one(
         "INSERT INTO outbox(alert_id, channel, kind, state, not_before, created, group_key) "
         "VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT(alert_id, channel, kind) DO NOTHING RETURNING id",
-        (alert_id, channel, kind, not_before, now, group_key)).fetchone()
-    return int(row[0]) if row else None
+        (alert_id, channel, kind, not_before, now, group_key))
+    return int(row["id"]) if row is not None else None
 
 
-def enqueue_notice(conn: sqlite3.Connection, channel: str, text: str, now: float) -> int:
+def enqueue_notice(db: Database, channel: str, text: str, now: float) -> int:
     """An operational message (feed down, reload failed) on ``channel``, in its own transaction."""
-    with transaction(conn):
-        return int(conn.execute("INSERT INTO outbox(alert_id, channel, kind, state, not_before, created, body) "
-                                "VALUES (NULL, ?, 'notice', 'pending', ?, ?, ?)", (channel, now, now, text)).lastrowid)
+    with db.transaction():
+        return db.insert_id("INSERT INTO outbox(alert_id, channel, kind, state, not_before, created, body) "
+                            "VALUES (NULL, ?, 'notice', 'pending', ?, ?, ?)", (channel, now, now, text))
 
 
-def last_for_rule(conn: sqlite3.Connection, channel: str, rule_id: str) -> sqlite3.Row | None:
-    """The latest alert row of ``rule_id`` on ``channel`` (for group_interval / cooldown)."""
-    return conn.execute(
-        "SELECT o.id, o.state, o.not_before, o.sent_at, o.group_key FROM outbox o JOIN alerts a ON a.id = o.alert_id "
-        "WHERE o.channel = ? AND a.rule_id = ? AND o.kind = 'alert' ORDER BY o.not_before DESC, o.id DESC LIMIT 1",
-        (channel, rule_id)).fetchone()
+@dataclass(frozen=True)
+class LastOfRule:
+    """The latest alert row of a rule on a channel (for group_interval and cooldown)."""
+
+    state: str
+    not_before: float
+    sent_at: float | None
 
 
-# -- used by the delivery worker ----------------------------------------------
+def last_for_rule(db: Database, channel: str, rule_id: str) -> LastOfRule | None:
+    row = db.one(
+        "SELECT o.state AS state, o.not_before AS not_before, o.sent_at AS sent_at FROM outbox o "
+        "JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? AND a.rule_id = ? AND o.kind = 'alert' "
+        "ORDER BY o.not_before DESC, o.id DESC LIMIT 1", (channel, rule_id))
+    if row is None:
+        return None
+    return LastOfRule(row["state"], float(row["not_before"]),
+                      float(row["sent_at"]) if row["sent_at"] is not None else None)
+
+
+def channels_of_alert(db: Database, alert_id: int) -> list[str]:
+    """The channels an alert was queued on."""
+    return [row["channel"] for row in db.all(
+        "SELECT DISTINCT channel FROM outbox WHERE alert_id = ? AND kind = 'alert'", (alert_id,))]
+
+
+# -- used by the delivery worker ------------------------------------------------------
 
 @dataclass(frozen=True)
 class Claimed:
-    """Rows claimed together (one message): committed as 'sending' already."""
+    """Rows claimed together (one message), already committed as 'sending'."""
 
     ids: tuple[int, ...]
     channel: str
@@ -82,13 +81,24 @@ class Claimed:
     created: float
 
 
-def recover_inflight(conn: sqlite3.Connection) -> int:
-    """At startup: rows left 'sending' by a crash may have been sent; re-queue them marked as possible repeats."""
-    with transaction(conn):
-        return conn.execute("UPDATE outbox SET state = 'pending', possible_repeat = 1 WHERE state = 'sending'").rowcount
+@dataclass(frozen=True)
+class HeadWaiting:
+    """The head of the channel's line is backing off until ``until``: the line waits (order is kept)."""
+
+    until: float
 
 
-def claim(conn: sqlite3.Connection, channel: str, now: float, max_group: int = 20) -> Claimed | float | None:
+def recover_inflight(db: Database) -> int:
+    """At start-up: rows left 'sending' by a crash may have been sent; re-queue them marked as possible repeats."""
+    with db.transaction():
+        return db.execute("UPDATE outbox SET state = 'pending', possible_repeat = 1 WHERE state = 'sending'").rowcount
+
+
+def _story(row: Row) -> int | None:
+    return int(row["story_id"]) if row["kind"] == "alert" and row["story_id"] is not None else None
+
+
+def claim(db: Database, channel: str, now: float, max_group: int = 20) -> Claimed | HeadWaiting | None:
     """Claim the head of ``channel``'s line and every row that goes out in the same message.
 
     One message per story: all due alert rows of the head's story on this
@@ -96,96 +106,97 @@ def claim(conn: sqlite3.Connection, channel: str, now: float, max_group: int = 2
     the head's ``group_key`` (group_wait, cooldown slot, digest) come too, each
     with the rest of its own story; at most ``max_group`` stories per message
     (the head's story is never split). Follow-ups and notices go alone unless
-    they share a group_key.
-
-    Returns the claim, or the time the head becomes sendable when it is
-    backing off (the line waits: order within a channel is kept), or None.
-    The 'sending' state is committed before this returns.
+    they share a group_key. None: nothing is due.
     """
-    with transaction(conn):
-        head = conn.execute(
-            "SELECT o.id, o.group_key, o.retry_at, o.kind, a.story_id FROM outbox o "
-            "LEFT JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? AND o.state = 'pending' "
-            "AND o.not_before <= ? ORDER BY o.not_before, o.id LIMIT 1", (channel, now)).fetchone()
+    with db.transaction():
+        head = db.one(
+            "SELECT o.id AS id, o.group_key AS group_key, o.retry_at AS retry_at, o.kind AS kind, "
+            "a.story_id AS story_id FROM outbox o LEFT JOIN alerts a ON a.id = o.alert_id "
+            "WHERE o.channel = ? AND o.state = 'pending' AND o.not_before <= ? ORDER BY o.not_before, o.id LIMIT 1",
+            (channel, now))
         if head is None:
             return None
         if head["retry_at"] is not None and head["retry_at"] > now:
-            return float(head["retry_at"])
+            return HeadWaiting(float(head["retry_at"]))
         ids = [int(head["id"])]
-        stories: list[int] = [int(head["story_id"])] if head["kind"] == "alert" and head["story_id"] is not None else []
+        head_story = _story(head)
+        story_ids: list[int] = [head_story] if head_story is not None else []
         units = 1  # stories and lone rows (follow-ups, notices) in this message
         if head["group_key"] is not None and max_group > 1:
-            for r in conn.execute(
-                    "SELECT o.id, o.kind, a.story_id FROM outbox o LEFT JOIN alerts a ON a.id = o.alert_id "
-                    "WHERE o.channel = ? AND o.state = 'pending' AND o.group_key = ? AND o.not_before <= ? "
-                    "AND o.id != ? ORDER BY o.not_before, o.id", (channel, head["group_key"], now, head["id"])):
-                story = int(r["story_id"]) if r["kind"] == "alert" and r["story_id"] is not None else None
-                if story is not None and story in stories:
-                    ids.append(int(r["id"]))
+            for row in db.all(
+                    "SELECT o.id AS id, o.kind AS kind, a.story_id AS story_id FROM outbox o "
+                    "LEFT JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? AND o.state = 'pending' "
+                    "AND o.group_key = ? AND o.not_before <= ? AND o.id != ? ORDER BY o.not_before, o.id",
+                    (channel, head["group_key"], now, head["id"])):
+                story = _story(row)
+                if story is not None and story in story_ids:
+                    ids.append(int(row["id"]))
                     continue
                 if units >= max_group:
                     continue  # a later row of a story already in the message may still join it
-                ids.append(int(r["id"]))
+                ids.append(int(row["id"]))
                 units += 1
                 if story is not None:
-                    stories.append(story)
-        if stories:
-            marks = ",".join("?" * len(stories))
-            ids += [int(r[0]) for r in conn.execute(
-                f"SELECT o.id FROM outbox o JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? "
-                f"AND o.state = 'pending' AND o.kind = 'alert' AND o.not_before <= ? AND a.story_id IN ({marks}) "
-                f"ORDER BY o.not_before, o.id", (channel, now, *stories)) if int(r[0]) not in ids]
-        marks = ",".join("?" * len(ids))
-        conn.execute(f"UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id IN ({marks})", ids)
-        agg = conn.execute(f"SELECT max(attempts), min(parts_sent), max(possible_repeat), min(created) "
-                           f"FROM outbox WHERE id IN ({marks})", ids).fetchone()
-    return Claimed(tuple(ids), channel, int(agg[0]), int(agg[1]), bool(agg[2]), float(agg[3]))
+                    story_ids.append(story)
+        if story_ids:
+            ids += [int(row["id"]) for row in db.all(
+                f"SELECT o.id AS id FROM outbox o JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? "
+                f"AND o.state = 'pending' AND o.kind = 'alert' AND o.not_before <= ? "
+                f"AND a.story_id IN ({placeholders(story_ids)}) ORDER BY o.not_before, o.id",
+                (channel, now, *story_ids)) if int(row["id"]) not in ids]
+        marks = placeholders(ids)
+        db.execute(f"UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id IN ({marks})", ids)
+        agg = db.one(f"SELECT max(attempts) AS attempts, min(parts_sent) AS parts_sent, "
+                     f"max(possible_repeat) AS repeat, min(created) AS created FROM outbox WHERE id IN ({marks})", ids)
+    assert agg is not None
+    return Claimed(tuple(ids), channel, int(agg["attempts"]), int(agg["parts_sent"]), bool(agg["repeat"]),
+                   float(agg["created"]))
 
 
-def next_due(conn: sqlite3.Connection, channel: str) -> float | None:
+def next_due(db: Database, channel: str) -> float | None:
     """When the channel has something to do next (None: nothing pending)."""
-    row = conn.execute("SELECT min(max(not_before, coalesce(retry_at, 0))) FROM outbox "
-                       "WHERE channel = ? AND state = 'pending'", (channel,)).fetchone()
-    return float(row[0]) if row and row[0] is not None else None
+    value = db.scalar("SELECT min(max(not_before, coalesce(retry_at, 0))) FROM outbox "
+                      "WHERE channel = ? AND state = 'pending'", (channel,))
+    return float(value) if value is not None else None
 
 
-def _update(conn: sqlite3.Connection, ids: tuple[int, ...], sql: str, args: tuple) -> None:
-    marks = ",".join("?" * len(ids))
-    with transaction(conn):
-        conn.execute(f"UPDATE outbox SET {sql} WHERE id IN ({marks})", args + tuple(ids))
+def _update(db: Database, ids: Sequence[int], assignments: str, args: Sequence[Any]) -> None:
+    with db.transaction():
+        db.execute(f"UPDATE outbox SET {assignments} WHERE id IN ({placeholders(ids)})", (*args, *ids))
 
 
-def mark_parts(conn: sqlite3.Connection, ids: tuple[int, ...], parts_sent: int) -> None:
+def mark_parts(db: Database, ids: Sequence[int], parts_sent: int) -> None:
     """A split message: pieces already accepted are not sent again on retry."""
-    _update(conn, ids, "parts_sent = ?", (parts_sent,))
+    _update(db, ids, "parts_sent = ?", (parts_sent,))
 
 
-def mark_sent(conn: sqlite3.Connection, ids: tuple[int, ...], now: float) -> None:
-    _update(conn, ids, "state = 'sent', sent_at = ?, last_error = NULL, retry_at = NULL", (now,))
+def mark_sent(db: Database, ids: Sequence[int], now: float) -> None:
+    _update(db, ids, "state = 'sent', sent_at = ?, last_error = NULL, retry_at = NULL", (now,))
 
 
-def mark_retry(conn: sqlite3.Connection, ids: tuple[int, ...], error: str, retry_at: float) -> None:
-    _update(conn, ids, "state = 'pending', last_error = ?, retry_at = ?", (error[:500], retry_at))
+def mark_retry(db: Database, ids: Sequence[int], error: str, retry_at: float) -> None:
+    _update(db, ids, "state = 'pending', last_error = ?, retry_at = ?", (error[:500], retry_at))
 
 
-def mark_dead(conn: sqlite3.Connection, ids: tuple[int, ...], error: str) -> None:
-    _update(conn, ids, "state = 'dead', last_error = ?, retry_at = NULL", (error[:500],))
+def mark_dead(db: Database, ids: Sequence[int], error: str) -> None:
+    _update(db, ids, "state = 'dead', last_error = ?, retry_at = NULL", (error[:500],))
 
 
-def load_views(conn: sqlite3.Connection, ids: tuple[int, ...]) -> list[dict[str, Any]]:
+def load_views(db: Database, ids: Sequence[int]) -> list[dict[str, Any]]:
     """Everything render needs for the claimed rows: alert payload, kind, the story's sources.
 
     ``earlier_rules`` lists the rule titles this story was already sent for on
     the row's channel (a later rule on the same story is an update).
     """
-    marks = ",".join("?" * len(ids))
-    rows = conn.execute(
-        f"SELECT o.id AS outbox_id, o.channel, o.kind, o.possible_repeat, o.body, o.created AS queued, "
-        f"a.id AS alert_id, a.story_id, a.rule_id, a.item_key, a.severity, a.created, a.payload "
+    marks = placeholders(ids)
+    rows = db.all(
+        f"SELECT o.id AS outbox_id, o.channel AS channel, o.kind AS kind, o.possible_repeat AS possible_repeat, "
+        f"o.body AS body, o.created AS queued, a.id AS alert_id, a.story_id AS story_id, a.rule_id AS rule_id, "
+        f"a.item_key AS item_key, a.severity AS severity, a.created AS created, a.payload AS payload "
         f"FROM outbox o LEFT JOIN alerts a ON a.id = o.alert_id "
-        f"WHERE o.id IN ({marks}) ORDER BY o.not_before, o.id", ids).fetchall()
-    out = []
-    sources: dict[int, list[dict]] = {}
+        f"WHERE o.id IN ({marks}) ORDER BY o.not_before, o.id", ids)
+    out: list[dict[str, Any]] = []
+    sources: dict[int, list[dict[str, Any]]] = {}
     earlier: dict[tuple[int, str], list[str]] = {}
     for r in rows:
         if r["alert_id"] is None:
@@ -198,13 +209,12 @@ def load_views(conn: sqlite3.Connection, ids: tuple[int, ...]) -> list[dict[str,
                     created=r["created"], item_key=r["item_key"])
         story = int(r["story_id"])
         if story not in sources:
-            sources[story] = [dict(s) for s in conn.execute(
-                "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, rowid", (story,))]
+            sources[story] = [{"feed": s.feed, "title": s.title, "link": s.link} for s in stories.sources(db, story)]
         view["sources"] = sources[story]
         key = (story, r["channel"])
         if key not in earlier:
-            earlier[key] = [str(json.loads(p[0]).get("rule_title") or p[1]) for p in conn.execute(
-                f"SELECT a.payload, a.rule_id FROM outbox o JOIN alerts a ON a.id = o.alert_id "
+            earlier[key] = [str(json.loads(p["payload"]).get("rule_title") or p["rule_id"]) for p in db.all(
+                f"SELECT a.payload AS payload, a.rule_id AS rule_id FROM outbox o JOIN alerts a ON a.id = o.alert_id "
                 f"WHERE a.story_id = ? AND o.channel = ? AND o.kind = 'alert' AND o.state = 'sent' "
                 f"AND o.id NOT IN ({marks}) ORDER BY a.id", (story, r["channel"], *ids))]
         view["earlier_rules"] = earlier[key]
@@ -212,34 +222,22 @@ def load_views(conn: sqlite3.Connection, ids: tuple[int, ...]) -> list[dict[str,
     return out
 
 
-def depth(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')").fetchone()[0])
+def depth(db: Database) -> int:
+    """Messages waiting: pending or being sent."""
+    return int(db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')"))
 
 
-def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return {r[0]: int(r[1]) for r in conn.execute("SELECT state, count(*) FROM outbox GROUP BY state")}
+def counts(db: Database) -> dict[str, int]:
+    """Rows per state (pending, sending, sent, dead)."""
+    return {row["state"]: int(row["n"]) for row in db.all("SELECT state, count(*) AS n FROM outbox GROUP BY state")}
 
 
-# -- CLI ----------------------------------------------------------------------
-
-def list_alerts(conn: sqlite3.Connection, limit: int = 50) -> list[dict]:
-    """Recent alerts, newest first, each with its per-channel delivery rows."""
-    alerts = conn.execute("SELECT id, story_id, rule_id, item_key, created, severity, payload FROM alerts "
-                          "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    out = []
-    for a in alerts:
-        payload = json.loads(a["payload"])
-        deliveries = [dict(r) for r in conn.execute(
-            "SELECT id AS outbox_id, channel, kind, state, attempts, not_before, sent_at, last_error, possible_repeat "
-            "FROM outbox WHERE alert_id = ? ORDER BY id", (a["id"],))]
-        out.append({"id": a["id"], "story_id": a["story_id"], "rule_id": a["rule_id"], "item_key": a["item_key"],
-                    "created": a["created"], "severity": a["severity"], "title": payload.get("title"),
-                    "link": payload.get("link"), "feed": payload.get("feed"), "deliveries": deliveries})
-    return out
+def sent_since(db: Database, since: float) -> int:
+    return int(db.scalar("SELECT count(*) FROM outbox WHERE state = 'sent' AND sent_at >= ?", (since,)))
 
 
-def retry_dead(conn: sqlite3.Connection, outbox_id: int) -> bool:
+def retry_dead(db: Database, outbox_id: int) -> bool:
     """Re-queue one dead outbox row (attempts reset); False if it is not dead."""
-    with transaction(conn):
-        return conn.execute("UPDATE outbox SET state = 'pending', attempts = 0, retry_at = NULL, parts_sent = 0 "
-                            "WHERE id = ? AND state = 'dead'", (outbox_id,)).rowcount == 1
+    with db.transaction():
+        return db.execute("UPDATE outbox SET state = 'pending', attempts = 0, retry_at = NULL, parts_sent = 0 "
+                          "WHERE id = ? AND state = 'dead'", (outbox_id,)).rowcount == 1

@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitor.feeds.links import canonical_url
+from monitor.state import stories as state_stories
+from monitor.state.db import Database
 from monitor.types import Item
 
 try:  # the shared Arabic normalizer (monitor.text.normalize) when it has landed
@@ -58,7 +59,7 @@ def _sketch() -> Any:
 
 
 __all__ = ["DedupSettings", "StoryAssignment", "StoryIndex", "DedupKey", "dedup_key", "Fingerprint", "fingerprint",
-           "minhash_signature", "canonical_url"]
+           "minhash_signature"]
 
 
 class DedupSettings(BaseModel):
@@ -245,32 +246,6 @@ def dedup_key(item: Item, settings: DedupSettings, permutations: tuple[Any, Any]
     return DedupKey(canonical_url(item.link), fp, signature)
 
 
-_TRACKING = re.compile(r"^(utm_|fbclid$|gclid$|ref$|ref_src$|at_medium$|at_campaign$|mc_)", re.I)
-
-
-def canonical_url(url: str | None) -> str | None:
-    """The URL with scheme/host lower-cased, fragment and tracking parameters removed.
-
-    Two feeds linking to the same article with different ``utm_*`` tags or
-    ``http``/``https`` are the same story.
-    """
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return url.strip()
-    if not parts.netloc:
-        return url.strip()
-    host = parts.netloc.lower()
-    if host.startswith("www."):
-        host = host[4:]
-    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                             if not _TRACKING.match(k)))
-    path = parts.path.rstrip("/") or "/"
-    return urlunsplit(("https", host, path, query, ""))
-
-
 # datasketch 2's 32-bit scheme, fixed explicitly: stored sketches must be
 # rebuilt with the scheme that made them (a 512-byte BLOB per story).
 _SCHEME = "affine32"
@@ -282,7 +257,7 @@ _BLOB_BYTES = 4
 class StoryIndex:
     """Assigns items to stories; holds the MinHash LSH of live stories in memory.
 
-    Call ``load(conn, now)`` once at startup, then ``assign(conn, item, now)``
+    Call ``load(db, now)`` once at startup, then ``assign(db, item, now)``
     inside the transaction that also records the item (see module docstring
     for why a rollback needs no extra call).
     """
@@ -332,20 +307,16 @@ class StoryIndex:
         # and per stored story at start-up).
         return self._lean(self._np.frombuffer(blob, dtype=self._np.uint32))
 
-    def load(self, conn: sqlite3.Connection, now: float) -> int:
+    def load(self, db: Database, now: float) -> int:
         """Rebuild the LSH from the stories still inside the window; returns their number."""
         self._lsh = self._new_lsh()
         self._updated.clear()
-        rows = conn.execute(
-            "SELECT id, minhash, updated FROM stories WHERE updated >= ? AND minhash IS NOT NULL",
-            (now - self.window,))
         with self._lsh.insertion_session() as session:
-            for row in rows:
-                blob = row[1]
+            for story_id, blob, updated in state_stories.live_sketches(db, now - self.window):
                 if len(blob) != _BLOB_BYTES * self.settings.num_perm:
                     continue  # written with another num_perm: exact dedup still works
-                session.insert(int(row[0]), self._from_blob(blob), check_duplication=False)
-                self._updated[int(row[0])] = float(row[2])
+                session.insert(story_id, self._from_blob(blob), check_duplication=False)
+                self._updated[story_id] = updated
         return len(self._updated)
 
     def _index(self, story_id: int, mh: MinHash, now: float) -> None:
@@ -361,7 +332,7 @@ class StoryIndex:
             if sid in self._lsh:
                 self._lsh.remove(sid)
 
-    def assign(self, conn: sqlite3.Connection, item: Item, now: float, key: DedupKey | None = None
+    def assign(self, db: Database, item: Item, now: float, key: DedupKey | None = None
                ) -> StoryAssignment:
         """Find or create the item's story and record the item in it (no commit).
 
@@ -373,12 +344,11 @@ class StoryIndex:
             self._expire(now)
         cutoff = now - self.window
 
-        row = conn.execute("SELECT story_id FROM story_items WHERE item_key = ? ORDER BY added LIMIT 1",
-                           (item.key,)).fetchone()
-        if row is not None:
+        known = state_stories.story_of_item(db, item.key)
+        if known is not None:
             # Same item again (re-poll or edit): its story, whatever its age.
-            conn.execute("UPDATE stories SET updated = max(updated, ?) WHERE id = ?", (now, row[0]))
-            return StoryAssignment(int(row[0]), False, "exact", 1.0, new_source=False)
+            state_stories.touch(db, known, now)
+            return StoryAssignment(known, False, "exact", 1.0, new_source=False)
 
         if key is None:
             key = dedup_key(item, self.settings, self._perm)
@@ -386,33 +356,28 @@ class StoryIndex:
         story_id: int | None = None
         reason, similarity = "exact", 1.0
         if link:
-            r = conn.execute(
-                "SELECT si.story_id FROM story_items si JOIN stories s ON s.id = si.story_id "
-                "WHERE si.link = ? AND s.updated >= ? ORDER BY s.updated DESC LIMIT 1", (link, cutoff)).fetchone()
-            story_id = int(r[0]) if r else None
+            story_id = state_stories.live_by_link(db, link, cutoff)
         if story_id is None and fp.words:
-            r = conn.execute("SELECT id FROM stories WHERE text_hash = ? AND updated >= ? "
-                             "ORDER BY updated DESC LIMIT 1", (fp.text_hash, cutoff)).fetchone()
-            story_id = int(r[0]) if r else None
+            story_id = state_stories.live_by_text_hash(db, fp.text_hash, cutoff)
 
         sig = None  # MinHash hash values (uint32[num_perm])
         if story_id is None and fp.words >= self.settings.min_words:
             sig = key.signature
-            story_id, similarity = self._best_candidate(conn, sig, cutoff)
+            story_id, similarity = self._best_candidate(db, sig, cutoff)
             reason = "near"
 
         if story_id is not None:
-            self._add_item(conn, story_id, item, link, now)
+            state_stories.add_item(db, story_id, item_key=item.key, feed=item.feed, link=link, title=item.title,
+                                   now=now)
             if story_id in self._updated:
                 self._updated[story_id] = now
             return StoryAssignment(story_id, False, reason, similarity)
 
         blob = sig.astype(self._np.uint32).tobytes() if sig is not None else None
-        cur = conn.execute(
-            "INSERT INTO stories(created, updated, text_hash, minhash, title, sources, shingles) "
-            "VALUES (?, ?, ?, ?, ?, 1, ?)", (now, now, fp.text_hash, blob, item.title, len(fp.shingles)))
-        story_id = int(cur.lastrowid)
-        self._add_item(conn, story_id, item, link, now, new=True)
+        story_id = state_stories.create(db, now=now, text_hash=fp.text_hash, sketch=blob, title=item.title,
+                                        shingles=len(fp.shingles))
+        state_stories.add_item(db, story_id, item_key=item.key, feed=item.feed, link=link, title=item.title,
+                               now=now, new_story=True)
         if sig is not None:
             self._index(story_id, self._lean(sig), now)
         return StoryAssignment(story_id, True, "new", None)
@@ -430,30 +395,15 @@ class StoryIndex:
             candidates.update(table.get(raw[start * 4:end * 4]))
         return candidates
 
-    def _best_candidate(self, conn: sqlite3.Connection, sig: Any, cutoff: float) -> tuple[int | None, float | None]:
+    def _best_candidate(self, db: Database, sig: Any, cutoff: float) -> tuple[int | None, float | None]:
         best, best_sim = None, None
         for sid in self._query(sig):
-            row = conn.execute("SELECT minhash FROM stories WHERE id = ? AND updated >= ?", (sid, cutoff)).fetchone()
-            if row is None or row[0] is None or len(row[0]) != _BLOB_BYTES * self.settings.num_perm:
+            blob = state_stories.live_sketch(db, int(sid), cutoff)
+            if blob is None or len(blob) != _BLOB_BYTES * self.settings.num_perm:
                 continue  # phantom of a rolled-back transaction, or expired
             # MinHash.jaccard: the share of equal hash values.
-            stored = self._np.frombuffer(row[0], dtype=self._np.uint32)
+            stored = self._np.frombuffer(blob, dtype=self._np.uint32)
             sim = int(self._np.count_nonzero(sig == stored)) / self.settings.num_perm
             if sim >= self.settings.threshold and (best_sim is None or sim > best_sim):
                 best, best_sim = int(sid), sim
         return best, best_sim
-
-    @staticmethod
-    def _add_item(conn: sqlite3.Connection, story_id: int, item: Item, link: str | None, now: float,
-                  new: bool = False) -> None:
-        cur = conn.execute("INSERT OR IGNORE INTO story_items(story_id, item_key, feed, link, title, added) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (story_id, item.key, item.feed, link, item.title, now))
-        if new:
-            return
-        # ``sources`` is the number of distinct feeds in story_items, kept incrementally: recounting
-        # (count(DISTINCT feed)) cost O(story size) per item, quadratic for a story many outlets carry.
-        added_feed = cur.rowcount == 1 and conn.execute(
-            "SELECT 1 FROM story_items WHERE story_id = ? AND feed = ? AND item_key != ? LIMIT 1",
-            (story_id, item.feed, item.key)).fetchone() is None
-        conn.execute("UPDATE stories SET updated = ?, sources = sources + ? WHERE id = ?",
-                     (now, int(added_feed), story_id))

@@ -1,0 +1,157 @@
+"""The state schema, one migration step per version.
+
+``PRAGMA user_version`` holds the version. ``migrate`` refuses a database
+that has tables but no version (not ours, or damaged: guessing would misread
+it) and one written by a newer version of the monitor; otherwise it runs the
+missing steps, each in its own transaction, so a crash mid-upgrade resumes at
+the step that did not commit. Steps are append-only: a released step is never
+edited, a change is a new step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from monitor.state.db import Database, StateError
+
+__all__ = ["SCHEMA_VERSION", "MIGRATIONS", "migrate"]
+
+_V1 = (
+    """CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT
+    )""",
+    # One row per configured feed (keyed by its config name).
+    """CREATE TABLE feeds (
+        name               TEXT PRIMARY KEY,
+        url                TEXT NOT NULL,
+        etag               TEXT,
+        last_modified      TEXT,
+        redirected_url     TEXT,
+        body_hash          TEXT,
+        last_full_fetch_at REAL,
+        last_poll_at       REAL,
+        last_success_at    REAL,
+        last_error         TEXT,
+        last_error_kind    TEXT,
+        last_error_at      REAL,
+        consecutive_errors INTEGER NOT NULL DEFAULT 0,
+        interval           REAL,
+        next_poll_at       REAL,
+        items_seen         INTEGER NOT NULL DEFAULT 0,
+        alerts_created     INTEGER NOT NULL DEFAULT 0
+    )""",
+    # Every item seen (until pruned), across all feeds.
+    """CREATE TABLE items (
+        key          TEXT PRIMARY KEY,
+        feed         TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        title        TEXT,
+        link         TEXT,
+        story_id     INTEGER,
+        rules        TEXT NOT NULL DEFAULT '[]',
+        first_seen   REAL NOT NULL,
+        last_seen    REAL NOT NULL
+    )""",
+    "CREATE INDEX items_first_seen ON items(first_seen)",
+    "CREATE INDEX items_content_hash ON items(content_hash)",
+    # A story is one event as reported by one or more outlets.
+    """CREATE TABLE stories (
+        id         INTEGER PRIMARY KEY,
+        created    REAL NOT NULL,
+        updated    REAL NOT NULL,
+        text_hash  TEXT NOT NULL,
+        minhash    BLOB,
+        title      TEXT,
+        sources    INTEGER NOT NULL DEFAULT 1,
+        shingles   INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX stories_updated ON stories(updated)",
+    "CREATE INDEX stories_created ON stories(created)",
+    "CREATE INDEX stories_text_hash ON stories(text_hash)",
+    """CREATE TABLE story_items (
+        story_id  INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+        item_key  TEXT NOT NULL,
+        feed      TEXT NOT NULL,
+        link      TEXT,
+        title     TEXT,
+        added     REAL NOT NULL,
+        PRIMARY KEY (story_id, item_key)
+    )""",
+    "CREATE INDEX story_items_key ON story_items(item_key)",
+    "CREATE INDEX story_items_link ON story_items(link)",
+    "CREATE INDEX story_items_feed ON story_items(story_id, feed)",
+    # One alert per (story, rule): a story never alerts twice for one rule.
+    """CREATE TABLE alerts (
+        id        INTEGER PRIMARY KEY,
+        story_id  INTEGER NOT NULL,
+        rule_id   TEXT NOT NULL,
+        item_key  TEXT NOT NULL,
+        created   REAL NOT NULL,
+        severity  TEXT NOT NULL DEFAULT 'info',
+        payload   TEXT NOT NULL,
+        UNIQUE (story_id, rule_id)
+    )""",
+    "CREATE INDEX alerts_created ON alerts(created)",
+    # One row per message to send on one channel. 'sending' is committed before
+    # the send, so after a crash it means "maybe sent": resent, marked a repeat.
+    # group_key: rows of one channel due together go out as one message.
+    # retry_at: backoff after a failed attempt. parts_sent: pieces of a split
+    # message already accepted. body: text of an operational notice.
+    """CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        alert_id        INTEGER REFERENCES alerts(id) ON DELETE CASCADE,
+        channel         TEXT NOT NULL,
+        kind            TEXT NOT NULL DEFAULT 'alert',
+        state           TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'sending', 'sent', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        not_before      REAL NOT NULL,
+        created         REAL NOT NULL,
+        sent_at         REAL,
+        last_error      TEXT,
+        possible_repeat INTEGER NOT NULL DEFAULT 0,
+        group_key       TEXT,
+        retry_at        REAL,
+        parts_sent      INTEGER NOT NULL DEFAULT 0,
+        body            TEXT,
+        UNIQUE (alert_id, channel, kind)
+    )""",
+    "CREATE INDEX outbox_due ON outbox(state, channel, not_before)",
+)
+
+#: Step N brings a database from version N-1 to N.
+MIGRATIONS: dict[int, Sequence[str]] = {
+    1: _V1,
+    # Polls that skip an identical body refresh their items by (feed, last_seen).
+    2: ("CREATE INDEX IF NOT EXISTS items_feed_seen ON items(feed, last_seen)",),
+    # Housekeeping prunes items by last_seen (it used to create this index itself).
+    3: ("CREATE INDEX IF NOT EXISTS items_last_seen ON items(last_seen)",),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def _has_tables(db: Database) -> bool:
+    return bool(db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'"))
+
+
+def migrate(db: Database) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
+    found = int(db.pragma("user_version") or 0)
+    if found > SCHEMA_VERSION:
+        raise StateError(
+            f"{db.location}: state database has schema version {found}, this monitor knows "
+            f"{SCHEMA_VERSION}: upgrade the monitor or point it at another state path")
+    if found == 0 and _has_tables(db):
+        raise StateError(
+            f"{db.location}: the file has tables but no schema version: it was not written by this monitor "
+            "(or is damaged); point state_path at a new file")
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        with db.transaction():
+            for statement in MIGRATIONS[version]:
+                db.execute(statement)
+            if version == 1:
+                db.execute("INSERT INTO meta(key, value) VALUES ('created', ?)", (str(time.time()),))
+            db.execute(f"PRAGMA user_version={version}")
+    return found
