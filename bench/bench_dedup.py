@@ -17,7 +17,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from dedup_variants import corpus  # noqa: E402
 
-from monitor.stories.index import DedupSettings, StoryIndex, fingerprint  # noqa: E402
+from monitor.stories.index import StoryIndex, fingerprint  # noqa: E402
+from monitor.stories.settings import DedupSettings
 
 
 def main(n: int = 100_000) -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from monitor.rules import load_rules  # noqa: E402
 from monitor.text.matcher import Matcher, Pattern, PreparedText  # noqa: E402
 from monitor.text.normalize import normalize, normalize_reference  # noqa: E402
-from monitor.rules.evaluate import load_rules  # noqa: E402
 from monitor.text.tokenize import token_strings  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "corpus"
@@ -119,8 +119,12 @@ def timed(fn, repeat: int = 5) -> float:
 
 def camel_chain(text: str) -> str:
     from camel_tools.utils.dediac import dediac_ar
-    from camel_tools.utils.normalize import (normalize_alef_ar, normalize_alef_maksura_ar,
-                                             normalize_teh_marbuta_ar, normalize_unicode)
+    from camel_tools.utils.normalize import (
+        normalize_alef_ar,
+        normalize_alef_maksura_ar,
+        normalize_teh_marbuta_ar,
+        normalize_unicode,
+    )
     return dediac_ar(normalize_teh_marbuta_ar(normalize_alef_maksura_ar(normalize_alef_ar(normalize_unicode(text)))))
 
 

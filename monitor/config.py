@@ -16,97 +16,27 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from monitor.stories.index import DedupSettings
-from monitor.alerts.deliver import ChannelSettings
+from monitor.alerts.settings import ChannelSettings, RoutingSettings
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.feeds.fetch import FetchSettings
-from monitor.service.housekeeping import HousekeepingSettings
-from monitor.service.http_api import HttpSettings
-from monitor.alerts.route import RoutingSettings
-from monitor.yamlfile import YamlDocument, errors_from_validation, load_yaml, model_field_names
+from monitor.secrets import BOT_TOKEN, SECRET_PARAMS
+from monitor.feeds.settings import FeedSettings, FetchSettings, PollDefaults
+from monitor.service.settings import HousekeepingSettings, HttpSettings
+from monitor.stories.settings import DedupSettings
+from monitor.yamlfile import (
+    YamlDocument,
+    errors_from_validation,
+    load_yaml,
+    model_field_names,
+)
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/monitor/config.yaml"),)
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: Any) -> float:
-    """``300``, ``"300"``, ``"5m"``, ``"1.5h"``, ``"2d"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 300, '5m' or '1h'")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as 300, '5m' or '1h', got {value!r}")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FeedSettings(_Strict):
-    """One feed to poll."""
-
-    name: str = Field(description="Short unique name, used in logs, alerts and `monitor feeds`.")
-    url: str = Field(description="http(s) URL of the RSS or Atom feed.")
-    interval: Duration | None = Field(None, description="Base polling interval (default: defaults.interval).")
-    encoding: str | None = Field(None, description="Force this character encoding (e.g. windows-1256) for a feed "
-                                                   "that declares a wrong one.")
-    full_text: bool = Field(False, description="Fetch each new item's page and match its article text too "
-                                               "(for feeds that carry only headlines).")
-    enabled: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        value = value.strip()
-        if not re.match(r"^https?://[^/\s]+", value, re.IGNORECASE):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
-
-    @field_validator("encoding")
-    @classmethod
-    def _encoding(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        import codecs
-
-        try:
-            return codecs.lookup(value).name
-        except LookupError:
-            raise ValueError(f"unknown character encoding {value!r}") from None
-
-
-class PollDefaults(_Strict):
-    """Polling defaults that apply to every feed unless the feed overrides them."""
-
-    interval: Duration = Field(600.0, description="Base polling interval.")
-    min_interval: Duration = Field(60.0, description="Adaptive polling never polls more often than this.")
-    max_interval: Duration = Field(6 * 3600.0, description="... nor less often than this.")
-    jitter: float = Field(0.1, ge=0, le=0.5, description="Random spread of each delay, as a fraction.")
-    concurrency: int = Field(32, ge=1, le=512, description="Feeds polled at the same time (each host also has fetch.per_host).")
-    max_item_age: Duration | None = Field(None, description="Items published longer ago than this never alert.")
 
 
 class ConfigModel(_Strict):
@@ -199,10 +129,6 @@ def expand_secrets(doc: YamlDocument, environ: dict[str, str] | None = None) -> 
     return used
 
 
-_BOT_TOKEN = re.compile(r"(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]{30,}")
-_SECRET_PARAMS = {"pass", "password", "passwd", "pwd", "token", "secret", "apikey", "api_key", "key",
-                  "access_token", "bot_token"}
-
 
 def inline_secret_errors(doc: YamlDocument) -> list[ConfigError]:
     """Channel URLs must take passwords and tokens from ``${VAR}``, never spell them out.
@@ -229,8 +155,8 @@ def inline_secret_errors(doc: YamlDocument) -> list[ConfigError]:
             continue  # not a URL at all: the channel's own validation says so
         literal = (
             (password not in (None, "", "PLACEHOLDER"))
-            or bool(_BOT_TOKEN.search(probe))
-            or any(k.lower() in _SECRET_PARAMS and v != "PLACEHOLDER" for k, v in parse_qsl(parts.query))
+            or bool(BOT_TOKEN.search(probe))
+            or any(k.lower() in SECRET_PARAMS and v != "PLACEHOLDER" for k, v in parse_qsl(parts.query))
         )
         if literal:
             errors.append(doc.error(("channels", name, "url"),

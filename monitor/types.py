@@ -1,27 +1,75 @@
-"""Values passed between the pipeline stages.
+"""Values shared by several stages, and the two units every config file uses.
 
-fetch -> ``FetchResult``; parse -> ``ParsedFeed`` of ``Item``; match ->
-``Hit`` and ``RuleMatch`` (defined in ``monitor.text.matcher`` / ``monitor.rules.evaluate``);
-dedup -> story id; route/deliver -> outbox rows in ``monitor.state.db``.
+fetch -> ``FetchResult``; parse -> ``ParsedFeed`` of ``Item``; rules ->
+``RuleMatch`` (``monitor.rules``); stories -> ``StoryAssignment``
+(``monitor.stories``); the state layer's own records live in ``monitor.state``.
 Frozen where a value must not change after its stage produced it.
+
+``Severity`` and ``Duration`` are here because the config, the rules and the
+routing all read them: one ordering of severities, one duration syntax.
 """
 
 from __future__ import annotations
 
+import enum
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+__all__ = ["Severity", "Duration", "parse_duration", "FetchResult", "Item", "ParsedFeed"]
 
 
-@dataclass(frozen=True)
-class FeedState:
-    """What the store remembers about a feed between polls."""
+class Severity(enum.StrEnum):
+    """How urgent an alert is; ordered by rank (``Severity.INFO < Severity.CRITICAL``)."""
 
-    url: str
-    etag: str | None = None
-    last_modified: str | None = None
-    # Where a permanent redirect pointed last time; polled instead of ``url``.
-    redirected_url: str | None = None
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self.value]
+
+    def __lt__(self, other: str) -> bool:
+        return self.rank < Severity(other).rank
+
+    def __le__(self, other: str) -> bool:
+        return self.rank <= Severity(other).rank
+
+    def __gt__(self, other: str) -> bool:
+        return self.rank > Severity(other).rank
+
+    def __ge__(self, other: str) -> bool:
+        return self.rank >= Severity(other).rank
+
+
+_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``300``, ``"300"``, ``"500ms"``, ``"5m"``, ``"1.5h"``, ``"2d"`` -> seconds (never negative)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 300, '5m' or '1h'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as 300, '5m' or '1h', got {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+#: Seconds, written in the YAML as a number or with a unit (ms, s, m, h, d).
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 @dataclass(frozen=True)

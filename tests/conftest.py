@@ -9,11 +9,11 @@ import email
 import email.policy
 import logging
 import os
+import socket
 import subprocess
 import sys
-import time
-import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -281,6 +281,7 @@ def notify():
 @pytest.fixture
 def restore_logging():
     """Undo what ``monitor.service.logs.setup_logging`` did to the process-wide logging state."""
+    from monitor import secrets
     from monitor.service import logs
     from monitor.service.logs import RedactionFilter
 
@@ -293,7 +294,7 @@ def restore_logging():
     for h in handlers:
         h.filters = [f for f in h.filters if not isinstance(f, RedactionFilter)]
     root.setLevel(level)
-    for name in logs._CHATTY:
+    for name in logs.CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET)
     logging.captureWarnings(False)
-    logs._secrets_source = logs._no_secrets
+    secrets.use_source(secrets.no_secrets)

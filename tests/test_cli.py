@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import FeedServer, rss_feed
+
 from monitor.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

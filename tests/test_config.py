@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config, parse_duration
+from monitor.config import load_config
 from monitor.errors import ConfigError, ConfigErrors
+from monitor.types import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import SMTP_PASSWORD, FeedServer, SmtpSink, rss_feed
 
 ROOT = Path(__file__).resolve().parent.parent

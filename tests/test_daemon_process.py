@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, NotifyListener, free_port, rss_feed, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="AF_UNIX notify socket, POSIX signals")

@@ -13,8 +13,8 @@ import asyncio
 import time
 
 import yaml
-
 from conftest import ROOT
+
 from monitor.service.daemon import Daemon
 from monitor.service.sdnotify import Notifier
 

@@ -6,12 +6,13 @@ import itertools
 import random
 
 import pytest
-
 from dedup_variants import VARIANTS, corpus, labelled_stream
+
 from monitor.feeds.links import canonical_url
-from monitor.stories.index import DedupSettings, StoryIndex, fingerprint
-from monitor.types import Item
 from monitor.state import open_state
+from monitor.stories.index import StoryIndex, fingerprint
+from monitor.stories.settings import DedupSettings
+from monitor.types import Item
 
 NOW = 1_800_000_000.0
 

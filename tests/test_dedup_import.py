@@ -27,7 +27,7 @@ def test_worker_analysis_needs_numpy_only_not_datasketch_or_scipy():
             "from monitor.ingest.analysis import AnalysisContext, analyze_items\n"
             "from monitor.stories.index import DedupSettings\n"
             "from monitor.types import Item\n"
-            "from monitor.rules.evaluate import load_rules\n"
+            "from monitor.rules import load_rules\n"
             "perm = (numpy.arange(1, 129, dtype=numpy.uint32), numpy.arange(128, dtype=numpy.uint32))\n"
             "context = AnalysisContext(load_rules(['rules']), DedupSettings(), perm)\n"
             "text = 'قالت قوات سوريا الديمقراطية إنها سيطرت على حقل العمر النفطي شرق دير الزور ' * 3\n"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import io
 
-from monitor.stories.index import StoryIndex
-from monitor.alerts.deliver import ChannelSettings, Deliverer
-from monitor.types import Item
+from monitor.alerts.deliver import Deliverer
+from monitor.alerts.route import plan_alerts
+from monitor.alerts.settings import ChannelSettings, RoutingSettings
+from monitor.rules import Hit, RuleMatch
+from monitor.state import open_state
 from monitor.state.alerts import recent as list_alerts
 from monitor.state.outbox import recover_inflight, retry_dead
-from monitor.alerts.route import RoutingSettings, plan_alerts
-from monitor.rules.evaluate import Hit, RuleMatch
-from monitor.state import open_state
+from monitor.stories.index import StoryIndex
+from monitor.types import Item
 
 PLACES = ["نص الخبر عن قسد في دير الزور", "الرقة", "البوكمال والميادين", "الحسكة"]
 TITLE = "قسد تسيطر على حقل العمر قرب F-16 و 3,000 مقاتل"

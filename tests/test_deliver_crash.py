@@ -17,15 +17,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_telegram import FakeTelegram
+
 from monitor.state import open_state
 
 N = 500
 WORKER = textwrap.dedent("""
     import asyncio, sys
     from apprise.plugins.telegram import NotifyTelegram
-    from monitor.alerts.deliver import ChannelSettings, Deliverer
+    from monitor.alerts.deliver import Deliverer
+    from monitor.alerts.settings import ChannelSettings
     from monitor.state import open_state
     NotifyTelegram.notify_url = sys.argv[2] + "/bot"
     conn = open_state(sys.argv[1])

@@ -16,17 +16,18 @@ import threading
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-
 from conftest import free_port
-from monitor.stories.index import StoryIndex
-from monitor.alerts.deliver import ChannelSettings, Deliverer
-from monitor.types import Item
+
+from monitor.alerts.deliver import Deliverer
+from monitor.alerts.render import FSI, PDI, Renderer
+from monitor.alerts.route import plan_alerts
+from monitor.alerts.settings import ChannelSettings, RoutingSettings
+from monitor.rules import Hit, RuleMatch
+from monitor.state import open_state
 from monitor.state.alerts import recent as list_alerts
 from monitor.state.outbox import load_views, retry_dead
-from monitor.alerts.render import FSI, PDI, Renderer
-from monitor.alerts.route import RoutingSettings, plan_alerts
-from monitor.rules.evaluate import Hit, RuleMatch
-from monitor.state import open_state
+from monitor.stories.index import StoryIndex
+from monitor.types import Item
 
 FAST = dict(backoff_initial=0.05, backoff_max=0.2)
 TITLE = "قسد تسيطر على حقل العمر النفطي شرق دير الزور بعد معارك مع داعش"

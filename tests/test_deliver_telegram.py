@@ -7,15 +7,16 @@ import logging
 
 import pytest
 from apprise.plugins.telegram import NotifyTelegram
-
 from fake_telegram import FakeTelegram, check_html
-from monitor.stories.index import StoryIndex
-from monitor.alerts.deliver import ChannelSettings, Deliverer, send_test_message
+
+from monitor.alerts.deliver import Deliverer, send_test_message
+from monitor.alerts.route import plan_alerts
+from monitor.alerts.settings import ChannelSettings, RoutingSettings
 from monitor.errors import DeliveryError
-from monitor.types import Item
-from monitor.alerts.route import RoutingSettings, plan_alerts
-from monitor.rules.evaluate import Hit, RuleMatch
+from monitor.rules import Hit, RuleMatch
 from monitor.state import open_state
+from monitor.stories.index import StoryIndex
+from monitor.types import Item
 
 TOKEN = "123456789:AAHsecretTOKENvalue_abcdefghijklmnop"
 URL = f"tgram://{TOKEN}/-1001234"
@@ -68,8 +69,8 @@ def test_long_message_is_split_on_safe_boundaries(tmp_path, fake):
     ch = {"tg": ChannelSettings(url=URL, **FAST)}
     seed(conn, ch, 1, long_summary=("قسد " + "كلمة & <نص> طويل جدا " * 40 + "\n") * 40)
     conn.execute("UPDATE alerts SET payload = json_set(payload, '$.hits', json('[]'))")
-    from monitor.state.outbox import load_views
     from monitor.alerts.render import Renderer
+    from monitor.state.outbox import load_views
     views = load_views(conn, (1,))
     digest = [{**views[0], "story_id": n, "alert_id": n} for n in range(40)]
     pieces = Renderer().telegram(digest, limit=600)   # a 40-story digest

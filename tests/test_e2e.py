@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import SMTP_PASSWORD, FeedServer, SmtpSink, corpus_articles, rss_feed, run_cli
+from conftest import (
+    SMTP_PASSWORD,
+    FeedServer,
+    SmtpSink,
+    corpus_articles,
+    rss_feed,
+    run_cli,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.rules.evaluate import load_rules
+from monitor.rules import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = Path(__file__).parent / "data" / "eval" / "eval.tsv"

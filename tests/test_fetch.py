@@ -10,12 +10,14 @@ import tracemalloc
 import zlib
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from feedfarm import HOSTILE, FeedFarm, feedfarm, gzip_bomb, rss  # noqa: F401  (fixture)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from monitor.errors import FetchError, ParseError
-from monitor.feeds.fetch import Fetcher, FetchSettings, _BoundedInflater
+from monitor.feeds.fetch import Fetcher, _BoundedInflater
 from monitor.feeds.parse import parse_feed
+from monitor.feeds.settings import FetchSettings
 
 
 def run(coro):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from feedfarm import feedfarm, rss  # noqa: F401  (fixture)
-from monitor.errors import FetchError
-from monitor.feeds.fetch import Fetcher, FetchSettings, _PublicOnlyBackend
-
 import pytest
+from feedfarm import feedfarm, rss  # noqa: F401  (fixture)
+
+from monitor.errors import FetchError
+from monitor.feeds.fetch import Fetcher, _PublicOnlyBackend
+from monitor.feeds.settings import FetchSettings
 
 
 class Resolver:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.service.housekeeping import HousekeepingSettings, checkpoint, prune
+from monitor.service.housekeeping import checkpoint, prune
+from monitor.service.settings import HousekeepingSettings
 from monitor.state import open_state
 
 DAY = 86400.0

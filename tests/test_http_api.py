@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from monitor import metrics
-from monitor.service.http_api import HealthReport, HttpSettings, start_http_server
+from monitor.service.http_api import HealthReport, start_http_server
+from monitor.service.settings import HttpSettings
 
 ON = HttpSettings(enabled=True, host="127.0.0.1", port=0)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
 import os
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

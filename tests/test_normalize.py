@@ -6,7 +6,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from monitor.text.normalize import normalize, normalize_reference
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from monitor.state import alerts as state_alerts
-from monitor.state import outbox as ob
 from monitor.state import open_state
+from monitor.state import outbox as ob
 
 
 @pytest.fixture

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import FeedServer, corpus_articles, rss_feed
 from feedfarm import feedfarm  # noqa: F401  (fixture)
+
+from monitor.config import load_config
+from monitor.feeds.fetch import Fetcher
 from monitor.ingest import pipeline as pipeline_module
 from monitor.ingest import workers as workers_module
-from monitor.config import load_config
-from monitor.stories.index import StoryIndex
-from monitor.feeds.fetch import Fetcher
-from monitor.ingest.pipeline import Pipeline
-from monitor.rules.evaluate import load_rules
-from monitor.state import open_state
 from monitor.ingest.analysis import AnalysisContext
+from monitor.ingest.pipeline import Pipeline
 from monitor.ingest.workers import WorkerPool
+from monitor.rules import load_rules
+from monitor.state import open_state
 from monitor.state.db import StateError
+from monitor.stories.index import StoryIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import html as htmllib
 import io
 import re
-import asyncio
-
-from hypothesis import given, settings, strategies as st
 
 from fake_telegram import check_html
-from monitor.alerts.deliver import ChannelSettings, Deliverer
-from monitor.alerts.render import (FSI, PDI, Renderer, clean_subject, highlight, isolate_ltr, split_telegram_html)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.alerts.deliver import Deliverer
+from monitor.alerts.render import (
+    FSI,
+    PDI,
+    Renderer,
+    clean_subject,
+    highlight,
+    isolate_ltr,
+    split_telegram_html,
+)
+from monitor.alerts.settings import ChannelSettings
 
 HOSTILE = 'عاجل </b> <i>غير مغلق & "اقتباس" <script>alert(1)</script> &amp; &#x202E; <a href="x">'
 
@@ -147,11 +157,12 @@ def test_templates_are_overridable_one_file_at_a_time(tmp_path):
 
 
 def test_deliverer_uses_the_templates_dir(tmp_path):
+    from monitor.alerts.route import plan_alerts
+    from monitor.alerts.settings import RoutingSettings
+    from monitor.rules import RuleMatch
+    from monitor.state import open_state
     from monitor.stories.index import StoryIndex
     from monitor.types import Item
-    from monitor.alerts.route import RoutingSettings, plan_alerts
-    from monitor.rules.evaluate import RuleMatch
-    from monitor.state import open_state
 
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "console.txt.j2").write_text("MINE: {{ stories[0].plain_title }}\n", encoding="utf-8")

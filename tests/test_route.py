@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.stories.index import StoryIndex
-from monitor.alerts.deliver import ChannelSettings
-from monitor.types import Item
-from monitor.alerts.route import RoutingSettings, next_digest, plan_alerts, quiet_until
-from monitor.rules.evaluate import Hit, RuleMatch
+from monitor.alerts.route import next_digest, plan_alerts, quiet_until
+from monitor.alerts.settings import ChannelSettings, RoutingSettings
+from monitor.rules import Hit, RuleMatch
 from monitor.state import open_state
+from monitor.stories.index import StoryIndex
+from monitor.types import Item
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 TEXT = "قوات سوريا الديمقراطية تسيطر على حقل العمر النفطي شرق دير الزور"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import ConfigErrors
-from monitor.rules.evaluate import Evaluation, Hit, RuleMatch, load_rules
+from monitor.rules import Evaluation, Hit, RuleMatch, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).parent / "data" / "corpus"

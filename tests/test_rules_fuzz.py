@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from monitor.errors import ConfigErrors
-from monitor.rules.evaluate import load_rules
+from monitor.rules import load_rules
 
 KEYS = ["entities", "keywords", "rules", "id", "aliases", "labels", "ar", "en", "ambiguous", "near", "window",
         "quoted", "exclude", "words", "suffixes", "title", "any", "all", "none", "terms", "within",

@@ -5,10 +5,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from monitor.feeds.schedule import (MAX_RETRY_AFTER, WEEK, PollPolicy, next_poll_delay, parse_max_age,
-                              parse_retry_after, publishing_stats)
+from monitor.feeds.schedule import (
+    MAX_RETRY_AFTER,
+    WEEK,
+    PollPolicy,
+    next_poll_delay,
+    parse_max_age,
+    parse_retry_after,
+    publishing_stats,
+)
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 P = PollPolicy(interval=600, min_interval=60, max_interval=3600, max_backoff=6 * 3600, jitter=0.0)

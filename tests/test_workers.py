@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from feedfarm import ARABIC_ITEMS, _text_amplification, rss
+
 from monitor.errors import ParseError
-from monitor.types import Item
 from monitor.feeds.parse import parse_feed
 from monitor.ingest.workers import WorkerPool, _analyze_in_worker, _parse_in_worker
+from monitor.types import Item
 
 HEADERS = {"content-type": "application/rss+xml; charset=utf-8"}
 
@@ -117,8 +117,8 @@ RULES_B = "rules:\n  - id: omar\n    title: al-Omar field\n    any: [omar_field]
 
 def _context(tmp_path, name: str, text: str):
     from monitor.ingest.analysis import AnalysisContext
+    from monitor.rules import load_rules
     from monitor.stories.index import StoryIndex
-    from monitor.rules.evaluate import load_rules
 
     root = Path(__file__).resolve().parent.parent / "rules"
     rules_dir = tmp_path / name

@@ -37,116 +37,21 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal, TextIO
-from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Callable, Iterator, TextIO
 
 import apprise
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from monitor import metrics
-from monitor.state import outbox as state_outbox
-from monitor.state.db import Database
-from monitor.errors import DeliveryError
 from markupsafe import escape
 
+from monitor import metrics
 from monitor.alerts.render import Renderer, clean_subject, split_telegram_html
+from monitor.alerts.settings import ChannelSettings
+from monitor.errors import DeliveryError
+from monitor.state import outbox as state_outbox
+from monitor.state.db import Database
 
-__all__ = ["ChannelSettings", "Deliverer", "DeliveryReport", "send_test_message", "SEVERITIES"]
+__all__ = ["Deliverer", "DeliveryReport", "send_test_message"]
 
 log = logging.getLogger(__name__)
-
-SEVERITIES = {"info": 0, "warning": 1, "critical": 2}
-_QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-
-
-class ChannelSettings(BaseModel):
-    """One destination (``channels.<name>`` in the config)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(description="Apprise URL (tgram://TOKEN/CHAT, mailto://..., ...) or console:// for the terminal.")
-    min_severity: Literal["info", "warning", "critical"] = Field(
-        "info", description="Alerts below this severity are not sent to this channel.")
-    min_interval: float | None = Field(
-        None, ge=0, description="Seconds between two messages; default 1.0 for Telegram (1 msg/s per chat), else 0.")
-    per_minute: int | None = Field(
-        None, ge=1, description="At most this many messages per minute; default 20 for Telegram (group limit).")
-    max_attempts: int = Field(
-        5, ge=1, description="Attempts before a message failing permanently (HTTP 400/401/403, SMTP 5xx) goes 'dead'.")
-    backoff_initial: float = Field(5.0, gt=0, description="Seconds before the first retry; doubles each attempt.")
-    backoff_max: float = Field(900.0, gt=0, description="Upper bound of the retry delay (jitter is added below it).")
-    quiet_hours: str | None = Field(
-        None, description="'HH:MM-HH:MM' in `timezone` during which alerts wait (may cross midnight).")
-    timezone: str = Field("UTC", description="IANA time zone for quiet hours, digests and times in messages.")
-    quiet_bypass_severity: Literal["info", "warning", "critical"] | None = Field(
-        "critical", description="Alerts at or above this severity are sent even in quiet hours (null: none are).")
-    digest_minutes: float | None = Field(
-        None, gt=0, description="If set, alerts are collected and sent as one digest message per period.")
-    max_group: int = Field(20, ge=1, description="Most alerts folded into one grouped or digest message.")
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str) -> str:
-        url = url.strip()
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if not scheme:
-            raise ValueError("must be an Apprise URL like tgram://TOKEN/CHAT_ID or mailto://... or console://")
-        query = {k.lower(): v for k, v in parse_qs(urlsplit(url).query).items()}
-        if any(v.strip().lower() in {"yes", "true", "1", "on"} for v in query.get("optional", [])):
-            raise ValueError("optional=yes makes failures look like success; remove it (the daemon retries)")
-        if scheme != "console" and apprise.Apprise.instantiate(url) is None:
-            raise ValueError("Apprise does not understand this URL (unknown scheme or missing parts)")
-        return url
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_tz(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {tz!r}") from exc
-        return tz
-
-    @field_validator("quiet_hours")
-    @classmethod
-    def _check_quiet(cls, value: str | None) -> str | None:
-        if value is not None and not _QUIET.match(value.replace(" ", "")):
-            raise ValueError("quiet_hours must look like '22:00-07:00'")
-        return value.replace(" ", "") if value else value
-
-    @model_validator(mode="after")
-    def _check_backoff(self) -> "ChannelSettings":
-        if self.backoff_max < self.backoff_initial:
-            raise ValueError("backoff_max must be >= backoff_initial")
-        return self
-
-    @property
-    def scheme(self) -> str:
-        return self.url.split("://", 1)[0].lower()
-
-    @property
-    def is_telegram(self) -> bool:
-        return self.scheme in {"tgram", "telegram"}
-
-    @property
-    def is_email(self) -> bool:
-        return self.scheme in {"mailto", "mailtos", "email"}
-
-    def limits(self) -> tuple[float, int | None]:
-        """(seconds between messages, messages per minute) with Telegram's defaults."""
-        if self.is_telegram:
-            return (1.0 if self.min_interval is None else self.min_interval,
-                    20 if self.per_minute is None else self.per_minute)
-        return (self.min_interval or 0.0, self.per_minute)
-
-    def private_url(self) -> str:
-        """The URL with secrets hidden (Apprise's privacy rendering), for logs and the CLI."""
-        if self.scheme == "console":
-            return self.url
-        plugin = apprise.Apprise.instantiate(self.url)
-        return plugin.url(privacy=True) if plugin is not None else f"{self.scheme}://…"
-
 
 @dataclass
 class DeliveryReport:

@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from monitor.types import Severity
+
 __all__ = ["Renderer", "EmailParts", "render_telegram", "render_email", "render_console", "split_telegram_html",
            "isolate_ltr", "highlight", "clean_subject", "TELEGRAM_LIMIT", "SUBJECT_LIMIT"]
 
@@ -168,9 +170,6 @@ def split_telegram_html(html: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     return pieces
 
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-
-
 def entity_labels(hits: Iterable[dict]) -> list[str]:
     """One name per matched entity or keyword set, first mention first.
 
@@ -244,7 +243,7 @@ class Renderer:
 
     def _story(self, group: Sequence[dict], *, html: bool) -> dict[str, Any]:
         plain = (lambda s: isolate_ltr(_CONTROL.sub(" ", s or "")))
-        ranked = sorted(group, key=lambda v: (-SEVERITY_RANK.get(v.get("severity", "info"), 0),
+        ranked = sorted(group, key=lambda v: (-Severity(v.get("severity", "info")).rank,
                                               v.get("alert_id") or 0))
         first = min(group, key=lambda v: v.get("alert_id") or 0)  # the item that alerted first
         title, summary = first.get("title") or "", first.get("summary") or ""

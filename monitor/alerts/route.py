@@ -26,40 +26,23 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import is_dataclass
-from datetime import datetime, time as dtime, timedelta
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from monitor import metrics
+from monitor.alerts.settings import ChannelSettings, RoutingSettings
+from monitor.rules import RuleMatch
 from monitor.state import alerts as state_alerts
 from monitor.state import outbox as state_outbox
 from monitor.state.db import Database
-from monitor.alerts.deliver import SEVERITIES, ChannelSettings
 from monitor.stories.index import StoryAssignment
-from monitor.types import Item
+from monitor.types import Item, Severity
 
-__all__ = ["RoutingSettings", "plan_alerts", "quiet_until", "next_digest"]
+__all__ = ["plan_alerts", "quiet_until", "next_digest"]
 
 log = logging.getLogger(__name__)
-
-
-class RoutingSettings(BaseModel):
-    """Grouping defaults for every rule and channel (the ``routing:`` config section)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    group_wait: float = Field(0.0, ge=0, description=(
-        "Seconds the first alert of a rule waits on a channel to collect others into one message "
-        "(0: send at once, as `monitor run --once` expects)."))
-    group_interval: float = Field(0.0, ge=0, description=(
-        "After a message for a rule, further alerts of that rule on the channel wait this long and are sent "
-        "together. A rule's own `cooldown` overrides it."))
-    followup_after: float | None = Field(None, ge=0, description=(
-        "If set, a story that other outlets report after its alert gets one follow-up message "
-        "('reported by N more outlets') per channel, no sooner than this many seconds after the alert."))
 
 
 def quiet_until(ts: float, quiet_hours: str | None, tz: str) -> float | None:
@@ -97,22 +80,21 @@ def next_digest(ts: float, minutes: float, tz: str) -> float:
     return midnight + math.floor((ts - midnight) / period + 1) * period
 
 
-def _payload(item: Item, story: StoryAssignment, match: Any) -> dict[str, Any]:
-    hits = []
-    for h in getattr(match, "hits", ()) or ():
-        # Field by field: dataclasses.asdict deep-copies and was a third of this stage's cost.
-        hits.append({"entity": h.entity, "alias": h.alias, "field": h.field, "start": h.start, "end": h.end,
-                     "text": h.text} if is_dataclass(h) else dict(h))
+def _payload(item: Item, story: StoryAssignment, match: RuleMatch) -> dict[str, Any]:
+    """What the message of this alert shows, stored with the alert (JSON)."""
+    # Field by field: dataclasses.asdict deep-copies and was a third of this stage's cost.
+    hits = [{"entity": h.entity, "alias": h.alias, "field": h.field, "start": h.start, "end": h.end, "text": h.text}
+            for h in match.hits]
     return {
-        "rule_id": match.rule_id, "rule_title": getattr(match, "title", None) or match.rule_id,
-        "rule_description": getattr(match, "description", None) or "",
+        "rule_id": match.rule_id, "rule_title": match.title or match.rule_id,
+        "rule_description": match.description or "",
         "feed": item.feed, "title": item.title, "summary": item.summary, "link": item.link, "guid": item.guid,
         "published": item.published.isoformat() if item.published else None, "author": item.author,
         "hits": hits, "dedup_reason": story.reason, "similarity": story.similarity,
     }
 
 
-def schedule(db: Database, channel: str, settings: ChannelSettings, rule_id: str, severity: str,
+def schedule(db: Database, channel: str, settings: ChannelSettings, rule_id: str, severity: Severity,
              cooldown: float | None, routing: RoutingSettings, now: float) -> tuple[float, str | None]:
     """(not_before, group_key) of a new alert of ``rule_id`` on ``channel``."""
     interval = cooldown if cooldown is not None else routing.group_interval
@@ -128,14 +110,14 @@ def schedule(db: Database, channel: str, settings: ChannelSettings, rule_id: str
     if settings.digest_minutes:
         not_before, group_key = next_digest(max(now, not_before), settings.digest_minutes, settings.timezone), "digest"
     bypass = settings.quiet_bypass_severity
-    if not (bypass is not None and SEVERITIES.get(severity, 0) >= SEVERITIES[bypass]):
+    if not (bypass is not None and severity >= bypass):
         end = quiet_until(not_before, settings.quiet_hours, settings.timezone)
         if end is not None:
             not_before, group_key = end, group_key or "quiet"
     return not_before, group_key
 
 
-def plan_alerts(db: Database, item: Item, story: StoryAssignment, matches: Sequence[Any],
+def plan_alerts(db: Database, item: Item, story: StoryAssignment, matches: Sequence[RuleMatch],
                 channels: Mapping[str, ChannelSettings], routing: RoutingSettings, now: float) -> list[int]:
     """Create the alerts and outbox rows this item calls for; returns the new alert ids.
 
@@ -147,22 +129,22 @@ def plan_alerts(db: Database, item: Item, story: StoryAssignment, matches: Seque
         if not story.new_story and state_alerts.exists(db, story.story_id, match.rule_id):
             continue  # this story already alerted for this rule (the common case for duplicates):
             # skip building and serializing a payload that the insert would discard
-        severity = getattr(match, "severity", "info") or "info"
+        severity = match.severity
         alert_id = state_alerts.insert(db, story_id=story.story_id, rule_id=match.rule_id, item_key=item.key,
                                    severity=severity, payload=_payload(item, story, match), now=now)
         if alert_id is None:
             continue  # this story already alerted for this rule
         new_ids.append(alert_id)
-        targets = list(getattr(match, "channels", ()) or ()) or list(channels)
+        targets = list(match.channels) or list(channels)
         for name in targets:
             settings = channels.get(name)
             if settings is None:
                 log.warning("rule %s names unknown channel %r; skipped", match.rule_id, name)
                 continue
-            if SEVERITIES.get(severity, 0) < SEVERITIES[settings.min_severity]:
+            if severity < settings.min_severity:
                 continue
             not_before, group_key = schedule(db, name, settings, match.rule_id, severity,
-                                             getattr(match, "cooldown", None), routing, now)
+                                             match.cooldown, routing, now)
             if state_outbox.enqueue(db, alert_id=alert_id, channel=name, kind="alert", not_before=not_before, now=now,
                           group_key=group_key) is not None:
                 metrics.ALERTS.labels("queued").inc()

@@ -219,8 +219,8 @@ def alerts_retry(config_path: Path | None, outbox_id: int) -> None:
 @click.argument("channel")
 def notify_test(config_path: Path | None, channel: str) -> None:
     """Send a test message to CHANNEL (a name from the config's channels)."""
-    from monitor.config import load_config
     from monitor.alerts.deliver import send_test_message
+    from monitor.config import load_config
 
     try:
         config = load_config(_config_path(config_path))

@@ -18,9 +18,9 @@ from typing import Iterator
 import click
 
 from monitor.errors import ConfigErrors, MonitorError
+from monitor.rules import RuleSet, load_rules
 from monitor.text.matcher import PROCLITICS
 from monitor.text.normalize import normalize
-from monitor.rules.evaluate import RuleSet, load_rules
 from monitor.text.tokenize import tokenize
 
 DEFAULT_RULES = Path("rules")

@@ -50,14 +50,11 @@ from urllib.parse import urljoin
 
 import httpcore
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
-from monitor import __version__ as _version
 from monitor.errors import FetchError
+from monitor.feeds.schedule import parse_retry_after
+from monitor.feeds.settings import FetchSettings
 from monitor.types import FetchResult
-from monitor.feeds.schedule import MAX_RETRY_AFTER, parse_retry_after
-
-DEFAULT_USER_AGENT = f"arabic-news-monitor/{_version} (+https://github.com/; feed alert daemon)"
 
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
@@ -69,30 +66,6 @@ _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _PERMANENT_STATUSES = {301, 308}
 # Retry-After is meaningful on these (RFC 9110 10.2.3); others may send it too.
 _RETRY_AFTER_STATUSES = {429, 503}
-
-
-class FetchSettings(BaseModel):
-    """The config file's ``fetch:`` section."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    timeout: float = Field(30.0, gt=0, description="Total seconds one fetch may take, redirects and slow "
-                           "bodies included (a per-read timeout does not stop a slow drip).")
-    connect_timeout: float = Field(10.0, gt=0, description="Seconds to establish a TCP/TLS connection.")
-    read_timeout: float = Field(20.0, gt=0, description="Seconds to wait for any single read.")
-    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Cap on the decoded (inflated) body, "
-                           "in bytes; a larger feed is a 'too_large' error, not a partial parse.")
-    max_redirects: int = Field(5, ge=0, le=20, description="Redirect hops followed before a 'redirect' error.")
-    per_host: int = Field(4, ge=1, description="Concurrent requests to one host.")
-    max_connections: int = Field(64, ge=1, description="Requests (so connections) open at once, all hosts "
-                                 "together.")
-    max_keepalive: int = Field(64, ge=0, description="Idle keep-alive connections kept, all hosts together "
-                               "(at most max_connections; fewer means reconnecting within one polling cycle).")
-    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header sent to feeds.")
-    max_retry_after: float = Field(MAX_RETRY_AFTER, gt=0, description="Clamp for a server's Retry-After, seconds.")
-    allow_private_addresses: bool = Field(True, description="Allow feeds and redirects that resolve to "
-                                          "loopback, private or link-local addresses. Set false on a "
-                                          "server that must not be used to reach its own network.")
 
 
 class _BoundedInflater:

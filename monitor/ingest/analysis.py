@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.stories.index import DedupKey, DedupSettings, dedup_key
+from monitor.rules import RuleMatch, RuleSet
+from monitor.stories.index import DedupKey, dedup_key
+from monitor.stories.settings import DedupSettings
 from monitor.types import Item
-from monitor.rules.evaluate import RuleMatch, RuleSet
 
 
 @dataclass(frozen=True, eq=False)

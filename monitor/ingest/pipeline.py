@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 
 from monitor import metrics
 from monitor.alerts.route import plan_alerts
-from monitor.config import Config, FeedSettings
+from monitor.config import Config
 from monitor.errors import FetchError, MonitorError, ParseError
 from monitor.feeds.article import extract_article
 from monitor.feeds.fetch import Fetcher
 from monitor.feeds.schedule import parse_max_age, publishing_stats
+from monitor.feeds.settings import FeedSettings
 from monitor.ingest.analysis import AnalysisContext, ItemAnalysis, analyze_item
 from monitor.ingest.decide import ItemIntent, ItemStatus, decide_item
 from monitor.ingest.workers import WorkerPool

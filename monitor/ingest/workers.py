@@ -46,10 +46,10 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Mapping
 
-from monitor.ingest.analysis import AnalysisContext, ItemAnalysis, analyze_items
 from monitor.errors import ParseError
-from monitor.types import Item, ParsedFeed
 from monitor.feeds.parse import parse_feed
+from monitor.ingest.analysis import AnalysisContext, ItemAnalysis, analyze_items
+from monitor.types import Item, ParsedFeed
 
 log = logging.getLogger("monitor.ingest.workers")
 

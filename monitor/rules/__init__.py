@@ -1,10 +1,14 @@
 """Rules: the YAML rule language, loaded, checked and evaluated.
 
-    evaluate.py   the rule schema, ``load_rules`` and ``RuleSet.evaluate`` (pure, thread-safe)
+    schema.py     the models of a rules file (entities, keyword sets, rules)
+    load.py       ``load_rules``: read, validate, cross-check, compile
+    evaluate.py   ``RuleSet.evaluate``: hits per entity, the rules they fire (pure)
 
-May import: ``monitor.text`` (the matcher), ``monitor.errors``, ``monitor.yamlfile``.
+File shape and field meanings: the docstring of ``schema``.
+May import: ``monitor.text`` (the matcher), ``monitor.types``, ``monitor.errors``, ``monitor.yamlfile``.
 """
 
-from monitor.rules.evaluate import Evaluation, Hit, RuleMatch, RuleSet, load_rules
+from monitor.rules.evaluate import Evaluation, Hit, RuleMatch, RuleSet
+from monitor.rules.load import load_rules
 
 __all__ = ["Evaluation", "Hit", "RuleMatch", "RuleSet", "load_rules"]

@@ -30,26 +30,27 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from monitor import metrics
-from monitor.config import Config, FeedSettings, check_rules_against_config, load_config
-from monitor.stories.index import StoryIndex
 from monitor.alerts.deliver import Deliverer, DeliveryReport
+from monitor.config import Config, check_rules_against_config, load_config
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
 from monitor.feeds.fetch import Fetcher
+from monitor.feeds.schedule import PollPolicy, next_poll_delay
+from monitor.feeds.settings import FeedSettings
+from monitor.ingest.analysis import AnalysisContext
+from monitor.ingest.pipeline import Pipeline, PollOutcome, PollStatus
+from monitor.ingest.workers import WorkerPool
+from monitor.rules import RuleSet, load_rules
 from monitor.service.housekeeping import checkpoint, prune
 from monitor.service.http_api import HealthReport, start_http_server
 from monitor.service.logs import setup_logging
-from monitor.ingest.pipeline import Pipeline, PollOutcome, PollStatus
-from monitor.rules.evaluate import RuleSet, load_rules
-from monitor.feeds.schedule import PollPolicy, next_poll_delay
 from monitor.service.sdnotify import Notifier
-from monitor.ingest.analysis import AnalysisContext
+from monitor.service.watch import FileWatcher
 from monitor.state import feeds as state_feeds
 from monitor.state import meta as state_meta
 from monitor.state import open_state
 from monitor.state import outbox as state_outbox
 from monitor.state.db import StateError
-from monitor.service.watch import FileWatcher
-from monitor.ingest.workers import WorkerPool
+from monitor.stories.index import StoryIndex
 
 log = logging.getLogger("monitor.service.daemon")
 

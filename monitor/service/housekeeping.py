@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from monitor import metrics
+from monitor.service.settings import HousekeepingSettings
 from monitor.state import retention
 from monitor.state.db import Database, StateError
 from monitor.state.retention import PruneReport
@@ -24,17 +23,6 @@ __all__ = ["HousekeepingSettings", "PruneReport", "prune", "checkpoint"]
 
 #: A CLI holding a snapshot must not stall the daemon for a whole busy_timeout.
 CHECKPOINT_WAIT_MS = 500
-
-
-class HousekeepingSettings(BaseModel):
-    """``housekeeping:`` section of the config."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    retention_days: float = Field(30, gt=0, le=3650, description="Age after which seen items, stories "
-                                  "and delivered alerts are deleted.")
-    interval_hours: float = Field(6, gt=0, le=24 * 7, description="How often prune and checkpoint run.")
-    batch_size: int = Field(500, ge=1, le=100_000, description="Rows deleted per write transaction.")
 
 
 def prune(db: Database, settings: HousekeepingSettings, now: float) -> PruneReport:

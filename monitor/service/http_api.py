@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 
 from monitor import metrics
+from monitor.service.settings import HttpSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,6 @@ __all__ = ["HttpSettings", "HealthReport", "HttpServer", "start_http_server"]
 
 MAX_HEAD_BYTES = 16 * 1024
 READ_TIMEOUT = 5.0
-
-
-class HttpSettings(BaseModel):
-    """``http:`` section of the config."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(False, description="Serve /healthz and /metrics.")
-    host: str = Field("127.0.0.1", min_length=1, description="Address to bind; keep it on loopback.")
-    port: int = Field(9977, ge=0, le=65535, description="TCP port (0 picks a free one).")
 
 
 @dataclass

@@ -24,32 +24,14 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-__all__ = ["setup_logging", "redact", "RedactionFilter", "OneLineFormatter", "under_journald"]
+from monitor import secrets as secrets_module
+from monitor.secrets import MASK, no_secrets, redact
 
-MASK = "[REDACTED]"
-
-# Secrets shorter than this are not masked: redacting "a" or "1" would
-# garble every line and reveal more (by elimination) than it hides.
-MIN_SECRET_LEN = 4
-
-_GENERIC_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # Telegram bot token "123456789:AA..." (also inside ".../bot<token>/sendMessage").
-    (re.compile(r"(?<![0-9])[0-9]+:[A-Za-z0-9_-]{30,}"), MASK),
-    # Password in a URL's userinfo: scheme://user:password@host ('@' in the
-    # password is tolerated: the match runs to the last '@' before '/' or space).
-    (re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^\s/]+@"), r"\g<pre>:" + MASK + "@"),
-    # Password-like query parameters (apprise accepts ?pass=, ?token=, ...).
-    (re.compile(r"(?P<pre>[?&;](?:pass|password|passwd|pwd|token|secret|apikey|api_key|key|access_token)=)[^&\s#]+",
-                re.IGNORECASE), r"\g<pre>" + MASK),
-    # HTTP authorization headers echoed in debug output.
-    (re.compile(r"(?P<pre>\b(?:Bearer|Basic|Bot)\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\g<pre>" + MASK),
-]
+__all__ = ["setup_logging", "redact", "RedactionFilter", "OneLineFormatter", "under_journald", "MASK"]
 
 _SYSLOG_PRIORITY = [  # (minimum level, syslog priority)
     (logging.CRITICAL, 2),
@@ -57,52 +39,6 @@ _SYSLOG_PRIORITY = [  # (minimum level, syslog priority)
     (logging.WARNING, 4),
     (logging.INFO, 6),
 ]
-
-
-def _no_secrets() -> Iterable[str]:
-    return ()
-
-
-_secrets_source: Callable[[], Iterable[str]] = _no_secrets
-
-
-def redact(text: str, secrets: Iterable[str] | None = None) -> str:
-    """Return ``text`` with secrets and secret-shaped substrings masked.
-
-    ``secrets`` defaults to the source given to :func:`setup_logging`.
-    Never raises: on any internal error the whole text is masked rather than
-    risk writing a secret.
-    """
-    try:
-        text = str(text)
-        values = _current_secrets() if secrets is None else secrets
-        for secret in sorted(_variants(values), key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, MASK)
-        for pattern, replacement in _GENERIC_PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-    except Exception:  # noqa: BLE001
-        return MASK
-
-
-def _current_secrets() -> Iterable[str]:
-    try:
-        return list(_secrets_source() or ())
-    except Exception:  # noqa: BLE001 - a broken source must not stop logging
-        return ()
-
-
-def _variants(values: Iterable[str]) -> set[str]:
-    """A secret and the forms it takes inside URLs (apprise URL-encodes them)."""
-    out: set[str] = set()
-    for value in values:
-        if not isinstance(value, str) or len(value) < MIN_SECRET_LEN:
-            continue
-        out.add(value)
-        out.add(urllib.parse.quote(value, safe=""))
-        out.add(urllib.parse.quote_plus(value, safe=""))
-    return out
 
 
 class RedactionFilter(logging.Filter):
@@ -178,14 +114,14 @@ def under_journald(stream: TextIO | None = None) -> bool:
 
 # Libraries that log every request at INFO; at INFO the daemon's own per-poll
 # lines say the same thing once.
-_CHATTY = ("httpx", "httpcore", "urllib3", "apscheduler.executors", "apscheduler.scheduler")
+CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "apscheduler.executors", "apscheduler.scheduler")
 
 
 def setup_logging(
     level: str = "INFO",
     *,
     journald: bool | None = None,
-    secrets: Callable[[], Iterable[str]] = _no_secrets,
+    secrets: Callable[[], Iterable[str]] = no_secrets,
     stream: TextIO | None = None,
 ) -> logging.Handler:
     """Configure the root logger: one handler, one line per event, redacted.
@@ -199,8 +135,7 @@ def setup_logging(
     after a reload; it should be cheap. ``stream`` defaults to stderr.
     Returns the installed handler.
     """
-    global _secrets_source
-    _secrets_source = secrets
+    secrets_module.use_source(secrets)
     numeric = logging.getLevelName(str(level).upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -220,7 +155,7 @@ def setup_logging(
         if not any(isinstance(f, RedactionFilter) for f in h.filters):
             h.addFilter(RedactionFilter())
     root.setLevel(numeric)
-    for name in _CHATTY:
+    for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if numeric <= logging.DEBUG else logging.WARNING)
     logging.captureWarnings(True)
     return handler

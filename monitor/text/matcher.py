@@ -32,7 +32,12 @@ from typing import Any, Iterable
 
 import ahocorasick
 
-from monitor.text.normalize import SPECIAL_CHARS, exact_normalize, normalize_with_path, table_output
+from monitor.text.normalize import (
+    SPECIAL_CHARS,
+    exact_normalize,
+    normalize_with_path,
+    table_output,
+)
 
 __all__ = ["Pattern", "Occurrence", "PreparedText", "Matcher", "match_form", "is_arabic",
            "PROCLITICS", "DEFAULT_SUFFIXES"]

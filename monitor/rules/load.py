@@ -1,0 +1,118 @@
+"""Loading rule files: read, validate and cross-check, then compile one ``RuleSet``.
+
+People edit these files, so loading never raises a traceback: every problem
+becomes a ``ConfigError`` with file:line:column, the field and a "did you
+mean" suggestion, and all of them are reported together as ``ConfigErrors``.
+A ``RuleSet`` is immutable; the daemon swaps the whole object on reload, so a
+bad file keeps the old rules running.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from monitor.errors import ConfigError, ConfigErrors
+from monitor.rules.evaluate import RuleSet
+from monitor.rules.schema import RulesFile
+from monitor.yamlfile import (
+    YamlDocument,
+    errors_from_validation,
+    load_yaml,
+    model_field_names,
+)
+
+__all__ = ["load_rules", "MAX_ALIASES"]
+
+MAX_ALIASES = 200_000
+_KNOWN = model_field_names(RulesFile)
+
+def _expand(paths: Iterable[Path | str]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
+        else:
+            out.append(p)
+    return out
+
+
+def load_rules(paths: Iterable[Path | str]) -> RuleSet:
+    """Load, validate and compile rule files (a directory means every *.yaml/*.yml in it).
+
+    Raises ``ConfigErrors`` listing every problem found; never anything else
+    for bad input.
+    """
+    files = _expand(paths)
+    errors: list[ConfigError] = []
+    if not files:
+        raise ConfigErrors([ConfigError("no rule files found", file=", ".join(map(str, paths)) or ".")])
+    parsed: list[tuple[YamlDocument, RulesFile]] = []
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            doc = load_yaml(path)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        try:
+            digest.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
+        except OSError:
+            pass
+        data = doc.data if doc.data is not None else {}
+        if not isinstance(data, dict):
+            errors.append(doc.error((), "a rules file must be a mapping with entities/keywords/rules"))
+            continue
+        try:
+            parsed.append((doc, RulesFile.model_validate(data)))
+        except ValidationError as exc:
+            errors += errors_from_validation(exc, doc, known_names=_KNOWN)
+    # whole-set checks: unique ids, known references
+    seen: dict[str, tuple[str, YamlDocument, tuple]] = {}
+    terms: dict[str, str] = {}
+    for doc, rf in parsed:
+        for section, items in (("entities", rf.entities), ("keywords", rf.keywords), ("rules", rf.rules)):
+            for i, item in enumerate(items):
+                kind = "rule" if section == "rules" else "term"
+                key = f"{kind}:{item.id}"
+                if key in seen:
+                    other = seen[key]
+                    line = other[1].locate(other[2])[0]
+                    errors.append(doc.error((section, i, "id"),
+                                            f"duplicate id {item.id!r} (first defined in {other[1].file}:{line})"))
+                    continue
+                seen[key] = (section, doc, (section, i, "id"))
+                if kind == "term":
+                    terms[item.id] = section
+    for doc, rf in parsed:
+        for i, rule in enumerate(rf.rules):
+            refs: list[tuple[tuple, str]] = []
+            for name in ("any", "all", "none"):
+                refs += [((name, j), t) for j, t in enumerate(getattr(rule, name))]
+            for j, n in enumerate(rule.near):
+                refs += [(("near", j, "terms", k), t) for k, t in enumerate(n.terms)]
+            for j, g in enumerate(rule.same_sentence):
+                refs += [(("same_sentence", j, k), t) for k, t in enumerate(g)]
+            for sub, term in refs:
+                if term not in terms:
+                    close = difflib.get_close_matches(term, list(terms), n=1, cutoff=0.5)
+                    errors.append(doc.error(("rules", i) + sub, f"unknown entity or keyword set {term!r}",
+                                            suggestion=close[0] if close else None))
+            if not (rule.any or rule.all or rule.near or rule.same_sentence):
+                errors.append(doc.error(("rules", i, "id"),
+                                        "a rule needs at least one of any, all, near, same_sentence"))
+    if errors:
+        raise ConfigErrors(errors)
+    entities = [e for _, rf in parsed for e in rf.entities]
+    keywords = [k for _, rf in parsed for k in rf.keywords]
+    rules = [r for _, rf in parsed for r in rf.rules]
+    count = sum(len(e.aliases) + len(e.exclude) + sum(len(a.aliases) + len(a.near) for a in e.ambiguous)
+                for e in entities) + sum(len(k.words) for k in keywords)
+    if count > MAX_ALIASES:
+        raise ConfigErrors([ConfigError(f"more than {MAX_ALIASES} aliases in total", file=str(files[0]))])
+    return RuleSet(entities, keywords, rules, sources=[str(f) for f in files], fingerprint=digest.hexdigest()[:16])

@@ -1,0 +1,28 @@
+"""Settings of the service: the ``http:`` and ``housekeeping:`` sections of the config."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["HttpSettings", "HousekeepingSettings"]
+
+
+class HttpSettings(BaseModel):
+    """``http:`` section of the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(False, description="Serve /healthz and /metrics.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to bind; keep it on loopback.")
+    port: int = Field(9977, ge=0, le=65535, description="TCP port (0 picks a free one).")
+
+
+class HousekeepingSettings(BaseModel):
+    """``housekeeping:`` section of the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retention_days: float = Field(30, gt=0, le=3650, description="Age after which seen items, stories "
+                                  "and delivered alerts are deleted.")
+    interval_hours: float = Field(6, gt=0, le=24 * 7, description="How often prune and checkpoint run.")
+    batch_size: int = Field(500, ge=1, le=100_000, description="Rows deleted per write transaction.")
