@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from dedup_variants import corpus  # noqa: E402
+from dedup_variants import corpus
 
-from monitor.stories.index import StoryIndex, fingerprint  # noqa: E402
+from monitor.stories.index import StoryIndex, fingerprint
 from monitor.stories.settings import DedupSettings
 
 

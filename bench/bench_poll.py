@@ -235,7 +235,7 @@ class PeakMemory:
             n += 1
             self._sample(refresh=n % 10 == 0)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._sample()
         self._thread.start()
         return self

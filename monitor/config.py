@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.alerts.settings import ChannelSettings, RoutingSettings
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.secrets import BOT_TOKEN, SECRET_PARAMS
 from monitor.feeds.settings import FeedSettings, FetchSettings, PollDefaults
+from monitor.secrets import BOT_TOKEN, SECRET_PARAMS
 from monitor.service.settings import HousekeepingSettings, HttpSettings
 from monitor.stories.settings import DedupSettings
 from monitor.yamlfile import (

@@ -58,7 +58,7 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+    async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content or envelope.content,
                                            policy=email.policy.default)
         with self.sink.lock:
@@ -135,7 +135,7 @@ class FeedServer:
             def log_message(self, *args):  # keep test output clean
                 pass
 
-            def do_GET(self):  # noqa: N802 - stdlib hook name
+            def do_GET(self):
                 owner.hits[self.path] = owner.hits.get(self.path, 0) + 1
                 route = owner.routes.get(self.path)
                 if route is None:
@@ -182,7 +182,7 @@ class FeedServer:
                              "content_type": content_type, "hang": hang}
         return self.url(path)
 
-    def __enter__(self) -> "FeedServer":
+    def __enter__(self) -> FeedServer:
         self.thread.start()
         return self
 
@@ -231,7 +231,7 @@ class NotifyListener:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(65536)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 continue
             except OSError:
                 return

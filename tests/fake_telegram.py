@@ -70,7 +70,7 @@ class FakeTelegram:
     status_always: int | None = None                    # e.g. 401: every request fails this way
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> "FakeTelegram":
+    def start(self) -> FakeTelegram:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):

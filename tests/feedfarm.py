@@ -21,11 +21,11 @@ import gzip
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
-from functools import lru_cache
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
 
 import pytest
 
@@ -39,13 +39,13 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     etag: str | None = None
     last_modified: str | None = None
-    handler: Callable[["_Handler", "Route"], None] | None = None
+    handler: Callable[[_Handler, Route], None] | None = None
     delay: float = 0.0
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, *args: object) -> None:  # keep test output clean
         pass
@@ -108,7 +108,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
-    farm: "FeedFarm"
+    farm: FeedFarm
 
     def handle_error(self, request, client_address) -> None:
         # Clients hanging up on hostile routes is the point of those routes.
@@ -127,7 +127,7 @@ class FeedFarm:
         self._thread: threading.Thread | None = None
 
     # lifecycle
-    def start(self) -> "FeedFarm":
+    def start(self) -> FeedFarm:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.farm = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -142,7 +142,7 @@ class FeedFarm:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FeedFarm":
+    def __enter__(self) -> FeedFarm:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -222,7 +222,7 @@ def rss(items: list[tuple[str, str, str]] | None = None, *, title: str = "أخب
     return "".join(parts)
 
 
-@lru_cache(maxsize=None)
+@cache
 def gzip_bomb(decoded_mib: int = 64) -> bytes:
     """One gzip member of ``decoded_mib`` MiB of zeros (about 1 KB per MiB on the wire)."""
     comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)

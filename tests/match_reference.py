@@ -27,9 +27,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import product
-from typing import Any, Iterable
+from typing import Any
 
 import ahocorasick
 

@@ -49,13 +49,13 @@ class Server:
         self.controller: Controller | None = None
 
     # aiosmtpd hooks
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.rcpt_reply:
             return self.rcpt_reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         with self.lock:
             if self.data_replies:
                 return self.data_replies.pop(0)
@@ -64,7 +64,7 @@ class Server:
                                                           policy=email.policy.default))
         return "250 OK"
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port,
                                      authenticator=lambda *a: AuthResult(success=True),
                                      auth_require_tls=False, auth_required=False)

@@ -40,7 +40,7 @@ class _Capture(logging.Handler):
 
 
 class _FakeBotApi(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         body = json.dumps({"ok": True, "result": {"message_id": 1}}).encode()
         self.send_response(200)
@@ -60,7 +60,7 @@ def _free_port() -> int:
 
 
 class _Auth:
-    def __call__(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+    def __call__(self, server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == b"alert" and auth_data.password == SMTP_PASSWORD.encode()
         return AuthResult(success=ok)
 
@@ -69,7 +69,7 @@ class _Sink:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append(envelope.content)
         return "250 OK"
 

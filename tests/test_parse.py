@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -109,9 +109,9 @@ def test_xxe_reads_no_local_file():
             opened.append(str(args[0]))
 
     sys.addaudithook(hook)
-    single_line = ('<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-                   '<rss version="2.0"><channel><title>t</title><item><title>a &xxe;</title></item>'
-                   '</channel></rss>').encode()
+    single_line = (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+                   b'<rss version="2.0"><channel><title>t</title><item><title>a &xxe;</title></item>'
+                   b'</channel></rss>')
     assert parse_error(single_line).kind == "entities"
     assert opened == []
 
@@ -160,7 +160,7 @@ def test_items_are_clean_text_with_safe_links():
     assert first.title == "عاجل خبر & تحليل"
     assert first.summary == "فقرة رابط"
     assert first.link is None and first.key.startswith("hash:")
-    assert first.published == datetime(2017, 11, 6, 9, 30, tzinfo=timezone.utc)
+    assert first.published == datetime(2017, 11, 6, 9, 30, tzinfo=UTC)
     assert rel.link == "https://news.example/a/2?id=5"
     assert rel.key == "link:https://news.example/a/2?id=5"
     assert nolink.key.startswith("hash:") and nolink.key != first.key

@@ -92,7 +92,7 @@ RSS = """<?xml version="1.0" encoding="utf-8"?>
 <description>اشتباكات عنيفة في ريف دير الزور الشرقي</description></item>
 <item><title>مباراة كرة القدم</title><link>https://example.org/b</link><guid>b-2</guid>
 <description>انتهت بالتعادل</description></item>
-</channel></rss>""".encode("utf-8")
+</channel></rss>""".encode()
 
 
 def test_feed_url_input(monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -18,7 +18,7 @@ from monitor.feeds.schedule import (
     publishing_stats,
 )
 
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 P = PollPolicy(interval=600, min_interval=60, max_interval=3600, max_backoff=6 * 3600, jitter=0.0)
 
 

@@ -34,10 +34,11 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import TextIO
 
 import apprise
 from markupsafe import escape
@@ -192,7 +193,7 @@ def _apprise_send(channel: str, url: str, *, title: str, body: str, body_format:
         _EMAIL_TEXT.pair = (body, text) if text is not None else None
         try:
             ok = bool(plugin.notify(body=body, title=title, body_format=body_format))
-        except Exception as exc:  # noqa: BLE001 - a plugin bug is a failed send, not a crash
+        except Exception as exc:
             raise DeliveryError(channel, f"{type(exc).__name__} in Apprise: {exc}", retryable=True) from exc
         finally:
             _EMAIL_TEXT.pair = None
@@ -343,7 +344,7 @@ class Deliverer:
         tasks = [asyncio.create_task(self._channel_loop(n, deadline=deadline)) for n in self.channels]
         try:
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout + 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("delivery drain timed out after %.0fs; the rest stays queued", timeout)
         self.report.pending = state_outbox.depth(self.db)
         self._update_depth()
@@ -392,7 +393,7 @@ class Deliverer:
         renderer = self.renderers[name]
         try:
             parts = self._render(settings, renderer, views)
-        except Exception as exc:  # noqa: BLE001 - a template bug must not wedge the line
+        except Exception as exc:
             log.exception("channel %s: cannot render outbox %s", name, claimed.ids)
             self._failed(name, settings, claimed, DeliveryError(name, f"render failed: {exc}", retryable=False))
             return

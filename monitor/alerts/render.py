@@ -16,10 +16,11 @@ Every ``render_*`` takes a list of alert views (dicts from
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -198,11 +199,11 @@ def _time(ts: Any, tz: ZoneInfo) -> str:
         if isinstance(ts, str):
             dt = datetime.fromisoformat(ts)
         else:
-            dt = datetime.fromtimestamp(float(ts), timezone.utc)
+            dt = datetime.fromtimestamp(float(ts), UTC)
     except (TypeError, ValueError):
         return ""
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 

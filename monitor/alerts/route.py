@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from datetime import time as dtime
-from typing import Any, Mapping, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor import metrics

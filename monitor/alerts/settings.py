@@ -77,7 +77,7 @@ class ChannelSettings(BaseModel):
         return value.replace(" ", "") if value else value
 
     @model_validator(mode="after")
-    def _check_backoff(self) -> "ChannelSettings":
+    def _check_backoff(self) -> ChannelSettings:
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max must be >= backoff_initial")
         return self

@@ -33,7 +33,7 @@ def _config_path(explicit: Path | None) -> Path:
         raise click.UsageError(exc.message) from None
 
 
-def _fail(exc: MonitorError) -> "click.exceptions.Exit":
+def _fail(exc: MonitorError) -> click.exceptions.Exit:
     click.echo(str(exc), err=True)
     return click.exceptions.Exit(1)
 

@@ -12,8 +12,8 @@ import io
 import json
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import click
 

@@ -44,8 +44,8 @@ import ssl
 import time
 import zlib
 from collections import Counter, OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable, Mapping
 from urllib.parse import urljoin
 
 import httpcore
@@ -363,7 +363,7 @@ class Fetcher:
             make = lambda: httpx.AsyncHTTPTransport(limits=limits, trust_env=False, verify=ssl_context)  # noqa: E731
         return _PoolPerHost(make, max_idle_pools=-(-keepalive // s.per_host))
 
-    async def __aenter__(self) -> "Fetcher":
+    async def __aenter__(self) -> Fetcher:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -24,9 +24,10 @@ import io
 import logging
 import re
 import xml.sax
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from html.parser import HTMLParser
-from typing import Any, Mapping
+from typing import Any
 
 import feedparser
 
@@ -100,7 +101,7 @@ def html_to_text(value: str | None, limit: int = MAX_SUMMARY_CHARS) -> str:
 
 def _hash_key(title: str, published: datetime | None) -> str:
     stamp = published.isoformat() if published else ""
-    digest = hashlib.sha1(f"{normalize(title)}\n{stamp}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha1(f"{normalize(title)}\n{stamp}".encode()).hexdigest()
     return f"hash:{digest}"
 
 
@@ -122,7 +123,7 @@ def _published(entry: Mapping[str, Any]) -> datetime | None:
         value = entry.get(name)
         if value:
             try:
-                return datetime(*value[:6], tzinfo=timezone.utc)
+                return datetime(*value[:6], tzinfo=UTC)
             except (TypeError, ValueError, OverflowError):
                 continue
     return None

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Callable, Iterable
 
 WEEK = 7 * 24 * 3600.0
 MAX_RETRY_AFTER = 6 * 3600.0
@@ -84,8 +84,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None,
         if when is None:
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        now = now or datetime.now(timezone.utc)
+            when = when.replace(tzinfo=UTC)
+        now = now or datetime.now(UTC)
         seconds = (when - now).total_seconds()
     if math.isnan(seconds):
         return None
@@ -114,7 +114,7 @@ def publishing_stats(published: Iterable[datetime | None], *, now: datetime | No
     Dates in the future (clock skew, bad feeds) are clamped to now. Returns
     (None, None) with no dates, and window None with fewer than two.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     dates = sorted(min(d, now) for d in published if d is not None)
     if not dates:
         return None, None

@@ -42,9 +42,10 @@ import asyncio
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from monitor.errors import ParseError
 from monitor.feeds.parse import parse_feed
@@ -120,7 +121,7 @@ class WorkerPool:
         return min(cpus, 4)
 
     @classmethod
-    def for_feeds(cls, feeds: int, cpus: int | None = None) -> "WorkerPool":
+    def for_feeds(cls, feeds: int, cpus: int | None = None) -> WorkerPool:
         return cls(workers=cls.workers_for(feeds, cpus))
 
     def resize(self, workers: int) -> None:

@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -79,7 +79,7 @@ class CycleSummary:
     delivery: DeliveryReport | None = None
 
     @classmethod
-    def of(cls, outcomes: list[PollOutcome], delivery: DeliveryReport | None) -> "CycleSummary":
+    def of(cls, outcomes: list[PollOutcome], delivery: DeliveryReport | None) -> CycleSummary:
         return cls(
             feeds=len(outcomes),
             failed=sum(o.status is PollStatus.ERROR for o in outcomes),
@@ -202,8 +202,8 @@ class Daemon:
 
         self._reload_lock = asyncio.Lock()
         metrics.UP_SINCE.set(self.started_at)
-        self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=timezone.utc)
-        now = datetime.now(timezone.utc)
+        self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        now = datetime.now(UTC)
         for feed in self.config.feeds:
             # Spread the first polls over a few seconds so a restart does not burst.
             self._schedule(feed, now + timedelta(seconds=random.uniform(0, min(5.0, len(self.config.feeds) * 0.05))))
@@ -283,7 +283,7 @@ class Daemon:
             log.error("background task failed: %r", task.exception(), exc_info=task.exception())
 
     def _schedule(self, feed: FeedSettings, when: datetime) -> None:
-        self.scheduler.add_job(self._poll_job, DateTrigger(run_date=when, timezone=timezone.utc),
+        self.scheduler.add_job(self._poll_job, DateTrigger(run_date=when, timezone=UTC),
                                args=[feed.name], id=f"feed:{feed.name}", replace_existing=True,
                                max_instances=1, misfire_grace_time=None)
 
@@ -315,7 +315,7 @@ class Daemon:
         if time.monotonic() - self._status_sent >= STATUS_MIN_INTERVAL:
             self._send_status()
         delay = self._next_delay(feed, outcome)
-        when = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        when = datetime.now(UTC) + timedelta(seconds=delay)
         self.pipeline.record_schedule(feed, delay, when.timestamp())
         if any(f.name == name for f in self.config.feeds):
             self._schedule(feed, when)
@@ -399,7 +399,7 @@ class Daemon:
         self.pipeline = self._build_pipeline(config, ruleset)
         self.deliverer.update_channels(dict(config.channels))
         setup_logging(config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for feed in config.feeds:
             if feed.name not in old_names:
                 self._schedule(feed, now)
@@ -451,7 +451,7 @@ class Daemon:
                 log.error("watchdog: scheduler made no progress for %.0f s; not pinging systemd", stalled or 0)
             try:
                 await asyncio.wait_for(self.stop_event.wait(), timeout=interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _status_loop(self) -> None:
@@ -459,7 +459,7 @@ class Daemon:
             self._send_status()
             try:
                 await asyncio.wait_for(self.stop_event.wait(), timeout=30.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _send_status(self) -> None:
@@ -494,7 +494,7 @@ class Daemon:
         failing = len(self._failing_feeds(1))
         last = state_feeds.last_poll(self.db)
         sent = state_outbox.sent_since(self.db, time.time() - 86400)
-        last_text = datetime.fromtimestamp(last, timezone.utc).strftime("%H:%M:%S") if last else "never"
+        last_text = datetime.fromtimestamp(last, UTC).strftime("%H:%M:%S") if last else "never"
         return (f"{len(self.config.feeds)} feeds ({failing} failing), last poll {last_text} UTC, "
                 f"{sent} alerts sent in 24h")
 

@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -52,7 +52,7 @@ class HealthReport:
         return self.status == "ok"
 
 
-HealthSource = Callable[[], Union[HealthReport, Awaitable[HealthReport]]]
+HealthSource = Callable[[], HealthReport | Awaitable[HealthReport]]
 
 
 class HttpServer:
@@ -85,7 +85,7 @@ class HttpServer:
             except (asyncio.LimitOverrunError, ValueError):
                 await _respond(writer, 431, b"request head too large\n", "text/plain")
                 return
-            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
             parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
             if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -111,7 +111,7 @@ class HttpServer:
                                head_only=method == "HEAD")
             else:
                 await _respond(writer, 404, b"not found: try /healthz or /metrics\n", "text/plain")
-        except Exception:  # noqa: BLE001 - one bad request must not hurt the daemon
+        except Exception:
             log.exception("http: error while answering a request")
         finally:
             writer.close()

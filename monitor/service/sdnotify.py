@@ -43,7 +43,7 @@ class Notifier:
         self.dropped = 0  # datagrams the receiver could not take (queue full, gone)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Notifier":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Notifier:
         """Build from ``NOTIFY_SOCKET``, ``WATCHDOG_USEC`` and ``WATCHDOG_PID``.
 
         ``WATCHDOG_PID`` names the process systemd expects pings from; when it

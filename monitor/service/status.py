@@ -7,7 +7,7 @@ run while the daemon writes (WAL) without blocking it or growing its WAL.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.config import Config
@@ -22,7 +22,7 @@ def _when(ts: float | None, now: float) -> str:
     if not ts:
         return "never"
     delta = ts - now
-    stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
     return f"{stamp} ({_ago(delta)})"
 
 

@@ -79,7 +79,7 @@ class FileWatcher:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=wait)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 current = self.snapshot()
@@ -98,7 +98,7 @@ class FileWatcher:
                     await self.on_change()
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("watch: reload after a file change failed")
 
 

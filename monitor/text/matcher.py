@@ -26,9 +26,10 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import product, repeat
-from typing import Any, Iterable
+from typing import Any
 
 import ahocorasick
 
