@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -165,9 +165,15 @@ def suggest(corpus: Path, output: Path | None, min_count: int, top: int, new_onl
     forms and acronyms, flagged ambiguous when they are also common words, and
     marked when the rule pack already finds them. The YAML passes `rules check`.
     """
-    from monitor.suggest import Settings, SuggestInputError, read_documents, to_json, to_yaml
+    from monitor.suggest import (
+        Settings,
+        SuggestInputError,
+        read_documents,
+        to_json,
+        to_yaml,
+        wordfreq_background,
+    )
     from monitor.suggest import suggest as draft
-    from monitor.suggest import wordfreq_background
 
     if rules_path is None:
         pack = _load_or_exit([DEFAULT_RULES]) if DEFAULT_RULES.exists() else None

@@ -2,11 +2,11 @@
 
 An analyst starting on a new front wants the names the articles are about.
 Raw frequency gives the words every Arabic article uses (السورية, المدينة),
-so each candidate is scored against general Arabic instead: the
-log-likelihood ratio (G²) of its count in the corpus against the count
-expected from a word-frequency list of general Arabic (wordfreq's Arabic
-list: Wikipedia, subtitles, news, web and Twitter text). Names and topic terms
-rise, common words sink.
+so each candidate is scored against general Arabic instead: how many times
+more often it occurs here than in a word-frequency list of general Arabic
+(wordfreq's Arabic list: Wikipedia, subtitles, news, web and Twitter text),
+taking the 95% lower confidence bound of its count so that a word seen twice
+does not win on a lucky ratio. Names and topic terms rise, common words sink.
 
 The steps, each a general mechanism rather than a list of known names:
 
@@ -16,12 +16,16 @@ The steps, each a general mechanism rather than a list of known names:
   better attested word (in the corpus, or in general Arabic), so بلدة stays
   بلدة while لقسد becomes قسد.
 * **Multi-word names** are word sequences whose every split is a strong
-  collocation (normalized PMI), seen at least ``min_count`` times. A sequence
+  collocation (normalized PMI), seen at least ``min_count`` times in
+  different contexts (a passage copied by several outlets is no name), with
+  no function word and no conjunction inside. A sequence
   that occurs mostly inside one longer candidate is a fragment of it (سوريا
   الديمقراطية inside قوات سوريا الديمقراطية); the longest stable form is the
   candidate and the fragment, where it also stands alone, its short form.
   A phrase that only adds one word to a name that stands on its own (ريف دير
-  الزور, تنظيم داعش) is listed under that name, not as a name of its own.
+  الزور, تنظيم داعش), or is made of such names, is listed under that name.
+  General Arabic has no frequency for a sequence: it is estimated from its
+  rarest word, taking the share of that word's uses it has here.
 * **Variants** are forms whose letters differ only in long vowels, spacing
   and a final ا/ة (الديمقراطية / الديموقراطية, دير الزور / ديرالزور, سوريا /
   سورية): one candidate lists the spellings actually seen. An acronym is
@@ -30,10 +34,11 @@ The steps, each a general mechanism rather than a list of known names:
   brackets or quotes right after (or before) the long form and its letters
   occur in order in it.
 * **Ambiguity**: a one-word form that general Arabic also writes with the
-  article toggled (العمر / عمر, النمر / نمر), at least once per million words
-  and at least a tenth as often, is a common noun or adjective as well as a
-  name. It goes into an ``ambiguous:`` block with the context words the corpus
-  shows around it, a draft of the sense evidence.
+  article toggled (العمر / عمر, النمر / نمر), or without a pronoun suffix
+  (معركتها / معركة), at least once per million words and at least a tenth as
+  often, is a common word as well as a name. It goes into an ``ambiguous:``
+  block with the context words the corpus shows around it, a draft of the
+  sense evidence.
 * **The pack**: every candidate is looked up with the loaded rules' own
   matcher (``RuleSet.evaluate``), on its forms and at its places in the
   corpus, so a run on fresh articles shows what the pack misses.
@@ -46,19 +51,32 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from monitor.match import PROCLITICS
 from monitor.normalize import normalize
 from monitor.rules import RuleSet
 from monitor.tokenize import tokenize
 
-__all__ = ["Document", "SuggestInputError", "Settings", "Background", "Form", "NearWord", "AmbiguousForm",
-           "Candidate", "Suggestions", "read_documents", "wordfreq_background", "suggest", "to_yaml",
-           "to_json"]
+__all__ = [
+    "AmbiguousForm",
+    "Background",
+    "Candidate",
+    "Document",
+    "Form",
+    "NearWord",
+    "Settings",
+    "SuggestInputError",
+    "Suggestions",
+    "read_documents",
+    "suggest",
+    "to_json",
+    "to_yaml",
+    "wordfreq_background",
+]
 
 
 # ------------------------------------------------------------------------------ input
@@ -410,9 +428,7 @@ class _Corpus:
         # A conjunction starts a new conjunct (الميادين والبوكمال): no word sequence spans it.
         start = 0
         for i in range(self.size):
-            if self.run_start[i] == i:
-                start = i
-            elif self.strip[full[i]][1] and full[i][0] in "وف":
+            if self.run_start[i] == i or self.strip[full[i]][1] and full[i][0] in "وف":
                 start = i
             self.run_start[i] = start
         end = self.size
@@ -606,22 +622,34 @@ class _Ranker:
             del self.positions[key]
 
     def _free(self, key: tuple[str, ...], places: list[int]) -> bool:
-        """Seen with ``min_variety`` different neighbours on each side (a clause edge, a quote or
-        bracket, or a function word is always new: it says nothing of a copied passage).
+        """Seen in ``min_variety`` different contexts on each side: the two words before it, and
+        the two after (a clause edge, quote or bracket ends a context and is always new).
 
         A name is used in many sentences; a passage that several outlets copied
         repeats with the same words around it.
         """
-        c, n = self.corpus, len(key)
+        n = len(key)
         left: set[object] = set()
         right: set[object] = set()
         for i in places:
-            w = c.words
-            before = c.full[i - 1] if i > c.run_start[i] and not (w[i].opens or w[i - 1].closes) else ""
-            after = c.full[i + n] if i + n < c.run_end[i] and not (w[i + n].opens or w[i + n - 1].closes) else ""
-            left.add(before if before and before not in c.function else i)
-            right.add(after if after and after not in c.function else -i - 1)
+            left.add(self._context(i, -1) or i)
+            right.add(self._context(i + n - 1, 1) or -i - 1)
         return min(len(left), len(right)) >= self.settings.min_variety
+
+    def _context(self, i: int, step: int) -> tuple[str, ...]:
+        """Up to two words next to position ``i`` (``step`` -1: before it, 1: after it) in its clause."""
+        c, w = self.corpus, self.corpus.words
+        out: list[str] = []
+        j = i
+        for _ in range(2):
+            nxt = j + step
+            if not c.run_start[i] <= nxt < c.run_end[i]:
+                break
+            if (w[j].opens or w[nxt].closes) if step < 0 else (w[nxt].opens or w[j].closes):
+                break
+            out.append(c.full[nxt])
+            j = nxt
+        return tuple(out)
 
     # -- forms
     def words_of(self, key: tuple[str, ...]) -> list[str]:
@@ -788,11 +816,11 @@ class _Ranker:
         for k in names:
             by_skeleton[_skeleton(" ".join(k))].append(k)
         for same in by_skeleton.values():
-            for a in same:
-                for b in same:
-                    if a < b and _spelling_variants(" ".join(a), " ".join(b)) and (
-                            self.is_ambiguous(a) is None or self.is_ambiguous(b) is None):
-                        union(a, b)  # two common words (النمر / النمور) are two words
+            for x in same:
+                for y in same:
+                    if x < y and _spelling_variants(" ".join(x), " ".join(y)) and (
+                            self.is_ambiguous(x) is None or self.is_ambiguous(y) is None):
+                        union(x, y)  # two common words (النمر / النمور) are two words
         for short, long_ in self.acronyms(names):
             union(short, long_)
 
@@ -912,7 +940,8 @@ def suggest(documents: Sequence[Document], background: Background, pack: RuleSet
         example = c.context(first, len(label_key)) if first is not None else ""
         docs = {c.doc_of[i] for k in forms for i in places[k]}
         in_pack, contains = _coverage(r, forms, places, text, doc_hits)
-        ambiguous = tuple(_ambiguous_form(r, k, counts[k], places[k], text[k]) for k in unclear)
+        names = {k: places[k] for k in plain}
+        ambiguous = tuple(_ambiguous_form(r, k, counts[k], places[k], text[k], names) for k in unclear)
         seen_in = tuple(sorted((Form(c.display(r.places(k)[0], len(k)), len(r.places(k)))
                                 for k in group.seen_in if r.places(k)), key=lambda f: (-f.count, f.text)))
         out.append(Candidate(
@@ -956,30 +985,47 @@ def _coverage(r: _Ranker, forms: list[tuple[str, ...]], places: Mapping[tuple[st
     return in_pack, inside
 
 
-def _ambiguous_form(r: _Ranker, key: tuple[str, ...], count: int, places: list[int], text: str) -> AmbiguousForm:
-    """The form, why it is ambiguous, and the topical words around it (the sense evidence draft)."""
-    c, s = r.corpus, r.settings
-    toggled = r.is_ambiguous(key)
-    assert toggled is not None
+def _near(r: _Ranker, key: tuple[str, ...], places: list[int]) -> Counter[str]:
+    """Content words within ``near_window`` words of the places of ``key`` (same document)."""
+    c, window = r.corpus, r.settings.near_window
     near: Counter[str] = Counter()
+    n = len(key)
     for i in places:
         d = c.doc_of[i]
-        lo, hi = max(0, i - s.near_window), min(c.size, i + len(key) + s.near_window)
-        for j in range(lo, hi):
-            if c.doc_of[j] != d or i <= j < i + len(key):
-                continue
-            word = c.base[j]
-            if word in c.function or word == key[0]:
-                continue
-            near[word] += 1
+        for j in range(max(0, i - window), min(c.size, i + n + window)):
+            if c.doc_of[j] == d and not i <= j < i + n and c.base[j] not in c.function:
+                near[c.base[j]] += 1
+    return near
+
+
+def _ambiguous_form(r: _Ranker, key: tuple[str, ...], count: int, places: list[int], text: str,
+                    names: Mapping[tuple[str, ...], list[int]]) -> AmbiguousForm:
+    """The form, why it is ambiguous, and the context words that speak for the name sense.
+
+    Beside an unambiguous form of the same name (حقل العمر for العمر), the
+    evidence is what the two share: the words in and around the long form.
+    Alone, it is the words around it that are topical here (more frequent
+    than in general Arabic): the analyst still reads them, as they may show
+    the other sense too.
+    """
+    c, s = r.corpus, r.settings
+    common = r.is_ambiguous(key)
+    assert common is not None
+    near = _near(r, key, places)
+    del near[key[0]]
     total = max(c.size, 1)
-    topical = [(w, n) for w, n in near.items()
-               if r.by_base[(w,)] > total * r.bg.with_clitics(w)]
+    if names:
+        support = Counter(w for k in names for w in r.words_of(k))
+        for k, where in names.items():
+            support.update(_near(r, k, where))
+        evidence = [(w, m) for w, m in near.items() if support[w]]
+    else:
+        evidence = [(w, m) for w, m in near.items() if r.by_base[(w,)] > total * r.bg.with_clitics(w)]
     min_near = 2 if len(places) >= 4 else 1
-    ranked = sorted((wn for wn in topical if wn[1] >= min_near),
-                    key=lambda wn: (-wn[1], r.bg.with_clitics(wn[0]), wn[0]))[:s.near_words]
-    words = tuple(NearWord(c.surface(w), n) for w, n in ranked)
-    return AmbiguousForm(text, count, round(r.bg.zipf(key[0]), 2), toggled[0], round(toggled[1], 2), words)
+    ranked = sorted((wm for wm in evidence if wm[1] >= min_near),
+                    key=lambda wm: (-wm[1], r.bg.with_clitics(wm[0]), wm[0]))[:s.near_words]
+    words = tuple(NearWord(c.surface(w), m) for w, m in ranked)
+    return AmbiguousForm(text, count, round(r.bg.zipf(key[0]), 2), common[0], round(common[1], 2), words)
 
 
 # ------------------------------------------------------------------------------ output
