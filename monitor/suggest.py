@@ -273,7 +273,7 @@ class Candidate:
     score: float  # log10 of how many times more often than in general Arabic (95% lower bound)
     count: int  # occurrences of the unambiguous forms (or of the ambiguous ones when there are no others)
     documents: int
-    aliases: tuple[Form, ...]
+    aliases: tuple[Form, ...]  # each with all its uses (inside a longer form too)
     ambiguous: tuple[AmbiguousForm, ...]
     in_pack: tuple[str, ...]  # entities the pack finds on these forms, or at most of their places
     contains: tuple[str, ...]  # entities the pack finds inside them (not the whole name)
@@ -941,12 +941,15 @@ def suggest(documents: Sequence[Document], background: Background, pack: RuleSet
         docs = {c.doc_of[i] for k in forms for i in places[k]}
         in_pack, contains = _coverage(r, forms, places, text, doc_hits)
         names = {k: places[k] for k in plain}
-        ambiguous = tuple(_ambiguous_form(r, k, counts[k], places[k], text[k], names) for k in unclear)
+        covered = {j for k, where in names.items() for i in where for j in range(i, i + len(k))}
+        ambiguous = tuple(_ambiguous_form(r, k, len(places[k]), [i for i in places[k] if i not in covered],
+                                          text[k], names) for k in unclear)
         seen_in = tuple(sorted((Form(c.display(r.places(k)[0], len(k)), len(r.places(k)))
                                 for k in group.seen_in if r.places(k)), key=lambda f: (-f.count, f.text)))
         out.append(Candidate(
             label=text[label_key], score=round(r.score(counts, scored), 2), count=k_obs, documents=len(docs),
-            aliases=tuple(Form(text[k], counts[k]) for k in plain), ambiguous=ambiguous,
+            aliases=tuple(sorted((Form(text[k], len(places[k])) for k in plain), key=lambda f: -f.count)),
+            ambiguous=ambiguous,
             in_pack=tuple(sorted(in_pack)), contains=tuple(sorted(contains - in_pack)), seen_in=seen_in[:5],
             example=example))
     out.sort(key=lambda cand: (-cand.score, -cand.count, cand.label))
@@ -1002,8 +1005,10 @@ def _ambiguous_form(r: _Ranker, key: tuple[str, ...], count: int, places: list[i
                     names: Mapping[tuple[str, ...], list[int]]) -> AmbiguousForm:
     """The form, why it is ambiguous, and the context words that speak for the name sense.
 
-    Beside an unambiguous form of the same name (حقل العمر for العمر), the
-    evidence is what the two share: the words in and around the long form.
+    ``places`` are its uses outside the unambiguous forms (العمر alone, not
+    inside حقل العمر). Beside an unambiguous form of the same name, the
+    evidence is the long form's own words (حقل, counted once per use of the
+    long form) and the words around both.
     Alone, it is the words around it that are topical here (more frequent
     than in general Arabic): the analyst still reads them, as they may show
     the other sense too.
@@ -1018,6 +1023,10 @@ def _ambiguous_form(r: _Ranker, key: tuple[str, ...], count: int, places: list[i
         support = Counter(w for k in names for w in r.words_of(k))
         for k, where in names.items():
             support.update(_near(r, k, where))
+        for k, where in names.items():  # the long form's own words: حقل for العمر
+            for w in r.words_of(k):
+                if w != key[0] and w not in c.function:
+                    near[w] += len(where)
         evidence = [(w, m) for w, m in near.items() if support[w]]
     else:
         evidence = [(w, m) for w, m in near.items() if r.by_base[(w,)] > total * r.bg.with_clitics(w)]
