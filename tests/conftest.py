@@ -298,3 +298,39 @@ def restore_logging():
         logging.getLogger(name).setLevel(logging.NOTSET)
     logging.captureWarnings(False)
     secrets.use_source(secrets.no_secrets)
+
+
+# -- state backends ----------------------------------------------------------------
+# The state-layer tests run against both backends: SQLite (a file in tmp_path) and
+# a real PostgreSQL server that this session starts once (tests/pgserver.py), one
+# fresh database per test.
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from pgserver import PostgresServer, find_binaries
+
+    binaries = find_binaries()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries not found: `make test` installs Debian's postgresql package")
+        pytest.skip("PostgreSQL server binaries not found (Debian package postgresql); `make test` installs it")
+    server = PostgresServer(binaries).start()
+    yield server
+    server.stop()
+
+
+_DATABASES = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database(f"t{next(_DATABASES)}_{os.getpid()}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_target(request, tmp_path) -> str | Path:
+    """Where a state-layer test keeps its state: a SQLite file, or a PostgreSQL database URL."""
+    if request.param == "sqlite":
+        return tmp_path / "state.sqlite3"
+    return request.getfixturevalue("postgres_url")

@@ -54,7 +54,7 @@ def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, c
         "channels": {"console": {"url": "console://"}},
     }, allow_unicode=True), encoding="utf-8")
     config = load_config(config_path, environ={})
-    conn = open_state(config.state_path)
+    conn = open_state(config.state)
     stories = StoryIndex(config.model.dedup)
     stories.load(conn, 0)
     fetcher = Fetcher(config.model.fetch)

@@ -106,7 +106,7 @@ def status(config_path: Path | None) -> None:
 
     try:
         config = load_config(_config_path(config_path))
-        click.echo(read_status(config.state_path))
+        click.echo(read_status(config.state))
     except MonitorError as exc:
         raise _fail(exc) from None
 
@@ -164,7 +164,7 @@ def alerts(ctx: click.Context, config_path: Path | None, limit: int, as_json: bo
 
     try:
         config = load_config(_config_path(config_path))
-        db = open_readonly(config.state_path)
+        db = open_readonly(config.state)
     except MonitorError as exc:
         raise _fail(exc) from None
     try:
@@ -201,7 +201,7 @@ def alerts_retry(config_path: Path | None, outbox_id: int) -> None:
 
     try:
         config = load_config(_config_path(config_path))
-        db = open_state(config.state_path)
+        db = open_state(config.state)
     except MonitorError as exc:
         raise _fail(exc) from None
     try:

@@ -141,7 +141,7 @@ class Daemon:
         """Load and validate everything; raises ``ConfigError`` before anything starts."""
         self.config, self.ruleset = load_everything(self.config_path)
         setup_logging(self.config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
-        self.db = open_state(self.config.state_path)
+        self.db = open_state(self.config.state)
         self.stories = StoryIndex(self.config.model.dedup)
         try:
             self.stories.load(self.db, time.time())
@@ -386,7 +386,7 @@ class Daemon:
         self._last_reload_error = None
         metrics.RELOADS.labels("ok").inc()
         old_model, new_model = self.config.model, config.model
-        fixed = [name for name in ("state_path", "fetch", "http", "dedup", "templates_dir", "housekeeping")
+        fixed = [name for name in ("state", "fetch", "http", "dedup", "templates_dir", "housekeeping")
                  if getattr(old_model, name) != getattr(new_model, name)]
         if old_model.defaults.concurrency != new_model.defaults.concurrency:
             fixed.append("defaults.concurrency")

@@ -155,7 +155,7 @@ def claim(db: Database, channel: str, now: float, max_group: int = 20) -> Claime
 
 def next_due(db: Database, channel: str) -> float | None:
     """When the channel has something to do next (None: nothing pending)."""
-    value = db.scalar("SELECT min(max(not_before, coalesce(retry_at, 0))) FROM outbox "
+    value = db.scalar(f"SELECT min({db.greatest('not_before', 'coalesce(retry_at, 0)')}) FROM outbox "
                       "WHERE channel = ? AND state = 'pending'", (channel,))
     return float(value) if value is not None else None
 

@@ -1,6 +1,8 @@
 """The state schema, one migration step per version.
 
-``PRAGMA user_version`` holds the version. ``migrate`` refuses a database
+The backend keeps the version (SQLite: ``PRAGMA user_version``; PostgreSQL:
+a one-row table). The statements are written in SQLite's spelling and each
+backend translates the column types (``Database.ddl``). ``migrate`` refuses a database
 that has tables but no version (not ours, or damaged: guessing would misread
 it) and one written by a newer version of the monitor; otherwise it runs the
 missing steps, each in its own transaction, so a crash mid-upgrade resumes at
@@ -132,26 +134,23 @@ MIGRATIONS: dict[int, Sequence[str]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-def _has_tables(db: Database) -> bool:
-    return bool(db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'"))
-
-
 def migrate(db: Database) -> int:
     """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
-    found = int(db.pragma("user_version") or 0)
-    if found > SCHEMA_VERSION:
-        raise StateError(
-            f"{db.location}: state database has schema version {found}, this monitor knows "
-            f"{SCHEMA_VERSION}: upgrade the monitor or point it at another state path")
-    if found == 0 and _has_tables(db):
-        raise StateError(
-            f"{db.location}: the file has tables but no schema version: it was not written by this monitor "
-            "(or is damaged); point state_path at a new file")
-    for version in range(found + 1, SCHEMA_VERSION + 1):
-        with db.transaction():
-            for statement in MIGRATIONS[version]:
-                db.execute(statement)
-            if version == 1:
-                db.execute("INSERT INTO meta(key, value) VALUES ('created', ?)", (str(time.time()),))
-            db.execute(f"PRAGMA user_version={version}")
+    with db.migration_lock():
+        found = db.schema_version()
+        if found > SCHEMA_VERSION:
+            raise StateError(
+                f"{db.location}: state database has schema version {found}, this monitor knows "
+                f"{SCHEMA_VERSION}: upgrade the monitor or point it at another state")
+        if found == 0 and db.has_tables():
+            raise StateError(
+                f"{db.location}: the database has tables but no schema version: it was not written by this "
+                "monitor (or is damaged); point the state at a new file or database")
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            with db.transaction():
+                for statement in MIGRATIONS[version]:
+                    db.execute(db.ddl(statement))
+                if version == 1:
+                    db.execute("INSERT INTO meta(key, value) VALUES ('created', ?)", (str(time.time()),))
+                db.set_schema_version(version)
     return found

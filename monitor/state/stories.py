@@ -32,7 +32,7 @@ def story_of_item(db: Database, item_key: str) -> int | None:
 
 
 def touch(db: Database, story_id: int, now: float) -> None:
-    db.execute("UPDATE stories SET updated = max(updated, ?) WHERE id = ?", (now, story_id))
+    db.execute(f"UPDATE stories SET updated = {db.greatest('updated', '?')} WHERE id = ?", (now, story_id))
 
 
 def live_by_link(db: Database, link: str, cutoff: float) -> int | None:
@@ -88,4 +88,4 @@ def add_item(db: Database, story_id: int, *, item_key: str, feed: str, link: str
 def sources(db: Database, story_id: int) -> list[StorySource]:
     """The story's items in the order they joined."""
     return [StorySource(row["feed"], row["title"], row["link"]) for row in db.all(
-        "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, rowid", (story_id,))]
+        "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, item_key", (story_id,))]

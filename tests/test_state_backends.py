@@ -1,0 +1,154 @@
+"""The state layer's contract, run against SQLite and a real PostgreSQL server.
+
+Each state module's functions are exercised through their public API only,
+so any SQL that one dialect spells differently shows up here as a failure on
+that backend.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.state import SCHEMA_VERSION, StateError, alerts, feeds, items, meta, open_state, outbox, retention
+from monitor.state import stories as state_stories
+from monitor.state.db import connect
+
+
+@pytest.fixture
+def db(state_target):
+    database = open_state(state_target)
+    yield database
+    database.close()
+
+
+def test_a_new_state_gets_every_migration_step_once(state_target):
+    first = open_state(state_target)
+    assert first.schema_version() == SCHEMA_VERSION
+    created = meta.get(first, "created")
+    first.close()
+    again = open_state(state_target)
+    assert again.schema_version() == SCHEMA_VERSION and meta.get(again, "created") == created
+    again.close()
+
+
+def test_a_newer_schema_is_refused(state_target):
+    db = open_state(state_target)
+    with db.transaction():
+        db.set_schema_version(SCHEMA_VERSION + 1)
+    db.close()
+    with pytest.raises(StateError, match="newer|upgrade"):
+        open_state(state_target)
+
+
+def test_tables_without_a_version_are_refused(state_target):
+    raw = connect(state_target)
+    with raw.transaction():
+        raw.execute("CREATE TABLE notes (text TEXT)")
+    raw.close()
+    with pytest.raises(StateError, match="no schema version"):
+        open_state(state_target)
+
+
+def test_feed_rows_record_success_errors_and_schedule(db):
+    with db.transaction():
+        feeds.record_success(db, "a", "https://a.example/rss", polled_at=10.0, succeeded_at=11.0, etag='"e1"',
+                             last_modified=None, permanent_redirect=None, body_hash="h1", new_items=3, alerts=2)
+    feeds.record_error(db, "a", "https://a.example/rss", polled_at=20.0, error="timeout", kind="timeout", at=21.0)
+    feeds.record_schedule(db, "a", "https://a.example/rss", 600.0, 700.0)
+    record = feeds.get(db, "a")
+    assert record is not None
+    assert (record.etag, record.body_hash, record.items_seen, record.alerts_created) == ('"e1"', "h1", 3, 2)
+    assert (record.consecutive_errors, record.last_error_kind, record.next_poll_at) == (1, "timeout", 700.0)
+    assert feeds.failing(db, 1) == ["a"] and feeds.last_poll(db) == 20.0
+    moved = feeds.sync_url(db, "a", "https://b.example/rss")
+    assert moved is not None and moved.url == "https://b.example/rss" and moved.etag is None
+
+
+def test_items_seen_marks(db):
+    with db.transaction():
+        items.record(db, key="guid:1", feed="a", content_hash="c1", title="t", link=None, story_id=None,
+                     rules=["r2", "r1"], now=5.0)
+    assert items.known_hashes(db, ["guid:1", "guid:2"]) == {"guid:1": "c1"}
+    seen = items.get(db, "guid:1")
+    assert seen is not None and seen.rules == ("r1", "r2") and items.exists(db, "guid:1")
+    with db.transaction():
+        items.record(db, key="guid:1", feed="b", content_hash="c2", title="t2", link="https://x", story_id=None,
+                     rules=["r1"], now=6.0)
+        items.mark_feed_seen_again(db, "a", 5.0, 9.0)
+    again = items.get(db, "guid:1")
+    assert again is not None and again.content_hash == "c2"
+    assert db.scalar("SELECT feed FROM items WHERE key = ?", ("guid:1",)) == "a"  # first feed kept
+
+
+def test_stories_alerts_and_the_outbox_round_trip(db):
+    with db.transaction():
+        story = state_stories.create(db, now=100.0, text_hash="th", sketch=b"\x00\x01" * 8, title="t", shingles=4)
+        state_stories.add_item(db, story, item_key="k1", feed="a", link="https://a/1", title="t", now=100.0,
+                               new_story=True)
+        state_stories.add_item(db, story, item_key="k2", feed="b", link="https://b/1", title="t", now=101.0)
+        state_stories.touch(db, story, 50.0)  # never moves back
+        alert = alerts.insert(db, story_id=story, rule_id="front", item_key="k1", severity="info",
+                              payload={"title": "عنوان", "rule_title": "Front"}, now=100.0)
+        assert alert is not None
+        assert alerts.insert(db, story_id=story, rule_id="front", item_key="k2", severity="info",
+                             payload={}, now=101.0) is None
+        row = outbox.enqueue(db, alert_id=alert, channel="tg", kind="alert", not_before=100.0, now=100.0)
+        assert row is not None
+    assert state_stories.story_of_item(db, "k2") == story
+    assert state_stories.live_by_link(db, "https://b/1", 0.0) == story
+    assert state_stories.live_by_text_hash(db, "th", 0.0) == story
+    assert state_stories.live_sketch(db, story, 0.0) == b"\x00\x01" * 8
+    assert [s for s, _, _ in state_stories.live_sketches(db, 0.0)] == [story]
+    assert [s.feed for s in state_stories.sources(db, story)] == ["a", "b"]
+    assert db.scalar("SELECT sources FROM stories WHERE id = ?", (story,)) == 2
+    assert db.scalar("SELECT updated FROM stories WHERE id = ?", (story,)) == 101.0
+    assert outbox.next_due(db, "tg") == 100.0 and outbox.depth(db) == 1
+
+    claimed = outbox.claim(db, "tg", 200.0)
+    assert isinstance(claimed, outbox.Claimed) and claimed.ids == (row,)
+    (view,) = outbox.load_views(db, claimed.ids)
+    assert view["title"] == "عنوان" and [s["feed"] for s in view["sources"]] == ["a", "b"]
+    outbox.mark_retry(db, claimed.ids, "HTTP 500", retry_at=300.0)
+    assert outbox.claim(db, "tg", 250.0) == outbox.HeadWaiting(300.0)
+    assert outbox.next_due(db, "tg") == 300.0
+    again = outbox.claim(db, "tg", 301.0)
+    assert isinstance(again, outbox.Claimed)
+    outbox.mark_dead(db, again.ids, "HTTP 400")
+    assert outbox.retry_dead(db, row) and outbox.counts(db) == {"pending": 1}
+    last = outbox.last_for_rule(db, "tg", "front")
+    assert last is not None and last.state == "pending"
+    assert alerts.recent(db)[0]["deliveries"][0]["channel"] == "tg"
+    assert alerts.last_created(db) == 100.0
+
+
+def test_an_interrupted_send_is_requeued_as_a_possible_repeat(db):
+    with db.transaction():
+        story = state_stories.create(db, now=1.0, text_hash="x", sketch=None, title="t", shingles=0)
+        alert = alerts.insert(db, story_id=story, rule_id="r", item_key="k", severity="info", payload={}, now=1.0)
+        assert alert is not None
+        outbox.enqueue(db, alert_id=alert, channel="mail", kind="alert", not_before=1.0, now=1.0)
+    assert isinstance(outbox.claim(db, "mail", 2.0), outbox.Claimed)
+    assert outbox.recover_inflight(db) == 1
+    claimed = outbox.claim(db, "mail", 3.0)
+    assert isinstance(claimed, outbox.Claimed) and claimed.possible_repeat and claimed.attempts == 2
+
+
+def test_prune_deletes_only_what_is_finished_and_old(db):
+    with db.transaction():
+        old = state_stories.create(db, now=1.0, text_hash="o", sketch=None, title="t", shingles=0)
+        alert = alerts.insert(db, story_id=old, rule_id="r", item_key="k", severity="info", payload={}, now=1.0)
+        assert alert is not None
+        sent = outbox.enqueue(db, alert_id=alert, channel="c", kind="alert", not_before=1.0, now=1.0)
+        assert sent is not None
+        items.record(db, key="k", feed="a", content_hash="h", title="t", link=None, story_id=old, rules=["r"], now=1.0)
+    outbox.mark_sent(db, (sent,), 2.0)
+    report = retention.prune(db, cutoff=1000.0, batch=1)
+    assert report == retention.PruneReport(items=1, stories=1, alerts=1, outbox=1)
+    assert outbox.counts(db) == {} and retention.prune(db, cutoff=1000.0, batch=1).total == 0
+
+
+def test_a_failed_transaction_leaves_nothing(db):
+    with pytest.raises(RuntimeError), db.transaction():
+        items.record(db, key="k", feed="a", content_hash="h", title="t", link=None, story_id=None, rules=[], now=1.0)
+        raise RuntimeError("the poll failed")
+    assert not items.exists(db, "k") and not db.in_transaction
