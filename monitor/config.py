@@ -25,7 +25,7 @@ from monitor.alerts.settings import ChannelSettings, RoutingSettings
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.feeds.settings import FeedSettings, FetchSettings, PollDefaults
 from monitor.secrets import BOT_TOKEN, SECRET_PARAMS
-from monitor.service.settings import HousekeepingSettings, HttpSettings
+from monitor.service.settings import ClusterSettings, HousekeepingSettings, HttpSettings
 from monitor.stories.settings import DedupSettings
 from monitor.yamlfile import (
     YamlDocument,
@@ -64,6 +64,7 @@ class ConfigModel(_Strict):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
 
 @dataclass
@@ -211,6 +212,9 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> C
         seen.add(feed.name)
     feeds = [feed for feed, _, _ in located]
 
+    if model.cluster.lease <= model.fetch.timeout:
+        errors.append(doc.error(("cluster", "lease"), f"must exceed fetch.timeout ({model.fetch.timeout:g} s): a "
+                                "poll still running when its lease ends could be polled twice"))
     if model.state and model.state_path:
         errors.append(doc.error(("state_path",), "give the state once: `state` (state_path is its older name)"))
     state = _state(model.state or model.state_path, base)

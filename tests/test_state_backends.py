@@ -152,3 +152,55 @@ def test_a_failed_transaction_leaves_nothing(db):
         items.record(db, key="k", feed="a", content_hash="h", title="t", link=None, story_id=None, rules=[], now=1.0)
         raise RuntimeError("the poll failed")
     assert not items.exists(db, "k") and not db.in_transaction
+
+
+# -- several instances on one state ---------------------------------------------------
+
+def test_a_feed_lease_goes_to_one_instance_and_to_another_only_after_it_expires(db):
+    url = "https://a.example/rss"
+    first = feeds.take_lease(db, "a", url, owner="A", now=100.0, seconds=60.0)
+    assert first.taken and first.until == 160.0
+    refused = feeds.take_lease(db, "a", url, owner="B", now=110.0, seconds=60.0)
+    assert not refused.taken and refused.holder == "A" and refused.retry_at == 160.0
+    assert feeds.take_lease(db, "a", url, owner="A", now=120.0, seconds=60.0).taken  # the holder renews
+    assert feeds.leases_by_owner(db, 125.0) == {"A": 1}
+    # A dies: after its lease ran out, B takes the feed.
+    assert feeds.take_lease(db, "a", url, owner="B", now=181.0, seconds=60.0).taken
+
+
+def test_a_polled_feed_is_not_due_for_another_instance_until_its_next_poll(db):
+    url = "https://a.example/rss"
+    assert feeds.take_lease(db, "a", url, owner="A", now=100.0, seconds=60.0).taken
+    feeds.record_schedule(db, "a", url, 600.0, 700.0, owner="A")  # releases A's lease
+    record = feeds.get(db, "a")
+    assert record is not None and record.lease_owner is None and record.next_poll_at == 700.0
+    early = feeds.take_lease(db, "a", url, owner="B", now=101.0, seconds=60.0)
+    assert not early.taken and early.retry_at == 700.0 and early.holder is None
+    assert feeds.take_lease(db, "a", url, owner="B", now=101.0, seconds=60.0, when_due=False).taken  # run --once
+    assert feeds.release_leases(db, "B") == 1
+    assert feeds.take_lease(db, "a", url, owner="B", now=700.0, seconds=60.0).taken
+
+
+def test_record_schedule_of_another_instance_keeps_the_current_lease(db):
+    url = "https://a.example/rss"
+    assert feeds.take_lease(db, "a", url, owner="B", now=100.0, seconds=60.0).taken
+    feeds.record_schedule(db, "a", url, 600.0, 700.0, owner="A")
+    record = feeds.get(db, "a")
+    assert record is not None and record.lease_owner == "B"
+
+
+def test_one_instance_delivers_a_channel_at_a_time(db):
+    from monitor.state import instances
+
+    instances.register(db, "A", host="h1", pid=1, version="t", now=100.0)
+    instances.register(db, "B", host="h2", pid=2, version="t", now=101.0)
+    assert instances.take_channel(db, "tg", owner="A", now=100.0, seconds=30.0)
+    assert not instances.take_channel(db, "tg", owner="B", now=110.0, seconds=30.0)
+    assert instances.take_channel(db, "tg", owner="A", now=125.0, seconds=30.0)  # renewed until 155
+    assert instances.channel_holders(db, 126.0) == {"tg": "A"}
+    assert not instances.take_channel(db, "tg", owner="B", now=150.0, seconds=30.0)
+    assert instances.take_channel(db, "tg", owner="B", now=156.0, seconds=30.0)  # A stopped renewing
+    instances.heartbeat(db, "B", 160.0)
+    instances.stopped(db, "B", 161.0)  # a clean stop gives the channel up at once
+    assert instances.take_channel(db, "tg", owner="A", now=162.0, seconds=30.0)
+    assert [i.id for i in instances.live(db, since=100.0)] == ["A"]

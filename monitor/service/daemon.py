@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from secrets import token_hex
 from typing import TextIO
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from monitor import metrics
+from monitor import __version__, metrics
 from monitor.alerts.deliver import Deliverer, DeliveryReport
 from monitor.config import Config, check_rules_against_config, load_config
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
@@ -46,6 +49,7 @@ from monitor.service.logs import setup_logging
 from monitor.service.sdnotify import Notifier
 from monitor.service.watch import FileWatcher
 from monitor.state import feeds as state_feeds
+from monitor.state import instances as state_instances
 from monitor.state import meta as state_meta
 from monitor.state import open_state
 from monitor.state import outbox as state_outbox
@@ -72,6 +76,7 @@ class CycleSummary:
     feeds: int = 0
     failed: int = 0
     not_modified: int = 0
+    skipped: int = 0
     items: int = 0
     new_items: int = 0
     alerts_new: int = 0
@@ -84,6 +89,7 @@ class CycleSummary:
             feeds=len(outcomes),
             failed=sum(o.status is PollStatus.ERROR for o in outcomes),
             not_modified=sum(o.status is PollStatus.NOT_MODIFIED for o in outcomes),
+            skipped=sum(o.status is PollStatus.SKIPPED for o in outcomes),
             items=sum(o.items for o in outcomes),
             new_items=sum(o.new_items for o in outcomes),
             alerts_new=sum(o.alerts_new for o in outcomes),
@@ -92,7 +98,8 @@ class CycleSummary:
         )
 
     def line(self) -> str:
-        text = (f"{self.feeds} feeds polled ({self.failed} failed, {self.not_modified} not modified), "
+        skipped = f", {self.skipped} being polled by another instance" if self.skipped else ""
+        text = (f"{self.feeds} feeds polled ({self.failed} failed, {self.not_modified} not modified{skipped}), "
                 f"{self.items} items seen ({self.new_items} new), "
                 f"alerts: {self.alerts_new} new / {self.alerts_already_sent} already sent")
         if self.delivery is not None:
@@ -124,6 +131,9 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
+        #: This daemon's name in the state's leases and ``monitor status`` (host, pid, a random tail:
+        #: a pid reused after a restart is another instance).
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         self._poll_slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task] = set()
         self._poll_tasks: set[asyncio.Task] = set()
@@ -162,7 +172,7 @@ class Daemon:
         """A pipeline for this config and rule set over the daemon's shared parts (a reload builds a new one)."""
         context = AnalysisContext(ruleset, self.stories.settings, self.stories.permutations)
         self.workers.use(context)
-        return Pipeline(config, self.db, context, self.fetcher, self.stories, self.workers,
+        return Pipeline(config, self.db, context, self.fetcher, self.stories, self.workers, instance=self.instance,
                         on_alerts=lambda ids: self.deliverer.wake())
 
     async def close(self) -> None:
@@ -173,19 +183,21 @@ class Daemon:
     # -- one cycle -----------------------------------------------------------
 
     async def poll_all(self) -> list[PollOutcome]:
-        """Poll every feed once, at most ``defaults.concurrency`` at a time."""
-        return list(await asyncio.gather(*(self._poll(feed) for feed in self.config.feeds)))
+        """Poll every feed once, now, at most ``defaults.concurrency`` at a time (feeds another
+        live instance is polling are skipped)."""
+        return list(await asyncio.gather(*(self._poll(feed, when_due=False) for feed in self.config.feeds)))
 
-    async def _poll(self, feed: FeedSettings) -> PollOutcome:
+    async def _poll(self, feed: FeedSettings, *, when_due: bool = True) -> PollOutcome:
         assert self._poll_slots is not None
         async with self._poll_slots:
             pipeline = self.pipeline  # the one of the config this poll starts under
-            return await pipeline.poll(feed)
+            return await pipeline.poll(feed, when_due=when_due)
 
     async def run_once(self, *, delivery_timeout: float = 30.0) -> CycleSummary:
         """Poll every feed once, deliver what is due, and return the totals."""
         try:
             outcomes = await self.poll_all()
+            self.pipeline.release_leases()
             report = await self.deliverer.drain(timeout=delivery_timeout)
         finally:
             await self.close()
@@ -231,6 +243,10 @@ class Daemon:
             self._spawn(self._watchdog())
 
         state_meta.put(self.db, "daemon_started", str(self.started_at))
+        state_instances.register(self.db, self.instance, host=socket.gethostname(), pid=os.getpid(),
+                                 version=__version__, now=time.time())
+        self.scheduler.add_job(self._instance_heartbeat, "interval", seconds=self.config.model.cluster.heartbeat,
+                               id="instance-heartbeat", max_instances=1, coalesce=True, misfire_grace_time=None)
         self.refresh_gauges()
         self.notifier.ready()
         self._spawn(self._status_loop())
@@ -261,6 +277,11 @@ class Daemon:
             if pending:
                 log.warning("stopping: %d tasks still running after %.0f s were cancelled; "
                             "undelivered alerts stay queued for the next start", len(pending), STOP_GRACE)
+        try:  # the other instances need not wait for the leases to expire
+            self.pipeline.release_leases()
+            state_instances.stopped(self.db, self.instance, time.time())
+        except StateError as exc:
+            log.warning("stopping: could not release this instance's leases: %s", exc)
         await self.close()
         self.notifier.close()
         log.info("monitor stopped")
@@ -310,6 +331,11 @@ class Daemon:
                 self._tasks.discard(task)
                 self._poll_tasks.discard(task)
         if self.stop_event.is_set():
+            return
+        if outcome.status is PollStatus.SKIPPED and outcome.retry_at is not None:
+            # Not due yet, or another instance is polling it: ask again when that changes.
+            spread = random.uniform(0, self.config.model.defaults.jitter * self.config.feed_interval(feed))
+            self._schedule(feed, datetime.fromtimestamp(max(outcome.retry_at, time.time()) + spread, UTC))
             return
         self.refresh_gauges()
         if time.monotonic() - self._status_sent >= STATUS_MIN_INTERVAL:
@@ -426,6 +452,13 @@ class Daemon:
     async def _beat(self) -> None:
         """Scheduler job: proves that the scheduler runs jobs on this loop."""
         self._heartbeat = time.monotonic()
+
+    async def _instance_heartbeat(self) -> None:
+        """Scheduler job: tells the other instances (and ``monitor status``) this one is alive."""
+        try:
+            state_instances.heartbeat(self.db, self.instance, time.time())
+        except StateError as exc:
+            log.warning("instance heartbeat: %s", exc)
 
     def scheduler_stalled(self) -> float | None:
         """Seconds since the heartbeat job last ran, if that is far too long; else None."""

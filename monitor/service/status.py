@@ -57,7 +57,8 @@ def read_status(state: Path | str) -> str:
     lines = [
         f"state:     {_where(state)}",
         f"daemon:    started {_when(float(started), now)}" if started else "daemon:    not started yet",
-        f"feeds:     {len(records)} known, {failing} failing, last poll {_when(last_poll, now)}",
+        f"feeds:     {sum(1 for r in records.values() if r.last_poll_at)} known, {failing} failing, "
+        f"last poll {_when(last_poll, now)}",
         f"outbox:    {outbox.get('pending', 0) + outbox.get('sending', 0)} waiting, {outbox.get('sent', 0)} sent, "
         f"{outbox.get('dead', 0)} dead",
         f"last alert: {_when(last_alert, now)}",

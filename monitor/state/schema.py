@@ -130,6 +130,24 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     2: ("CREATE INDEX IF NOT EXISTS items_feed_seen ON items(feed, last_seen)",),
     # Housekeeping prunes items by last_seen (it used to create this index itself).
     3: ("CREATE INDEX IF NOT EXISTS items_last_seen ON items(last_seen)",),
+    # Several daemon instances on one database: each feed's poll is leased to one
+    # instance at a time, each channel's delivery too; instances say they are alive.
+    4: ("ALTER TABLE feeds ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE feeds ADD COLUMN lease_until REAL",
+        """CREATE TABLE instances (
+            id         TEXT PRIMARY KEY,
+            host       TEXT NOT NULL,
+            pid        INTEGER NOT NULL,
+            version    TEXT NOT NULL,
+            started    REAL NOT NULL,
+            heartbeat  REAL NOT NULL,
+            stopped    REAL
+        )""",
+        """CREATE TABLE channel_leases (
+            channel  TEXT PRIMARY KEY,
+            owner    TEXT NOT NULL,
+            until    REAL NOT NULL
+        )"""),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
