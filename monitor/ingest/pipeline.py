@@ -195,11 +195,11 @@ class Pipeline:
         event loop (watchdog, deliveries, HTTP). The record step then only decides and writes."""
         digests = await asyncio.to_thread(_content_hashes, parsed.items)
         known = state_items.known_hashes(self.db, [item.key for item in parsed.items])
-        fresh = [i for i, (item, digest) in enumerate(zip(parsed.items, digests)) if known.get(item.key) != digest]
+        hashed = list(zip(parsed.items, digests, strict=True))
+        fresh = [i for i, (item, digest) in enumerate(hashed) if known.get(item.key) != digest]
         analyses = await self.workers.analyze([parsed.items[i] for i in fresh], self.context, url=parsed.url)
-        analysis_of = dict(zip(fresh, analyses))
-        return [Analyzed(item, digest, analysis_of.get(i)) for i, (item, digest) in enumerate(zip(parsed.items,
-                                                                                                   digests))]
+        analysis_of = dict(zip(fresh, analyses, strict=True))
+        return [Analyzed(item, digest, analysis_of.get(i)) for i, (item, digest) in enumerate(hashed)]
 
     def record(self, feed: FeedSettings, result: FetchResult, parsed: ParsedFeed, analyzed: list[Analyzed],
                started: float) -> PollOutcome:
