@@ -118,7 +118,8 @@ class FeedServer:
 
     ``set(path, body, ...)`` (re)defines a route; 200 answers carry an ETag
     and honour If-None-Match with 304, as real feed servers do. ``hang=True``
-    never answers (a timing-out feed). ``hits[path]`` counts requests.
+    never answers (a timing-out feed), ``delay`` answers that many seconds
+    late. ``hits[path]`` counts requests.
     """
 
     def __init__(self) -> None:
@@ -144,6 +145,8 @@ class FeedServer:
                 if route["hang"]:
                     owner._stop.wait(30)
                     return
+                if route["delay"]:
+                    owner._stop.wait(route["delay"])
                 body: bytes = route["body"]
                 etag = '"%x"' % (hash(body) & 0xFFFFFFFF)
                 if route["status"] == 200 and self.headers.get("If-None-Match") == etag:
@@ -175,11 +178,12 @@ class FeedServer:
         return self.base + path
 
     def set(self, path: str, body: bytes | str = b"", *, status: int = 200, headers: dict | None = None,
-            content_type: str = "application/rss+xml; charset=utf-8", hang: bool = False) -> str:
+            content_type: str = "application/rss+xml; charset=utf-8", hang: bool = False,
+            delay: float = 0.0) -> str:
         if isinstance(body, str):
             body = body.encode("utf-8")
         self.routes[path] = {"body": body, "status": status, "headers": headers or {},
-                             "content_type": content_type, "hang": hang}
+                             "content_type": content_type, "hang": hang, "delay": delay}
         return self.url(path)
 
     def __enter__(self) -> FeedServer:

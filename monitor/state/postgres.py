@@ -172,11 +172,13 @@ class PostgresDatabase(Database):
     # -- schema ----------------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        self.execute("CREATE TABLE IF NOT EXISTS monitor_schema (version BIGINT NOT NULL)")
+        if self.scalar("SELECT to_regclass('monitor_schema') IS NOT NULL") is not True:
+            return 0
         value = self.scalar("SELECT max(version) FROM monitor_schema")
         return int(value or 0)
 
     def set_schema_version(self, version: int) -> None:
+        self.execute("CREATE TABLE IF NOT EXISTS monitor_schema (version BIGINT NOT NULL)")
         self.execute("DELETE FROM monitor_schema")
         self.execute("INSERT INTO monitor_schema (version) VALUES (?)", (int(version),))
 
