@@ -169,10 +169,12 @@ def test_an_instance_killed_mid_poll_loses_its_feeds_to_the_other_after_the_leas
 def test_the_same_story_on_feeds_polled_by_different_instances_is_one_story(tmp_path, postgres_url, instances):
     stem, text = corpus_articles()[0]
     with FeedServer() as server:
+        # Slow answers: both instances have started (and loaded the stories then known: none)
+        # before either records its copy, so only the database can tell them it is one story.
         one = server.set("/one.xml", rss_feed([{"title": "قسد تسيطر على حقل العمر", "link": "https://one.example/a",
-                                               "description": text}]))
+                                               "description": text}]), delay=3.0)
         two = server.set("/two.xml", rss_feed([{"title": "سباق على نفط شرق الفرات", "link": "https://two.example/b",
-                                               "description": text}]))
+                                               "description": text}]), delay=3.0)
         # Each instance is configured with one of the two outlets: they cannot be the same process.
         first = instances(write_config(tmp_path / "a", postgres_url, {"one": one}), "a")
         second = instances(write_config(tmp_path / "b", postgres_url, {"two": two}), "b")

@@ -65,6 +65,8 @@ BACKLOG_AFTER = 100
 #: Seconds ``run()`` waits, after SIGTERM, for polls and deliveries in flight.
 #: Below the unit's TimeoutStopSec=45; what is left stays safely queued.
 STOP_GRACE = 20.0
+#: Seconds after a feed's lease or next poll at which an instance that was refused asks again.
+LEASE_RETRY_SPREAD = (0.5, 2.0)
 #: STATUS= is refreshed every 30 s, and after a poll if the last one is this old.
 STATUS_MIN_INTERVAL = 5.0
 
@@ -333,8 +335,9 @@ class Daemon:
         if self.stop_event.is_set():
             return
         if outcome.status is PollStatus.SKIPPED and outcome.retry_at is not None:
-            # Not due yet, or another instance is polling it: ask again when that changes.
-            spread = random.uniform(0, self.config.model.defaults.jitter * self.config.feed_interval(feed))
+            # Not due yet, or another instance is polling it: ask again just after that changes
+            # (the instance that polls it will have recorded the next poll by then).
+            spread = random.uniform(*LEASE_RETRY_SPREAD)
             self._schedule(feed, datetime.fromtimestamp(max(outcome.retry_at, time.time()) + spread, UTC))
             return
         self.refresh_gauges()
