@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -261,6 +261,10 @@ class SqliteDatabase(Database):
 
     def close(self) -> None:
         self._conn.close()
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call ``callback`` with every statement this connection runs (tests check query plans)."""
+        self._conn.set_trace_callback(callback)
 
     def schema_version(self) -> int:
         return int(self.scalar("PRAGMA user_version") or 0)
