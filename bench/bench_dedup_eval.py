@@ -353,7 +353,7 @@ def _pooled(results: Sequence[OrderResult]) -> list[tuple[str, str, list[OrderRe
 def quality_table(results: Sequence[OrderResult]) -> str:
     lines = [("| seed split order | recall (duplicate pairs) | false merges (distinct pairs) "
               "| false merges (all cross-cluster pairs) | messages / true clusters | items folded "
-              "| run --once s, order as intended |"), "|---|---|---|---|---|---|---|"]
+              "| run --once s, order as intended (pooled rows: range over the seeds) |"), "|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(_quality_row(f"{r.seed} {r.split} {r.order}", r.score, r.messages,
                                   f"{r.wall_seconds:.1f}, {'yes' if r.order_checked else 'NO'}"))
