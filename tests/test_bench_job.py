@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-import bench_job  # noqa: E402 - bench/ is not a package
+import bench_job  # bench/ is not a package: imported from the path set above
 
 HAVE_READER = importlib.util.find_spec("reader") is not None and importlib.util.find_spec("sgmllib") is not None
 
