@@ -34,6 +34,7 @@ test: $(STAMP) sysdeps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/run_all.py
 
 clean:
