@@ -111,7 +111,8 @@ class FakeTelegram:
     answer_429: int = 0                                 # answer 429 to the next N requests...
     retry_after: int = 1                                # ...with this retry_after (and enforce it)
     blocked_until: float = 0.0
-    status_always: int | None = None                    # e.g. 401: every request fails this way
+    status_always: int | None = None                    # e.g. 401: every request fails this way...
+    description: str | None = None                      # ...with this description (a hostile one may echo secrets)
     refuse: Callable[[str], bool] | None = None         # texts answered 400 "can't parse entities", every time
     migrated: dict = field(default_factory=dict)        # old chat id -> new chat id (int): "upgraded to a supergroup"
     topics: set | None = None                           # forum topics of every chat (None: not a forum)
@@ -179,8 +180,8 @@ class FakeTelegram:
             now = self.clock()
             if self.status_always:
                 self.rejected.append((self.status_always, "forced"))
-                return self._error(self.status_always,
-                                   "Unauthorized" if self.status_always == 401 else "Forbidden: error")
+                return self._error(self.status_always, self.description
+                                   or ("Unauthorized" if self.status_always == 401 else "Forbidden: error"))
             if now < self.blocked_until:
                 self.rejected.append((429, "retried before retry_after"))
                 return self._error(429, "Too Many Requests: early retry", retry_after=self.retry_after)

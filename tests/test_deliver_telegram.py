@@ -144,6 +144,8 @@ def test_a_message_telegram_refuses_goes_dead_and_the_other_49_arrive_in_order(t
     assert len(notices) == 1 and notices[0][0] == "ops" and "giving up" in notices[0][1]
     asyncio.run(d.drain(timeout=10))
     assert "channel tg has started giving up" in ops.getvalue()
+    from monitor import metrics
+    assert metrics.REGISTRY.get_sample_value("monitor_outbox_dead", {"channel": "tg", "reason": "bad_request"}) == 1
 
 
 def test_message_too_long_goes_dead_at_once_and_blocks_nothing(tmp_path, vfake, clock):
@@ -225,6 +227,32 @@ def test_updates_are_replies_to_the_storys_first_message(tmp_path, fake):
     assert "نشرته 1 وسائل إعلام أخرى" in followup.text
     sent_as = [d.sent_as for a in reversed(recent(conn)) for d in a.deliveries]
     assert sent_as == ["message", "reply", "reply"]
+
+
+def test_after_dedup_merges_two_stories_updates_reply_to_the_survivors_first_message(tmp_path, fake):
+    conn = open_state(tmp_path / "s.db")
+    ch = {"tg": ChannelSettings(url=URL, **FAST)}
+    idx = StoryIndex()
+    other = Item("outlet-b", "guid:b", "داعش ينسحب من الميادين", "أفادت مصادر محلية بانسحاب داعش من الميادين",
+                 link="https://b.example/2")
+    _story(conn, ch, idx, ARTICLE, [rule("front", "جبهة دير الزور")], 1000.0)
+    _story(conn, ch, idx, other, [rule("isis", "داعش")], 1001.0)
+    asyncio.run(Deliverer(conn, ch).drain(timeout=10))
+    survivor, absorbed = (r[0] for r in conn.execute("SELECT story_id FROM alerts ORDER BY id"))
+    with conn.transaction():  # what the dedup stage does when a later item shows the two are one story
+        conn.execute("UPDATE alerts SET story_id = ? WHERE story_id = ?", (survivor, absorbed))
+    edited = Item(other.feed, other.key, other.title, other.summary + " وحقل العمر", link=other.link)
+    with conn.transaction():  # a new rule fires on the merged story
+        plan_alerts(conn, edited, _assignment(survivor), [rule("oil", "حقل العمر")], ch, RoutingSettings(), 2000.0)
+    asyncio.run(Deliverer(conn, ch).drain(timeout=10))
+    first, second, update = fake.chat("-1001234")
+    assert update.reply_to == first.message_id   # one thread: the surviving story's first message
+
+
+def _assignment(story_id):
+    from monitor.stories.index import StoryAssignment
+
+    return StoryAssignment(story_id=story_id, new_story=False, reason="exact")
 
 
 def test_updates_edit_the_first_message_when_the_channel_chooses_edits(tmp_path, fake):

@@ -155,3 +155,35 @@ def test_rearm_queues_a_sent_followup_again_and_retry_dead_forgets_failures(conn
     assert ob.retry_dead(conn, follow)
     row = conn.execute("SELECT state, failures, first_failed_at FROM outbox WHERE id = ?", (follow,)).fetchone()
     assert tuple(row) == ("pending", 0, None)
+
+
+def test_a_version_3_outbox_is_rebuilt_with_its_rows(tmp_path):
+    """Step 4 rebuilds the outbox (SQLite cannot change a CHECK in place): every row and column survives."""
+    import sqlite3
+
+    from monitor.state.schema import MIGRATIONS
+
+    path = tmp_path / "v3.sqlite3"
+    raw = sqlite3.connect(path)
+    for version in (1, 2, 3):
+        for statement in MIGRATIONS[version]:
+            raw.execute(statement)
+    raw.execute("INSERT INTO stories(id, created, updated, text_hash) VALUES (1, 0, 0, 'h')")
+    raw.execute("INSERT INTO alerts(id, story_id, rule_id, item_key, created, payload) "
+                "VALUES (1, 1, 'r', 'k', 0, '{}')")
+    raw.execute("INSERT INTO outbox(id, alert_id, channel, state, attempts, not_before, created, last_error, "
+                "possible_repeat) VALUES (7, 1, 'tg', 'dead', 5, 0, 0, 'HTTP 401', 1)")
+    raw.execute("INSERT INTO outbox(id, alert_id, channel, kind, state, not_before, created, body) "
+                "VALUES (8, NULL, 'ops', 'notice', 'pending', 0, 0, 'feed down')")
+    raw.execute("PRAGMA user_version=3")
+    raw.commit()
+    raw.close()
+    db = open_state(path)
+    rows = [tuple(r) for r in db.all("SELECT id, state, attempts, failures, last_error, possible_repeat, body "
+                                     "FROM outbox ORDER BY id")]
+    assert rows == [(7, "dead", 5, 5, "HTTP 401", 1, None), (8, "pending", 0, 0, None, 0, "feed down")]
+    with db.transaction():
+        db.execute("UPDATE outbox SET state = 'silenced', silence_id = 1 WHERE id = 7")  # the new state is allowed
+    assert {r["name"] for r in db.all("SELECT name FROM sqlite_master WHERE type = 'index'")} >= {
+        "outbox_due", "outbox_message", "silences_ends"}
+    assert ob.claim(db, "ops", now=1.0).ids == (8,)

@@ -597,20 +597,15 @@ class Deliverer:
         now = self.clock()
         result = outcome.result
         if result.delivered:
+            line.delivered += 1
+            line.down_rounds, line.suspect, line.paused_until, line.down_reason = 0, (), 0.0, None
+            line.failing_since.pop(claimed.ids[0], None)
             record = self._recorder(claimed, now, outcome)
             try:
                 record()
             except StateError:
                 line.unrecorded = record  # sent: record it before anything else, never send it again
                 raise
-            line.delivered += 1
-            line.down_rounds, line.suspect, line.paused_until, line.down_reason = 0, (), 0.0, None
-            line.failing_since.pop(claimed.ids[0], None)
-            self.report.sent += len(claimed.ids)
-            self.report.messages += 1
-            metrics.ALERTS.labels("sent").inc(len(claimed.ids))
-            metrics.DELIVERY_LATENCY.observe(max(0.0, now - claimed.created))
-            self._update_gauges()
             return
         reason = result.reason or FailureReason.UNKNOWN
         error = redact(result.detail or reason.value)
@@ -665,9 +660,15 @@ class Deliverer:
                     line.down_reason or "failed again", delay)
 
     def _recorder(self, claimed: Claimed, now: float, outcome: _Outcome) -> Callable[[], None]:
+        """Mark a delivered message sent (and count it); kept to be run again while the database fails."""
         def record() -> None:
             state_outbox.mark_sent(self.db, claimed.ids, now, message_id=outcome.message_id,
                                    sent_as=outcome.sent_as.value, subject=outcome.subject, parts=outcome.parts)
+            self.report.sent += len(claimed.ids)
+            self.report.messages += 1
+            metrics.ALERTS.labels("sent").inc(len(claimed.ids))
+            metrics.DELIVERY_LATENCY.observe(max(0.0, now - claimed.created))
+            self._update_gauges()
         return record
 
     def _dead(self, name: str, settings: ChannelSettings, claimed: Claimed, views: Sequence[View],

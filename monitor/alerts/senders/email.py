@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from typing import ClassVar, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from monitor.alerts.senders import FailureReason, MessageStyle, OutgoingMessage, SendResult, SentAs
+from monitor.secrets import MASK
 
 __all__ = ["EmailTarget", "EmailSender", "parse_mailto", "build_message", "classify_reply"]
 
@@ -251,8 +252,16 @@ class EmailSender:
             return SendResult.failed(FailureReason.SERVER_ERROR, f"SMTP: {type(exc).__name__} while {step}")
         return SendResult.ok()
 
-    @staticmethod
-    def _refused(code: int, text: bytes | str, step: str) -> SendResult:
-        return SendResult.failed(classify_reply(code, _reply_text(text), step=step),
-                                 f"SMTP {code} at {step.upper()}: {_reply_text(text)}")
+    def _refused(self, code: int, text: bytes | str, step: str) -> SendResult:
+        reply = self._scrub(_reply_text(text))
+        return SendResult.failed(classify_reply(code, reply, step=step), f"SMTP {code} at {step.upper()}: {reply}")
+
+    def _scrub(self, text: str) -> str:
+        """A server's reply with our password masked (some echo the login, password and all)."""
+        password = self.target.password
+        if password and len(password) >= 4:
+            for form in sorted({password, quote(password, safe=""), quote_plus(password, safe="")}, key=len,
+                               reverse=True):
+                text = text.replace(form, MASK)
+        return text
 

@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, unquote
 import httpx
 
 from monitor.alerts.senders import FailureReason, MessageStyle, OutgoingMessage, SendResult, SentAs
+from monitor.secrets import MASK
 
 __all__ = ["TelegramTarget", "TelegramSender", "parse_tgram", "classify", "API_ENV", "DEFAULT_API"]
 
@@ -257,10 +258,16 @@ class TelegramSender:
                        retry_after=_float(parameters.get("retry_after")),
                        migrate_to=str(migrate) if isinstance(migrate, int) else None)
 
-    @staticmethod
-    def _failure(answer: _Answer, moved: str | None) -> SendResult:
+    def _failure(self, answer: _Answer, moved: str | None) -> SendResult:
         if answer.transport is not None:
             return answer.transport
         reason = classify(answer.status, answer.error_code, answer.description)
         detail = f"Telegram {answer.error_code or answer.status}: {answer.description or 'no description'}"
-        return SendResult.failed(reason, detail, retry_after=answer.retry_after, moved_to=moved)
+        return SendResult.failed(reason, self._scrub(detail), retry_after=answer.retry_after, moved_to=moved)
+
+    def _scrub(self, text: str) -> str:
+        """Telegram's words with our token masked: a description may quote it, whole or its secret half."""
+        for part in sorted({self.target.token, self.target.token.partition(":")[2]}, key=len, reverse=True):
+            if len(part) >= 8:
+                text = text.replace(part, MASK)
+        return text
