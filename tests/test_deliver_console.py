@@ -233,3 +233,18 @@ def test_removed_channel_rows_are_listed_as_pending(tmp_path):
     assert report.sent == 1 and report.pending == 1
     (alert,) = list_alerts(conn)
     assert {d.channel: d.state for d in alert.deliveries} == {"a": "pending", "b": "sent"}
+
+
+def test_a_row_that_cannot_become_a_message_goes_dead_and_the_rest_go_out(tmp_path):
+    from fake_telegram import VirtualClock
+
+    conn = open_state(tmp_path / "s.db")
+    ch = seed(conn, 3)
+    with conn.transaction():
+        conn.execute("UPDATE alerts SET payload = '{not json' WHERE id = 2")  # a damaged row
+    clock = VirtualClock()
+    out = io.StringIO()
+    report = asyncio.run(Deliverer(conn, ch, console=out, clock=clock.time, sleep=clock.sleep).drain(timeout=600))
+    assert out.getvalue().count("📰") == 2 and report.dead == 1
+    row = conn.execute("SELECT state, reason, failures, last_error FROM outbox WHERE alert_id = 2").fetchone()
+    assert tuple(row[:3]) == ("dead", "bad_request", 3) and "JSONDecodeError" in row[3]

@@ -215,7 +215,8 @@ class Deliverer:
             if n not in old or old[n].limits() != c.limits() or n not in self.limiters:
                 self.limiters[n] = _RateLimiter(*c.limits(), self.clock)
             if n in old and old[n] != c:
-                self._lines.pop(n, None)
+                previous = self._lines.get(n)
+                self._lines[n] = _Line(unrecorded=previous.unrecorded if previous else None)
                 self._drop_sender(n)
         for n in set(old) - set(self.channels):
             log.info("channel %s removed by reload: its delivery stops; undelivered rows stay queued", n)
@@ -304,10 +305,10 @@ class Deliverer:
         One task per channel; ``update_channels`` adds tasks for channels a
         reload adds while this runs.
         """
-        self._run_stop = stop
         self._tasks = {}
         try:
             await self._until_recovered(stop)
+            self._run_stop = stop  # from here a reload may start loops: nothing is left 'sending' by a crash
             for n in self.channels:
                 self._spawn(n)
             await stop.wait()
@@ -385,12 +386,11 @@ class Deliverer:
     async def _channel_loop(self, name: str, *, stop: asyncio.Event | None = None,
                             deadline: float | None = None) -> None:
         self._wake.setdefault(name, asyncio.Event())
-        line = self._lines.setdefault(name, _Line())
         while not (stop is not None and stop.is_set()):
             settings = self.channels.get(name)
             if settings is None:
                 return  # removed by a reload; its rows wait for it to come back
-            line = self._lines.setdefault(name, line)
+            line = self._lines.setdefault(name, _Line())  # a reload that changed the channel starts a new one
             try:
                 wait = await self._step(name, settings, line)
                 line.state_errors, line.state_error = 0, None
@@ -456,26 +456,27 @@ class Deliverer:
         return release
 
     async def _deliver_claimed(self, name: str, settings: ChannelSettings, line: _Line, claimed: Claimed) -> None:
-        views = state_outbox.load_views(self.db, claimed.ids)
-        views, silenced = self._silence(name, views)
-        if silenced:
+        sender = self._sender(name, settings)  # a sender that cannot be built is the channel's problem: raised
+        try:
+            views = state_outbox.load_views(self.db, claimed.ids)
+            views, silenced = self._silence(name, views)
             for view, silence_id in silenced:
                 state_outbox.mark_silenced(self.db, [view.outbox_id], silence_id)
-            self.report.silenced += len(silenced)
-            metrics.ALERTS.labels("silenced").inc(len(silenced))
-        if not views:
-            return
-        claimed = dataclasses.replace(claimed, ids=tuple(v.outbox_id for v in views))
-        sender = self._sender(name, settings)
-        try:
+            if silenced:
+                self.report.silenced += len(silenced)
+                metrics.ALERTS.labels("silenced").inc(len(silenced))
+            if not views:
+                return
+            claimed = dataclasses.replace(claimed, ids=tuple(v.outbox_id for v in views))
             composed = self._compose(name, settings, sender, views)
         except StateError:
             raise
-        except Exception as exc:  # a template error is this message's fault, not the channel's
-            log.exception("channel %s: cannot render outbox %s", name, list(claimed.ids))
-            outcome = _Outcome(SendResult.failed(FailureReason.BAD_REQUEST, f"cannot render: {type(exc).__name__}"))
-        else:
-            outcome = await self._send_parts(name, sender, claimed, composed)
+        except Exception as exc:  # a row or template that cannot become a message: that message's fault
+            log.exception("channel %s: cannot build the message of outbox %s", name, list(claimed.ids))
+            self._settle(name, settings, line, claimed, [], _Outcome(SendResult.failed(
+                FailureReason.BAD_REQUEST, f"cannot build the message: {type(exc).__name__}")))
+            return
+        outcome = await self._send_parts(name, sender, claimed, composed)
         self._settle(name, settings, line, claimed, views, outcome)
 
     def _silence(self, name: str, views: list[View]) -> tuple[list[View], list[tuple[AlertView, int]]]:
@@ -563,7 +564,11 @@ class Deliverer:
                 if wait:
                     await self.sleep(wait)
             self.limiters[name].record()
-            result = await sender.send(parts[idx])
+            try:
+                result = await sender.send(parts[idx])
+            except Exception as exc:  # a sender's bug is a failed attempt, judged by the give-up rules
+                log.exception("channel %s: the sender raised", name)
+                result = SendResult.failed(FailureReason.UNKNOWN, f"the sender raised {type(exc).__name__}")
             if result.moved_to is not None and isinstance(sender, TelegramSender):
                 self._remember_move(name, sender, result.moved_to)
             if not result.delivered:
