@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from markupsafe import escape
+
 from monitor import metrics
 from monitor.alerts.render import Renderer, clean_subject, notice_subject, notice_telegram, notice_text
 from monitor.alerts.senders import (
@@ -704,11 +706,10 @@ async def send_test_message(name: str, settings: ChannelSettings, *, console: Te
     sender = build_sender(name, settings, console=console)
     try:
         if sender.style is MessageStyle.TELEGRAM:
-            from markupsafe import escape
-
             message = OutgoingMessage(text=text, html=f"<b>{escape(text)}</b>")
         else:
-            message = OutgoingMessage(text=text, html=f"<p dir=\"rtl\">{text}</p>", subject="اختبار مراقب الأخبار")
+            message = OutgoingMessage(text=text, html=f'<p dir="rtl" lang="ar">{escape(text)}</p>',
+                                      subject="اختبار مراقب الأخبار")
         result = await sender.send(message)
     finally:
         await sender.aclose()
