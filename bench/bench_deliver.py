@@ -106,7 +106,7 @@ class Servers:
 
         class Mail:
             async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-                raw = bytes(getattr(envelope, "original_content", None) or getattr(envelope, "content", b""))
+                raw: bytes = getattr(envelope, "original_content", None) or getattr(envelope, "content", None) or b""
                 parsed = email.message_from_bytes(raw, policy=email.policy.default)
                 part = parsed.get_body(("plain",)) if hasattr(parsed, "get_body") else None
                 n = bulletin(part.get_content() if part is not None else "")
