@@ -149,7 +149,7 @@ def test_silences_survive_restarts_and_expire_from_the_cli(tmp_path: Path, feed_
 
     bad = run_cli("silence", *c, "add", "--rule", "sfd", "--for", "6h", "--comment", "x")
     assert bad.returncode == 2 and "did you mean 'sdf'" in bad.stderr
-    added = run_cli("silence", *c, "add", "--rule", "sdf", "--for", "6h", "--comment", "SDF flood")
+    added = run_cli("silence", "add", *c, "--rule", "sdf", "--for", "6h", "--comment", "SDF flood")
     assert added.returncode == 0 and added.stdout.startswith("silence #1: rule=sdf until"), added.stderr
 
     # two restarts later (each run --once is a new process), the silence still holds

@@ -124,6 +124,7 @@ def test_a_lock_held_at_start_delays_delivery_and_the_loop_lives_on(tmp_path):
             if errors("out") > before:
                 break
         assert errors("out") > before and not deliverer._tasks["out"].done()
+        assert any("state database failing" in p for p in deliverer.problems())  # /healthz says so
         blocker.release()
         stop.set()
         await asyncio.wait_for(task, 10)

@@ -277,11 +277,13 @@ def silence(ctx: click.Context, config_path: Path | None) -> None:
     """Hold back alerts for a while: by rule, entity or channel (kept across restarts and reloads).
 
     Alerts a silence holds back are recorded as silenced (`monitor alerts` lists them) and never sent.
+    The running daemon sees a silence at once: it reads them from the state.
     """
     ctx.obj = config_path
 
 
 @silence.command("add")
+@CONFIG_OPTION
 @click.option("--rule", "rule_id", default=None, help="Rule id (as in the rules files).")
 @click.option("--entity", default=None, help="Entity or keyword set id: alerts whose rule fired on a mention of it.")
 @click.option("--channel", default=None, help="Channel name: nothing goes to it.")
@@ -289,8 +291,8 @@ def silence(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--comment", required=True, help="Why (shown by `silence list`).")
 @click.option("--author", default=None, help="Who (default: $USER).")
 @click.pass_obj
-def silence_add(config_path: Path | None, rule_id: str | None, entity: str | None, channel: str | None,
-                duration: str, comment: str, author: str | None) -> None:
+def silence_add(group_config: Path | None, config_path: Path | None, rule_id: str | None, entity: str | None,
+                channel: str | None, duration: str, comment: str, author: str | None) -> None:
     """Add a silence; every matcher given must match (--rule R --channel C: rule R on channel C only)."""
     import os
 
@@ -308,7 +310,7 @@ def silence_add(config_path: Path | None, rule_id: str | None, entity: str | Non
     if seconds <= 0:
         raise click.UsageError("--for must be longer than 0")
     try:
-        config, ruleset = load_everything(_config_path(config_path))
+        config, ruleset = load_everything(_config_path(config_path or group_config))
     except MonitorError as exc:
         raise _fail(exc) from None
     _known("--rule", rule_id, ruleset.rule_ids)
@@ -344,9 +346,10 @@ def _matchers(rule_id: str | None, entity: str | None, channel: str | None) -> s
 
 
 @silence.command("list")
+@CONFIG_OPTION
 @click.option("--all", "include_expired", is_flag=True, help="Expired silences too.")
 @click.pass_obj
-def silence_list(config_path: Path | None, include_expired: bool) -> None:
+def silence_list(group_config: Path | None, config_path: Path | None, include_expired: bool) -> None:
     """Silences in force (with --all, expired ones too) and how many deliveries each held back."""
     from monitor.config import load_config
     from monitor.state import open_readonly
@@ -354,7 +357,7 @@ def silence_list(config_path: Path | None, include_expired: bool) -> None:
 
     now = time.time()
     try:
-        config = load_config(_config_path(config_path))
+        config = load_config(_config_path(config_path or group_config))
         db = open_readonly(config.state_path)
         try:
             listed = state_silences.listing(db, now, include_expired=include_expired)
@@ -373,16 +376,17 @@ def silence_list(config_path: Path | None, include_expired: bool) -> None:
 
 
 @silence.command("expire")
+@CONFIG_OPTION
 @click.argument("silence_id", type=int)
 @click.pass_obj
-def silence_expire(config_path: Path | None, silence_id: int) -> None:
+def silence_expire(group_config: Path | None, config_path: Path | None, silence_id: int) -> None:
     """End a silence now: alerts after this are sent again (those it held back stay silenced)."""
     from monitor.config import load_config
     from monitor.state import open_state
     from monitor.state import silences as state_silences
 
     try:
-        config = load_config(_config_path(config_path))
+        config = load_config(_config_path(config_path or group_config))
         db = open_state(config.state_path)
         try:
             ok = state_silences.expire(db, silence_id, time.time())
