@@ -188,6 +188,7 @@ class Deliverer:
         self.renderers = {n: Renderer(templates_dir, tz=c.timezone) for n, c in self.channels.items()}
         self.limiters = {n: _RateLimiter(*c.limits(), clock) for n, c in self.channels.items()}
         self._senders: dict[str, Sender] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._lines: dict[str, _Line] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._recovered = False
@@ -232,9 +233,11 @@ class Deliverer:
         sender = self._senders.pop(name, None)
         if sender is not None:
             try:
-                asyncio.get_running_loop().create_task(sender.aclose())
+                task = asyncio.get_running_loop().create_task(sender.aclose())
             except RuntimeError:  # no loop: senders live only inside run/drain, nothing is open
-                pass
+                return
+            self._closing.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._closing.discard)
 
     def _sender(self, name: str, settings: ChannelSettings) -> Sender:
         sender = self._senders.get(name)
