@@ -190,7 +190,8 @@ def calibrate_channel(url: str, count: int) -> dict[str, float]:
     """
     import asyncio
 
-    from monitor.deliver import ChannelSettings, send_test_message
+    from monitor.alerts.deliver import send_test_message
+    from monitor.alerts.settings import ChannelSettings
 
     settings = ChannelSettings.model_validate({"url": url})
 
@@ -454,21 +455,20 @@ def run_reader(directory: Path, *, add_only: bool = False) -> dict[str, Any]:
 def seed_history(state_path: Path, n_alerts: int, n_feeds: int, *, now: float | None = None) -> dict[str, int]:
     """Give a fresh state ``n_alerts`` past alerts, each with its story, its item and its sent outbox row.
 
-    Through the monitor's own functions: ``StoryIndex.assign`` (story and story item),
-    ``outbox.insert_alert``, ``outbox.enqueue`` and ``outbox.mark_sent``. The one write in
-    SQL here is the item's "seen" row, which only ``Pipeline``'s internals record. Each
+    Through the monitor's own functions: ``StoryIndex.assign`` (story and story item) and
+    the state layer's ``alerts.insert``, ``outbox.enqueue``, ``outbox.mark_sent`` and
+    ``items.record`` (the item's "seen" mark). Each
     item's text is a corpus sentence and a random draw of corpus words, so that no two
     fold into one story; the history is spread over HISTORY_DAYS before ``now``.
     Returns the row counts of the tables it filled.
     """
     from bench_poll import _sentences
 
-    from monitor import outbox
-    from monitor.dedup import StoryIndex
-    from monitor.models import Item
-    from monitor.pipeline import content_hash
+    from monitor.ingest.pipeline import content_hash
     from monitor.rules import load_rules
-    from monitor.store import open_state, transaction
+    from monitor.state import alerts, items, open_state, outbox
+    from monitor.stories.index import StoryIndex
+    from monitor.types import Item
 
     now = time.time() if now is None else now
     rng = random.Random(n_alerts)
@@ -482,7 +482,7 @@ def seed_history(state_path: Path, n_alerts: int, n_feeds: int, *, now: float | 
     try:
         for start in range(0, n_alerts, SEED_BATCH):
             outbox_ids: list[int] = []
-            with transaction(conn):
+            with conn.transaction():
                 for n in range(start, min(n_alerts, start + SEED_BATCH)):
                     at = oldest + n * step
                     link = f"https://history.example/{n}"
@@ -492,25 +492,22 @@ def seed_history(state_path: Path, n_alerts: int, n_feeds: int, *, now: float | 
                                 published=datetime.fromtimestamp(at, UTC))
                     story = stories.assign(conn, item, at)
                     rule_id = rule_ids[n % len(rule_ids)]
-                    payload: dict[str, Any] = {"rule_id": rule_id, "rule_title": rule_id, "feed": item.feed, "title": item.title,
-                               "summary": item.summary, "link": link, "guid": link,
-                               "published": item.published.isoformat() if item.published else None, "hits": [],
-                               "dedup_reason": story.reason}
-                    alert_id = outbox.insert_alert(conn, story_id=story.story_id, rule_id=rule_id, item_key=item.key,
-                                                   severity="info", payload=payload, now=at)
+                    payload = alerts.AlertPayload(
+                        rule_id=rule_id, rule_title=rule_id, feed=item.feed, title=item.title, summary=item.summary,
+                        link=link, guid=link, published=item.published.isoformat() if item.published else None,
+                        dedup_reason=story.reason)
+                    alert_id = alerts.insert(conn, story_id=story.story_id, rule_id=rule_id, item_key=item.key,
+                                             severity="info", payload=payload, now=at)
                     if alert_id is None:
                         raise RuntimeError(f"history item {n} folded into an earlier story")
                     row = outbox.enqueue(conn, alert_id=alert_id, channel=CHANNEL_NAME, kind="alert",
                                          not_before=at, now=at)
                     assert row is not None  # a new alert has no outbox row yet
                     outbox_ids.append(row)
-                    conn.execute(
-                        "INSERT INTO items (key, feed, content_hash, title, link, story_id, rules, first_seen, "
-                        "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (item.key, item.feed, content_hash(item), item.title, link, story.story_id,
-                         json.dumps([rule_id]), at, at))
+                    items.record(conn, key=item.key, feed=item.feed, content_hash=content_hash(item),
+                                 title=item.title, link=link, story_id=story.story_id, rules=[rule_id], now=at)
             outbox.mark_sent(conn, tuple(outbox_ids), at + 1.0)
-        return {table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return {table: int(conn.scalar(f"SELECT count(*) FROM {table}"))
                 for table in ("items", "stories", "story_items", "alerts", "outbox")}
     finally:
         conn.close()

@@ -39,17 +39,18 @@ def test_bench_job_runs_the_real_command_and_counts_every_message(tmp_path: Path
 
 
 def test_seeded_history_is_sent_alerts_with_stories_and_items(tmp_path: Path) -> None:
-    from monitor.outbox import counts, list_alerts
-    from monitor.store import connect
+    from monitor.state import alerts as state_alerts
+    from monitor.state import open_readonly
+    from monitor.state.outbox import counts
 
     state = tmp_path / "state.sqlite3"
     seeded = bench_job.seed_history(state, 30, n_feeds=4)
     assert seeded == {"items": 30, "stories": 30, "story_items": 30, "alerts": 30, "outbox": 30}
-    conn = connect(state, readonly=True)
+    conn = open_readonly(state)
     try:
         assert counts(conn) == {"sent": 30}
-        alerts = list_alerts(conn, limit=100)
-        assert {a["deliveries"][0]["channel"] for a in alerts} == {bench_job.CHANNEL_NAME}
-        assert all(a["feed"].startswith("feed-") for a in alerts)
+        alerts = state_alerts.recent(conn, limit=100)
+        assert {a.deliveries[0].channel for a in alerts} == {bench_job.CHANNEL_NAME}
+        assert all(a.feed.startswith("feed-") for a in alerts)
     finally:
         conn.close()
