@@ -42,6 +42,7 @@ test: $(STAMP) sysdeps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/run_all.py
 
 clean:

@@ -87,11 +87,12 @@ def test_stories_alerts_and_the_outbox_round_trip(db):
                                new_story=True)
         state_stories.add_item(db, story, item_key="k2", feed="b", link="https://b/1", title="t", now=101.0)
         state_stories.touch(db, story, 50.0)  # never moves back
+        payload = alerts.AlertPayload(rule_id="front", rule_title="Front", feed="a", title="عنوان")
         alert = alerts.insert(db, story_id=story, rule_id="front", item_key="k1", severity="info",
-                              payload={"title": "عنوان", "rule_title": "Front"}, now=100.0)
+                              payload=payload, now=100.0)
         assert alert is not None
         assert alerts.insert(db, story_id=story, rule_id="front", item_key="k2", severity="info",
-                             payload={}, now=101.0) is None
+                             payload=payload, now=101.0) is None
         row = outbox.enqueue(db, alert_id=alert, channel="tg", kind="alert", not_before=100.0, now=100.0)
         assert row is not None
     assert state_stories.story_of_item(db, "k2") == story
@@ -107,24 +108,33 @@ def test_stories_alerts_and_the_outbox_round_trip(db):
     claimed = outbox.claim(db, "tg", 200.0)
     assert isinstance(claimed, outbox.Claimed) and claimed.ids == (row,)
     (view,) = outbox.load_views(db, claimed.ids)
-    assert view["title"] == "عنوان" and [s["feed"] for s in view["sources"]] == ["a", "b"]
-    outbox.mark_retry(db, claimed.ids, "HTTP 500", retry_at=300.0)
-    assert outbox.claim(db, "tg", 250.0) == outbox.HeadWaiting(300.0)
+    assert isinstance(view, outbox.AlertView)
+    assert view.payload.title == "عنوان" and [s.feed for s in view.sources] == ["a", "b"]
+    outbox.record_failure(db, claimed.ids, reason="server_error", error="HTTP 500", now=200.0, retry_at=300.0)
+    assert outbox.claim(db, "tg", 250.0) is None  # set aside until 300
     assert outbox.next_due(db, "tg") == 300.0
     again = outbox.claim(db, "tg", 301.0)
-    assert isinstance(again, outbox.Claimed)
-    outbox.mark_dead(db, again.ids, "HTTP 400")
+    assert isinstance(again, outbox.Claimed) and again.failures == 1 and again.first_failed_at == 200.0
+    outbox.mark_dead(db, again.ids, reason="bad_request", error="HTTP 400", now=301.0)
+    assert outbox.dead_count(db, "tg") == 1
     assert outbox.retry_dead(db, row) and outbox.counts(db) == {"pending": 1}
+    sent = outbox.claim(db, "tg", 400.0)
+    assert isinstance(sent, outbox.Claimed)
+    outbox.mark_sent(db, sent.ids, 401.0, message_id="42")
+    root = outbox.thread_root(db, "tg", story)
+    assert root is not None and root.message_id == "42"
     last = outbox.last_for_rule(db, "tg", "front")
-    assert last is not None and last.state == "pending"
-    assert alerts.recent(db)[0]["deliveries"][0]["channel"] == "tg"
+    assert last is not None and last.state == "sent"
+    (record,) = alerts.recent(db)
+    assert record.deliveries[0].channel == "tg" and record.deliveries[0].message_id == "42"
     assert alerts.last_created(db) == 100.0
 
 
 def test_an_interrupted_send_is_requeued_as_a_possible_repeat(db):
     with db.transaction():
         story = state_stories.create(db, now=1.0, text_hash="x", sketch=None, title="t", shingles=0)
-        alert = alerts.insert(db, story_id=story, rule_id="r", item_key="k", severity="info", payload={}, now=1.0)
+        alert = alerts.insert(db, story_id=story, rule_id="r", item_key="k", severity="info",
+                              payload=alerts.AlertPayload(rule_id="r", rule_title="R", feed="a", title="t"), now=1.0)
         assert alert is not None
         outbox.enqueue(db, alert_id=alert, channel="mail", kind="alert", not_before=1.0, now=1.0)
     assert isinstance(outbox.claim(db, "mail", 2.0), outbox.Claimed)
@@ -136,7 +146,8 @@ def test_an_interrupted_send_is_requeued_as_a_possible_repeat(db):
 def test_prune_deletes_only_what_is_finished_and_old(db):
     with db.transaction():
         old = state_stories.create(db, now=1.0, text_hash="o", sketch=None, title="t", shingles=0)
-        alert = alerts.insert(db, story_id=old, rule_id="r", item_key="k", severity="info", payload={}, now=1.0)
+        alert = alerts.insert(db, story_id=old, rule_id="r", item_key="k", severity="info", payload=alerts.AlertPayload(rule_id="r", rule_title="R", feed="a", title="t"),
+                              now=1.0)
         assert alert is not None
         sent = outbox.enqueue(db, alert_id=alert, channel="c", kind="alert", not_before=1.0, now=1.0)
         assert sent is not None

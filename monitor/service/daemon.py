@@ -162,7 +162,8 @@ class Daemon:
             raise
         self.fetcher = Fetcher(self.config.model.fetch)
         self.deliverer = Deliverer(self.db, dict(self.config.channels), templates_dir=self.config.templates_dir,
-                                   console=self.console)
+                                   console=self.console, ops_channel=self.config.model.ops_channel,
+                                   instance=self.instance, lease=self.config.model.cluster.lease)
         self.workers = WorkerPool.for_feeds(len(self.config.feeds))
         self.pipeline = self._build_pipeline(self.config, self.ruleset)
         self._poll_slots = asyncio.Semaphore(self.config.model.defaults.concurrency)
@@ -178,6 +179,7 @@ class Daemon:
                         on_alerts=lambda ids: self.deliverer.wake())
 
     async def close(self) -> None:
+        await self.deliverer.aclose()
         await self.fetcher.aclose()
         await asyncio.to_thread(self.workers.close)
         self.db.close()
@@ -201,6 +203,7 @@ class Daemon:
             outcomes = await self.poll_all()
             self.pipeline.release_leases()
             report = await self.deliverer.drain(timeout=delivery_timeout)
+            self.deliverer.release_leases()
         finally:
             await self.close()
         return CycleSummary.of(outcomes, report)
@@ -426,7 +429,7 @@ class Daemon:
         self.ruleset = ruleset
         self.workers.resize(WorkerPool.workers_for(len(config.feeds)))
         self.pipeline = self._build_pipeline(config, ruleset)
-        self.deliverer.update_channels(dict(config.channels))
+        self.deliverer.update_channels(dict(config.channels), config.model.ops_channel)
         setup_logging(config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
         now = datetime.now(UTC)
         for feed in config.feeds:
@@ -552,6 +555,7 @@ class Daemon:
             reasons.append(f"watchdog: scheduler stalled {stalled:.0f} s")
         if self._last_reload_error:
             reasons.append("last reload failed: " + self._last_reload_error.splitlines()[0])
+        reasons += self.deliverer.problems()
         return HealthReport(status="degraded" if reasons else "ok", reasons=reasons,
                             details={"feeds": len(self.config.feeds), "failing_feeds": len(failing),
                                      "outbox_depth": depth, "dead": counts.get("dead", 0),

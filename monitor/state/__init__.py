@@ -11,6 +11,7 @@ One module per group of tables, each a set of typed functions that take a
     stories.py    stories and the items that report them
     alerts.py     one alert per (story, rule)
     outbox.py     the crash-safe delivery queue
+    silences.py   "send nothing that matches this until then"
     meta.py       facts about the state itself
     retention.py  pruning and WAL checkpoints
 

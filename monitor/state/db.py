@@ -266,6 +266,19 @@ class SqliteDatabase(Database):
         """Call ``callback`` with every statement this connection runs (tests check query plans)."""
         self._conn.set_trace_callback(callback)
 
+    def count_steps(self, callback: Callable[[], None] | None, every: int = 100) -> None:
+        """Call ``callback`` every ``every`` SQLite VM instructions: a measure of a statement's work
+        that does not depend on the machine's speed (tests check cost stays flat as history grows)."""
+        if callback is None:
+            self._conn.set_progress_handler(None, every)
+            return
+
+        def tick() -> int:
+            callback()
+            return 0  # 0: go on
+
+        self._conn.set_progress_handler(tick, every)
+
     def schema_version(self) -> int:
         return int(self.scalar("PRAGMA user_version") or 0)
 

@@ -123,6 +123,65 @@ _V1 = (
     "CREATE INDEX outbox_due ON outbox(state, channel, not_before)",
 )
 
+# Delivery that never wedges (issue 16): a row keeps its failed attempts, the
+# reason of the last one and when it first failed (the give-up rules read
+# them), the channel's id of the message it went out in and how (message,
+# reply, edit: the root of a story's thread), its subject (email threads keep
+# it), and 'silenced' joins the states. SQLite cannot change a CHECK
+# constraint in place, so the table is rebuilt (no other table points at it).
+_V4 = (
+    """CREATE TABLE outbox_v4 (
+        id              INTEGER PRIMARY KEY,
+        alert_id        INTEGER REFERENCES alerts(id) ON DELETE CASCADE,
+        channel         TEXT NOT NULL,
+        kind            TEXT NOT NULL DEFAULT 'alert',
+        state           TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'sending', 'sent', 'dead', 'silenced')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        not_before      REAL NOT NULL,
+        created         REAL NOT NULL,
+        sent_at         REAL,
+        last_error      TEXT,
+        possible_repeat INTEGER NOT NULL DEFAULT 0,
+        group_key       TEXT,
+        retry_at        REAL,
+        parts_sent      INTEGER NOT NULL DEFAULT 0,
+        body            TEXT,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        first_failed_at REAL,
+        reason          TEXT,
+        message_id      TEXT,
+        sent_as         TEXT CHECK (sent_as IN ('message', 'reply', 'edit')),
+        subject         TEXT,
+        silence_id      INTEGER,
+        UNIQUE (alert_id, channel, kind)
+    )""",
+    "INSERT INTO outbox_v4(id, alert_id, channel, kind, state, attempts, not_before, created, sent_at, last_error, "
+    "possible_repeat, group_key, retry_at, parts_sent, body, failures) "
+    "SELECT id, alert_id, channel, kind, state, attempts, not_before, created, sent_at, last_error, "
+    "possible_repeat, group_key, retry_at, parts_sent, body, CASE WHEN last_error IS NULL THEN 0 ELSE attempts END "
+    "FROM outbox",
+    "DROP TABLE outbox",
+    "ALTER TABLE outbox_v4 RENAME TO outbox",
+    "CREATE INDEX outbox_due ON outbox(state, channel, not_before)",
+    "CREATE INDEX outbox_message ON outbox(channel, message_id)",
+    # Silences (monitor silence add): alerts matching an active one are recorded
+    # as silenced, not sent. A NULL matcher matches anything; at least one is set.
+    """CREATE TABLE silences (
+        id       INTEGER PRIMARY KEY,
+        rule_id  TEXT,
+        entity   TEXT,
+        channel  TEXT,
+        starts   REAL NOT NULL,
+        ends     REAL NOT NULL,
+        comment  TEXT NOT NULL DEFAULT '',
+        author   TEXT NOT NULL DEFAULT '',
+        created  REAL NOT NULL,
+        CHECK (rule_id IS NOT NULL OR entity IS NOT NULL OR channel IS NOT NULL)
+    )""",
+    "CREATE INDEX silences_ends ON silences(ends)",
+)
+
 #: Step N brings a database from version N-1 to N.
 MIGRATIONS: dict[int, Sequence[str]] = {
     1: _V1,
@@ -130,9 +189,10 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     2: ("CREATE INDEX IF NOT EXISTS items_feed_seen ON items(feed, last_seen)",),
     # Housekeeping prunes items by last_seen (it used to create this index itself).
     3: ("CREATE INDEX IF NOT EXISTS items_last_seen ON items(last_seen)",),
+    4: _V4,
     # Several daemon instances on one database: each feed's poll is leased to one
     # instance at a time, each channel's delivery too; instances say they are alive.
-    4: ("ALTER TABLE feeds ADD COLUMN lease_owner TEXT",
+    5: ("ALTER TABLE feeds ADD COLUMN lease_owner TEXT",
         "ALTER TABLE feeds ADD COLUMN lease_until REAL",
         """CREATE TABLE instances (
             id         TEXT PRIMARY KEY,
@@ -147,7 +207,14 @@ MIGRATIONS: dict[int, Sequence[str]] = {
             channel  TEXT PRIMARY KEY,
             owner    TEXT NOT NULL,
             until    REAL NOT NULL
-        )"""),
+        )""",
+        # A channel's sends of the last minute, read by an instance taking over its lease.
+        "CREATE INDEX outbox_sent ON outbox(channel, sent_at)",
+        # Per-item cost flat as history grows: the last message of a rule on a channel
+        # (cooldown, group_interval) was a join over the channel's whole history.
+        "ALTER TABLE outbox ADD COLUMN rule_id TEXT",
+        "UPDATE outbox SET rule_id = (SELECT rule_id FROM alerts WHERE alerts.id = outbox.alert_id)",
+        "CREATE INDEX outbox_rule ON outbox(channel, rule_id, kind, not_before)"),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
