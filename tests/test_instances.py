@@ -134,8 +134,9 @@ def test_two_instances_poll_each_feed_once_per_interval(tmp_path, postgres_url, 
     assert owners == {None} and not alive, "a clean stop releases the leases and says so"
 
 
-def test_an_instance_killed_mid_poll_loses_its_feeds_to_the_other_after_the_lease(tmp_path, postgres_url,
-                                                                                   instances):
+def test_an_instance_killed_mid_poll_loses_its_feeds_to_the_next_one(tmp_path, postgres_url, instances):
+    """On one host a dead instance's leases are taken back at once (its pid is gone); across hosts
+    they expire (``test_state_backends``: leases and reaping)."""
     with FeedServer() as server:
         # Slow answers keep the feeds leased while their poll runs.
         feeds = {f"f{i}": server.set(f"/f{i}.xml", corpus_feed(i, f"o{i}"), delay=4.0) for i in range(4)}
@@ -161,8 +162,6 @@ def test_an_instance_killed_mid_poll_loses_its_feeds_to_the_other_after_the_leas
     finally:
         db.close()
     assert lease_until is None
-    # The second instance waited for the first one's leases to run out before it polled.
-    assert min(r["last_poll_at"] for r in rows.values()) >= killed_at + 0.5
 
 
 @pytest.mark.xfail(strict=True, reason="story candidates still come from one process's memory (issue 13 moves them "

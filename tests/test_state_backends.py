@@ -215,3 +215,22 @@ def test_one_instance_delivers_a_channel_at_a_time(db):
     instances.stopped(db, "B", 161.0)  # a clean stop gives the channel up at once
     assert instances.take_channel(db, "tg", owner="A", now=162.0, seconds=30.0)
     assert [i.id for i in instances.live(db, since=100.0)] == ["A"]
+
+
+def test_dead_instances_are_reaped_and_their_leases_freed(db):
+    from monitor.state import instances
+
+    instances.register(db, "crashed", host="h1", pid=111, version="t", now=100.0)
+    instances.register(db, "silent", host="h2", pid=222, version="t", now=100.0)
+    instances.register(db, "busy", host="h2", pid=333, version="t", now=100.0)
+    instances.heartbeat(db, "busy", 190.0)
+    assert feeds.take_lease(db, "a", "https://a", owner="crashed", now=100.0, seconds=300.0).taken
+    assert feeds.take_lease(db, "b", "https://b", owner="silent", now=100.0, seconds=300.0).taken
+    assert instances.take_channel(db, "tg", owner="crashed", now=100.0, seconds=300.0)
+    # On h1 (this host) pid 111 is gone; "silent" on h2 has not beaten for 100 s; "busy" beat at 190.
+    dead = instances.reap(db, me="new", host="h1", now=200.0, stale_after=60.0, is_running=lambda pid: pid != 111)
+    assert sorted(dead) == ["crashed", "silent"]
+    assert feeds.take_lease(db, "a", "https://a", owner="new", now=201.0, seconds=300.0).taken
+    assert feeds.take_lease(db, "b", "https://b", owner="new", now=201.0, seconds=300.0).taken
+    assert instances.take_channel(db, "tg", owner="new", now=201.0, seconds=300.0)
+    assert [i.id for i in instances.live(db, since=0.0)] == ["busy"]

@@ -318,7 +318,7 @@ def silence_add(group_config: Path | None, config_path: Path | None, rule_id: st
     _known("--channel", channel, list(config.channels))
     now = time.time()
     try:
-        db = open_state(config.state_path)
+        db = open_state(config.state)
         try:
             silence_id = state_silences.add(db, rule_id=rule_id, entity=entity, channel=channel, starts=now,
                                             ends=now + seconds, comment=comment,
@@ -358,7 +358,7 @@ def silence_list(group_config: Path | None, config_path: Path | None, include_ex
     now = time.time()
     try:
         config = load_config(_config_path(config_path or group_config))
-        db = open_readonly(config.state_path)
+        db = open_readonly(config.state)
         try:
             listed = state_silences.listing(db, now, include_expired=include_expired)
             held = state_silences.held_back(db, [s.id for s in listed])
@@ -387,7 +387,7 @@ def silence_expire(group_config: Path | None, config_path: Path | None, silence_
 
     try:
         config = load_config(_config_path(config_path or group_config))
-        db = open_state(config.state_path)
+        db = open_state(config.state)
         try:
             ok = state_silences.expire(db, silence_id, time.time())
         finally:

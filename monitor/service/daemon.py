@@ -113,6 +113,20 @@ class CycleSummary:
         return text
 
 
+def _is_running(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (a pid reused since is taken as alive:
+    the instance's heartbeat then decides)."""
+    if pid == os.getpid():
+        return False  # our pid, another instance id: our predecessor, which this process replaced
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def load_everything(config_path: Path) -> tuple[Config, RuleSet]:
     """Config and rules, fully validated and cross-checked (``monitor check`` runs exactly this)."""
     config = load_config(config_path)
@@ -197,13 +211,20 @@ class Daemon:
             pipeline = self.pipeline  # the one of the config this poll starts under
             return await pipeline.poll(feed, when_due=when_due)
 
+    def _join(self) -> None:
+        """Say this instance runs, and take back what instances that died left leased."""
+        state_instances.register(self.db, self.instance, host=socket.gethostname(), pid=os.getpid(),
+                                 version=__version__, now=time.time())
+        self._reap()
+
     async def run_once(self, *, delivery_timeout: float = 30.0) -> CycleSummary:
         """Poll every feed once, deliver what is due, and return the totals."""
         try:
+            self._join()
             outcomes = await self.poll_all()
             self.pipeline.release_leases()
             report = await self.deliverer.drain(timeout=delivery_timeout)
-            self.deliverer.release_leases()
+            state_instances.stopped(self.db, self.instance, time.time())  # its channel leases go too
         finally:
             await self.close()
         return CycleSummary.of(outcomes, report)
@@ -219,6 +240,8 @@ class Daemon:
 
         self._reload_lock = asyncio.Lock()
         metrics.UP_SINCE.set(self.started_at)
+        state_meta.put(self.db, "daemon_started", str(self.started_at))
+        self._join()
         self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         now = datetime.now(UTC)
         for feed in self.config.feeds:
@@ -247,9 +270,6 @@ class Daemon:
         if self.notifier.watchdog_interval:
             self._spawn(self._watchdog())
 
-        state_meta.put(self.db, "daemon_started", str(self.started_at))
-        state_instances.register(self.db, self.instance, host=socket.gethostname(), pid=os.getpid(),
-                                 version=__version__, now=time.time())
         self.scheduler.add_job(self._instance_heartbeat, "interval", seconds=self.config.model.cluster.heartbeat,
                                id="instance-heartbeat", max_instances=1, coalesce=True, misfire_grace_time=None)
         self.refresh_gauges()
@@ -463,8 +483,17 @@ class Daemon:
         """Scheduler job: tells the other instances (and ``monitor status``) this one is alive."""
         try:
             state_instances.heartbeat(self.db, self.instance, time.time())
+            self._reap()
         except StateError as exc:
             log.warning("instance heartbeat: %s", exc)
+
+    def _reap(self) -> None:
+        """Free the leases of instances that died (see ``state.instances.reap``)."""
+        dead = state_instances.reap(self.db, me=self.instance, host=socket.gethostname(), now=time.time(),
+                                    stale_after=4 * self.config.model.cluster.heartbeat, is_running=_is_running)
+        if dead:
+            log.warning("instances gone without stopping: %s; their feeds and channels are taken over",
+                        ", ".join(dead))
 
     def scheduler_stalled(self) -> float | None:
         """Seconds since the heartbeat job last ran, if that is far too long; else None."""

@@ -11,11 +11,12 @@ they expire; one that stops cleanly gives them up at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitor.state.db import Database
 
-__all__ = ["InstanceRecord", "register", "heartbeat", "stopped", "live", "take_channel", "release_channels",
+__all__ = ["InstanceRecord", "register", "heartbeat", "stopped", "live", "reap", "take_channel", "release_channels",
            "channel_holders"]
 
 
@@ -47,6 +48,27 @@ def stopped(db: Database, instance: str, now: float) -> None:
     with db.transaction():
         db.execute("UPDATE instances SET stopped = ?, heartbeat = ? WHERE id = ?", (now, now, instance))
         db.execute("DELETE FROM channel_leases WHERE owner = ?", (instance,))
+
+
+def reap(db: Database, *, me: str, host: str, now: float, stale_after: float,
+         is_running: Callable[[int], bool]) -> list[str]:
+    """Mark dead instances stopped and free their leases; returns their ids.
+
+    Dead: on this host, its process is gone (a daemon restarted after a crash
+    takes its feeds and channels back at once instead of waiting for the
+    leases to expire); on any host, no heartbeat for ``stale_after`` seconds.
+    What a dead instance left 'sending' is re-queued by whoever takes over the
+    channel (``monitor.alerts.deliver``).
+    """
+    dead = [r["id"] for r in db.all("SELECT id, host, pid, heartbeat FROM instances WHERE stopped IS NULL AND id != ?",
+                                    (me,))
+            if (r["host"] == host and not is_running(int(r["pid"]))) or float(r["heartbeat"]) < now - stale_after]
+    for instance in dead:
+        with db.transaction():
+            db.execute("UPDATE instances SET stopped = ? WHERE id = ?", (now, instance))
+            db.execute("DELETE FROM channel_leases WHERE owner = ?", (instance,))
+            db.execute("UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (instance,))
+    return dead
 
 
 def live(db: Database, since: float) -> list[InstanceRecord]:
