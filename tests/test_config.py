@@ -98,3 +98,66 @@ def test_invalid_yaml_is_located(tmp_path):
         load_config(path, environ={})
     assert str(err.value).startswith(f"{path}:3:")
     assert "invalid YAML" in str(err.value)
+
+
+# -- bounded YAML (issue 17): limits hold while parsing, errors are located --------------
+
+def _rules_config(tmp_path: Path, rules_file: Path) -> Path:
+    return write(tmp_path, f"rules: [{rules_file}]\nfeeds: []\nchannels:\n  c:\n    url: console://\n")
+
+
+def test_nesting_500_deep_is_a_located_error_everywhere_not_a_recursion_error(tmp_path):
+    from conftest import run_cli
+
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("[" * 500 + "]" * 500 + "\n", encoding="utf-8")  # 1 KB
+    config = _rules_config(tmp_path, nested)
+    for args in (["rules", "check", str(nested)], ["check", "--config", str(config)],
+                 ["run", "--once", "--config", str(config)]):
+        result = run_cli(*args, timeout=120)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert f"{nested}:1:51: refused: nested deeper than 50 levels" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
+    # The config file itself is bounded the same way.
+    deep_config = write(tmp_path, "feeds: " + "[" * 200 + "]" * 200 + "\n", "deep.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_config(deep_config, environ={})
+    assert str(err.value).startswith(f"{deep_config}:1:") and "nested deeper than" in str(err.value)
+
+
+def test_a_huge_rules_file_is_refused_while_parsing_within_bounded_memory(tmp_path):
+    """3.7 MB of 1.9 M tiny values (under the 4 MiB cap) cost 1.3 GB before the node limit."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT as REPO
+
+    from monitor.yamlfile import MAX_NODES
+
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("entities:\n  - id: x\n    aliases: [" + ",".join("a" * 1 for _ in range(1_900_000)) + "]\n",
+                    encoding="utf-8")
+    assert 3_500_000 < huge.stat().st_size < 4 * 1024 * 1024
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "rules", "check", str(huge)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    stdout, stderr = proc.communicate()
+    assert os.waitstatus_to_exitcode(status) == 1, stderr
+    assert f"{huge}:3:" in stderr and f"refused: more than {MAX_NODES} values" in stderr, stderr
+    peak_mb = usage.ru_maxrss / 1024
+    print(f"\nrules check of a 3.7 MB file of 1.9 M values: refused, peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 300, peak_mb
+
+
+def test_alias_bombs_count_what_they_repeat(tmp_path):
+    levels = ["a: &a [" + ",".join(["x"] * 10) + "]"]
+    levels += [f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(6)]
+    bomb = write(tmp_path, "\n".join(levels) + "\n", "bomb.yaml")  # 10^7 values, 300 bytes
+    with pytest.raises(ConfigError) as err:
+        load_config(bomb, environ={})
+    assert "aliases repeating earlier values" in str(err.value) and str(err.value).startswith(f"{bomb}:")
+    merged = write(tmp_path, "base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  z: 3\n", "merge.yaml")
+    from monitor.yamlfile import load_yaml
+
+    assert load_yaml(merged).data == {"base": {"x": 1, "y": 2}, "m": {"x": 1, "y": 2, "z": 3}}
