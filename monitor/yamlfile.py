@@ -148,7 +148,13 @@ def load_yaml(source: str | Path, *, text: str | None = None) -> YamlDocument:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"file is not UTF-8 (byte {exc.start})", file=name) from exc
-    loader = BoundedLoader(text)
+    try:
+        loader = BoundedLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: checked before any parsing
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(f"invalid YAML: unacceptable character #x{exc.character:04x}", file=name,
+                          line=line, column=column) from None
     try:
         try:
             node = loader.get_single_node()

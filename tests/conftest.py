@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from feedfarm import feedfarm  # noqa: F401  (the loopback feed farm fixture, for every test module)
 from hypothesis import settings
 
 # Property tests must not flake on a loaded 2-core CI machine: no per-example
@@ -31,6 +32,10 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 SMTP_PASSWORD = "smtp-test-password-7f3a"
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: The tests serve their feeds on 127.0.0.1, which the monitor refuses by default
+#: (``fetch.allow_private_addresses: false``): every test config opts in, explicitly.
+LOOPBACK_FETCH = {"allow_private_addresses": True}
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "corpus"
 

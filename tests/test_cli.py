@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import FeedServer, rss_feed
+from conftest import LOOPBACK_FETCH, FeedServer, rss_feed
 
 from monitor.cli import main
 
@@ -31,6 +31,7 @@ def configured(tmp_path, feed_server: FeedServer):
                      # backoff beyond run --once's delivery wait: one attempt, then it waits
                      "mail": {"url": "mailto://127.0.0.1:9?mode=insecure&from=a@b.org&to=c@d.org",
                               "backoff_initial": 60}},
+        "fetch": LOOPBACK_FETCH,
     }), encoding="utf-8")
     return config
 

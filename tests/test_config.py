@@ -161,3 +161,37 @@ def test_alias_bombs_count_what_they_repeat(tmp_path):
     from monitor.yamlfile import load_yaml
 
     assert load_yaml(merged).data == {"base": {"x": 1, "y": 2}, "m": {"x": 1, "y": 2, "z": 3}}
+
+
+# -- intervals that `check` accepts must work (issue 17) ----------------------------------
+
+@pytest.mark.parametrize("text, where, message", [
+    ("defaults:\n  interval: 0\n", "2:13: defaults.interval", "greater than 0"),
+    ("defaults:\n  min_interval: 0s\n", "2:17: defaults.min_interval", "greater than 0"),
+    ("feeds:\n  - {name: a, url: 'https://a.org/f', interval: 0}\n", "2:49: feeds[0].interval", "greater than 0"),
+    ("defaults:\n  interval: 10m\n  max_interval: 5m\n", "3:17: defaults.max_interval",
+     "max_interval (300 s) is shorter than defaults.interval (600 s)"),
+    ("defaults:\n  max_interval: 1h\nfeeds:\n  - name: a\n    url: https://a.org/f\n    interval: 2h\n",
+     "6:15: feeds[0].interval", "interval (7200 s) is longer than defaults.max_interval (3600 s)"),
+])
+def test_intervals_that_could_never_work_are_refused(tmp_path, text, where, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigErrors) as err:
+        load_config(path, environ={})
+    assert f"{path}:{where}: " in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_the_configured_interval_bounds_the_adaptive_interval_unless_max_interval_is_set(tmp_path):
+    from monitor.feeds.schedule import next_poll_delay
+
+    # A feed whose 20 items share one date looks like "20 items a week": one week / 20 = 8.4 h.
+    quiet = {"entries_per_week": 20.0, "feed_window_seconds": 0.0, "rng": lambda: 0.5}
+    plain = load_config(write(tmp_path, "feeds:\n  - {name: a, url: 'https://a.org/f', interval: 5m}\n"),
+                        environ={})
+    assert next_poll_delay(plain.poll_policy(plain.feeds[0]), **quiet) == 300.0
+    # Errors still back off beyond the interval, up to max_interval (default 6 h).
+    assert next_poll_delay(plain.poll_policy(plain.feeds[0]), consecutive_errors=8, rng=lambda: 0.5) == 6 * 3600
+    relaxed = load_config(write(tmp_path, "defaults:\n  max_interval: 2h\n"
+                                          "feeds:\n  - {name: a, url: 'https://a.org/f', interval: 5m}\n"),
+                          environ={})
+    assert next_poll_delay(relaxed.poll_policy(relaxed.feeds[0]), **quiet) == 7200.0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMTP_PASSWORD, FeedServer, SmtpSink, rss_feed
+from conftest import LOOPBACK_FETCH, SMTP_PASSWORD, FeedServer, SmtpSink, rss_feed
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 500
@@ -60,6 +60,7 @@ def test_sigkill_while_delivering_loses_nothing(tmp_path, feed_server: FeedServe
         "rules": [str(ROOT / "rules")],
         "feeds": [{"name": "bulletins", "url": feed_server.url("/bulletins.xml"), "interval": "1h"}],
         "channels": {"email": {"url": smtp_server.mailto(), "backoff_initial": 0.2, "backoff_max": 1.0}},
+        "fetch": LOOPBACK_FETCH,
         "log_level": "WARNING",
     }, allow_unicode=True), encoding="utf-8")
 

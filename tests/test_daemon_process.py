@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, NotifyListener, free_port, rss_feed, run_cli
+from conftest import LOOPBACK_FETCH, ROOT, NotifyListener, free_port, rss_feed, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="AF_UNIX notify socket, POSIX signals")
 
@@ -127,14 +127,15 @@ def daemons():
 
 
 def write_config(tmp_path: Path, feeds: list[dict], *, rules: list[str] | None = None, **extra) -> Path:
+    """A config polling every 2 s (a feed's own ``interval`` is also its longest wait)."""
     config = {
         "state_path": str(tmp_path / "state.sqlite3"),
         "rules": rules or [str(ROOT / "rules")],
         "feeds": feeds,
         "channels": {"console": {"url": "console://"}},
-        "defaults": {"interval": "2s", "min_interval": "1s", "max_interval": "2s", "jitter": 0},
-        "fetch": {"timeout": 20},
+        "defaults": {"interval": "2s", "min_interval": "1s", "jitter": 0},
         **extra,
+        "fetch": {"timeout": 20, **LOOPBACK_FETCH, **extra.get("fetch", {})},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -13,7 +13,7 @@ import asyncio
 import sys
 
 import pytest
-from feedfarm import feedfarm, rss  # noqa: F401  (fixture)
+from feedfarm import rss
 
 from monitor.errors import FetchError
 from monitor.feeds.fetch import Fetcher, _PublicOnlyBackend

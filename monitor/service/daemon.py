@@ -34,7 +34,7 @@ from monitor.alerts.deliver import Deliverer, DeliveryReport
 from monitor.config import Config, check_rules_against_config, load_config
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
 from monitor.feeds.fetch import Fetcher
-from monitor.feeds.schedule import PollPolicy, next_poll_delay
+from monitor.feeds.schedule import next_poll_delay
 from monitor.feeds.settings import FeedSettings
 from monitor.ingest.analysis import AnalysisContext
 from monitor.ingest.pipeline import Pipeline, PollOutcome, PollStatus
@@ -321,14 +321,9 @@ class Daemon:
             self._schedule(feed, when)
 
     def _next_delay(self, feed: FeedSettings, outcome: PollOutcome) -> float:
-        defaults = self.config.model.defaults
         record = state_feeds.get(self.db, feed.name)
-        interval = self.config.feed_interval(feed)
-        policy = PollPolicy(interval=interval, min_interval=min(defaults.min_interval, interval),
-                            max_interval=max(defaults.max_interval, interval), max_backoff=defaults.max_interval,
-                            jitter=defaults.jitter)
         return next_poll_delay(
-            policy,
+            self.config.poll_policy(feed),
             consecutive_errors=record.consecutive_errors if record else 0,
             retry_after=outcome.retry_after,
             ttl_seconds=outcome.ttl_seconds,
