@@ -16,7 +16,7 @@ import pytest
 from feedfarm import rss
 
 from monitor.errors import FetchError
-from monitor.feeds.fetch import Fetcher, _PublicOnlyBackend
+from monitor.feeds.fetch import Fetcher, PublicAddressBackend
 from monitor.feeds.settings import FetchSettings
 
 
@@ -38,7 +38,7 @@ def loopback_is_public(address: str) -> bool:
 
 
 async def fetch(url: str, backend, settings: FetchSettings | None = None):
-    async with Fetcher(settings or FetchSettings(timeout=5, allow_private_addresses=False), _backend=backend) as f:
+    async with Fetcher(settings or FetchSettings(timeout=5), network_backend=backend) as f:
         return await f.fetch(url)
 
 
@@ -52,7 +52,7 @@ def test_connects_to_the_checked_address_and_keeps_the_host_header(feedfarm):
     feedfarm.add("/g.xml", handler=handler)
     resolver = Resolver({"feeds.test": [["127.0.0.1"]]})
     result = asyncio.run(fetch(f"http://feeds.test:{feedfarm.port}/g.xml",
-                               _PublicOnlyBackend(allowed=loopback_is_public, resolve=resolver)))
+                               PublicAddressBackend(allowed=loopback_is_public, resolve=resolver)))
     assert result.status == 200 and b"<rss" in result.body
     assert seen_hosts == [f"feeds.test:{feedfarm.port}"]
     assert resolver.calls == ["feeds.test"]  # one resolution, used for both the check and the connect
@@ -65,7 +65,7 @@ def test_rebinding_answer_at_connect_time_is_refused(feedfarm):
     resolver = Resolver({"rebind.test": [["10.1.2.3"]]})
     with pytest.raises(FetchError) as info:
         asyncio.run(fetch(f"http://rebind.test:{feedfarm.port}/r.xml",
-                          _PublicOnlyBackend(allowed=loopback_is_public, resolve=resolver)))
+                          PublicAddressBackend(allowed=loopback_is_public, resolve=resolver)))
     assert info.value.kind == "forbidden_target" and "10.1.2.3" in info.value.message
     assert feedfarm.hits("/r.xml") == 0
 
@@ -75,7 +75,7 @@ def test_any_private_answer_refuses_the_host(feedfarm):
     resolver = Resolver({"mixed.test": [["127.0.0.1", "192.168.1.10"]]})
     with pytest.raises(FetchError) as info:
         asyncio.run(fetch(f"http://mixed.test:{feedfarm.port}/m.xml",
-                          _PublicOnlyBackend(allowed=loopback_is_public, resolve=resolver)))
+                          PublicAddressBackend(allowed=loopback_is_public, resolve=resolver)))
     assert info.value.kind == "forbidden_target" and "192.168.1.10" in info.value.message
     assert feedfarm.hits("/m.xml") == 0
 
@@ -86,7 +86,7 @@ def test_redirect_hop_to_a_private_host_is_refused(feedfarm):
     resolver = Resolver({"feeds.test": [["127.0.0.1"]], "inner.test": [["169.254.169.254"]]})
     with pytest.raises(FetchError) as info:
         asyncio.run(fetch(f"http://feeds.test:{feedfarm.port}/start.xml",
-                          _PublicOnlyBackend(allowed=loopback_is_public, resolve=resolver)))
+                          PublicAddressBackend(allowed=loopback_is_public, resolve=resolver)))
     assert info.value.kind == "forbidden_target"
     assert feedfarm.hits("/start.xml") == 1 and feedfarm.hits("/secret") == 0
 
@@ -106,7 +106,7 @@ def test_unresolvable_host_is_a_connect_error():
         raise OSError("Name or service not known")
 
     with pytest.raises(FetchError) as info:
-        asyncio.run(fetch("http://nx.test/feed", _PublicOnlyBackend(resolve=nxdomain)))
+        asyncio.run(fetch("http://nx.test/feed", PublicAddressBackend(resolve=nxdomain)))
     assert info.value.kind == "connect" and "nx.test" in info.value.message
 
 
