@@ -14,10 +14,18 @@ there write portable SQL with ``?`` placeholders, name every column they read
 
 A ``Database`` is used from one thread at a time (the daemon's event loop);
 the CLI opens its own, read-only.
+
+One daemon per state file: ``StateLock`` holds an exclusive ``flock`` on
+``<state>.lock`` for the daemon's lifetime. Two daemons on one file each
+alerted the same stories, and the second one's start-up re-queued the first
+one's in-flight message; the second is now refused, naming the first (pid),
+before it touches anything. The kernel drops the lock when the holder dies, so
+a crash never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import stat
@@ -28,7 +36,7 @@ from typing import Any, Protocol
 
 from monitor.errors import MonitorError
 
-__all__ = ["Database", "Row", "StateError", "StateBusy", "connect"]
+__all__ = ["Database", "Row", "StateError", "StateBusy", "StateLocked", "StateLock", "connect"]
 
 #: Parameters of one statement: positional values for its ``?`` placeholders.
 Params = Sequence[Any]
@@ -49,6 +57,10 @@ class StateError(MonitorError):
 
 class StateBusy(StateError):
     """Another connection held the write lock longer than the busy timeout: try again later."""
+
+
+class StateLocked(StateError):
+    """Another monitor process holds the state's lock (one daemon per state file)."""
 
 
 def _state_error(location: str, exc: sqlite3.Error) -> StateError:
@@ -104,7 +116,10 @@ class Database:
 
     def scalar(self, sql: str, params: Params = ()) -> Any:
         """The first column of the first row (None without a row)."""
-        row = self.one(sql, params)
+        try:
+            row = self._conn.execute(sql, tuple(params)).fetchone()
+        except sqlite3.Error as exc:
+            raise _state_error(self.location, exc) from exc
         return None if row is None else row[0]
 
     def insert_id(self, sql: str, params: Params = ()) -> int:
@@ -222,6 +237,88 @@ def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) 
         conn.close()
         raise StateError(f"{path}: cannot use state database: {exc}") from None
     return Database(conn, str(path), readonly=readonly)
+
+
+class StateLock:
+    """The exclusive lock of one state database, held until ``release`` or the process ends."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @staticmethod
+    def path_for(state_path: str | Path) -> Path:
+        state_path = Path(state_path)
+        return state_path.with_name(state_path.name + ".lock")
+
+    @classmethod
+    def acquire(cls, state_path: str | Path) -> StateLock:
+        """Take the lock or raise ``StateLocked`` naming the process that has it.
+
+        The lock file is created 0600 in the state folder (created 0700) and
+        opened close-on-exec, so no child process ever inherits the lock.
+        """
+        path = cls.path_for(state_path)
+        try:
+            _private_folder(path.parent)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateError(f"{path}: cannot create the state lock: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_text(fd)
+            os.close(fd)
+            raise StateLocked(f"{state_path}: in use by another monitor ({holder}); one daemon per state file: "
+                              "stop that one, or give this one its own state_path") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"{path}: cannot lock the state: {exc.strerror or exc}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return cls(path, fd)
+
+    @classmethod
+    def holder(cls, state_path: str | Path) -> int | None:
+        """The pid of the daemon holding the lock, or None when no process holds it."""
+        try:
+            fd = os.open(cls.path_for(state_path), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _holder_pid(fd)
+            except OSError:
+                return None
+            return None
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Let go (the file stays: removing it would race with the next daemon's open)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _holder_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _holder_text(fd: int) -> str:
+    pid = _holder_pid(fd)
+    if pid is None:
+        return "pid unknown"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        command = ""
+    return f"pid {pid}" + (f": {command[:200]}" if command else "")
 
 
 def as_dict(row: Row) -> dict[str, Any]:
