@@ -50,7 +50,7 @@ from monitor.errors import DeliveryError
 from monitor.state import outbox as state_outbox
 from monitor.state.db import Database
 
-__all__ = ["Deliverer", "DeliveryReport", "send_test_message"]
+__all__ = ["Deliverer", "DeliveryProgress", "DeliveryReport", "send_test_message"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,15 @@ class DeliveryReport:
     dead: int = 0
     pending: int = 0
     messages: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryProgress:
+    """What the daemon's health and watchdog read: ``attempts`` grows with every send that
+    ended (sent, failed or given up); ``stopped`` names channels whose loop ended with an error."""
+
+    attempts: int
+    stopped: tuple[str, ...] = ()
 
 
 # -- learning why Apprise failed ------------------------------------------------
@@ -291,6 +300,12 @@ class Deliverer:
     def _task_done(task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task %s failed", task.get_name(), exc_info=task.exception())
+
+    def progress(self) -> DeliveryProgress:
+        """How far delivery got; see ``DeliveryProgress``."""
+        stopped = tuple(sorted(name for name, task in self._tasks.items()
+                               if task.done() and not task.cancelled() and task.exception() is not None))
+        return DeliveryProgress(self.report.sent + self.report.failed + self.report.dead, stopped)
 
     def enqueue_notice(self, channel: str, text: str) -> int:
         """Queue an operational message (not an alert) on ``channel``; raises DeliveryError if unknown."""
