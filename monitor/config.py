@@ -25,7 +25,7 @@ from monitor.errors import ConfigError, ConfigErrors
 from monitor.feeds.schedule import PollPolicy
 from monitor.feeds.settings import FeedSettings, FetchSettings, PollDefaults
 from monitor.secrets import BOT_TOKEN, SECRET_PARAMS
-from monitor.service.settings import HousekeepingSettings, HttpSettings
+from monitor.service.settings import HousekeepingSettings, HttpSettings, ReloadSettings
 from monitor.stories.settings import DedupSettings
 from monitor.yamlfile import (
     Path_,
@@ -62,6 +62,7 @@ class ConfigModel(_Strict):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
+    reload: ReloadSettings = Field(default_factory=ReloadSettings)
 
 
 @dataclass

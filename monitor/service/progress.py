@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Progress", "Reason", "STUCK_INTERVALS", "SLACK", "DELIVERY_STUCK_AFTER"]
+__all__ = ["Progress", "Reason", "STUCK_INTERVALS", "SLACK", "DELIVERY_STUCK_AFTER", "HEALTH_KEY", "HEALTH_EVERY"]
 
 #: Intervals a feed may go without a recorded poll before the daemon calls itself stuck.
 STUCK_INTERVALS = 3
@@ -34,6 +34,10 @@ STUCK_INTERVALS = 3
 SLACK = 10.0
 #: Seconds messages may be due with no delivery attempt at all before delivery is stuck.
 DELIVERY_STUCK_AFTER = 120.0
+#: The daemon's health note in the state's ``meta`` table, rewritten at least this often
+#: (``monitor status`` prints it, and calls it stale when much older).
+HEALTH_KEY = "daemon_health"
+HEALTH_EVERY = 30.0
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""Settings of the service: the ``http:`` and ``housekeeping:`` sections of the config."""
+"""Settings of the service: the ``http:``, ``housekeeping:`` and ``reload:`` sections of the config."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["HttpSettings", "HousekeepingSettings"]
+from monitor.types import Duration
+
+__all__ = ["HttpSettings", "HousekeepingSettings", "ReloadSettings"]
 
 
 class HttpSettings(BaseModel):
@@ -26,3 +28,15 @@ class HousekeepingSettings(BaseModel):
                                   "and delivered alerts are deleted.")
     interval_hours: float = Field(6, gt=0, le=24 * 7, description="How often prune and checkpoint run.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Rows deleted per write transaction.")
+
+
+class ReloadSettings(BaseModel):
+    """``reload:`` section of the config: how a reload may take rules away."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hold: Duration = Field(60.0, ge=0, le=86400, description="A reload that would remove rules, entities, "
+                           "keyword sets or rules files (or shorten one) waits until the files have been "
+                           "unchanged this long; the running rules keep working meanwhile.")
+    allow_empty_rules: bool = Field(False, description="Accept a reload that leaves no rule at all "
+                                    "(otherwise the running rules stay).")
