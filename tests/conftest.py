@@ -123,7 +123,8 @@ class FeedServer:
 
     ``set(path, body, ...)`` (re)defines a route; 200 answers carry an ETag
     and honour If-None-Match with 304, as real feed servers do. ``hang=True``
-    never answers (a timing-out feed). ``hits[path]`` counts requests.
+    never answers (a timing-out feed). ``hits[path]`` counts requests;
+    ``served[path]`` is the monotonic time the last full body was written.
     """
 
     def __init__(self) -> None:
@@ -131,6 +132,7 @@ class FeedServer:
 
         self.routes: dict[str, dict] = {}
         self.hits: dict[str, int] = {}
+        self.served: dict[str, float] = {}
         self._stop = threading.Event()
         owner = self
 
@@ -158,6 +160,7 @@ class FeedServer:
                 if route["status"] == 200:
                     headers["ETag"] = etag
                 self._send(route["status"], body, headers)
+                owner.served[self.path] = time.monotonic()
 
             def _send(self, status, body, headers):
                 self.send_response(status)
@@ -254,6 +257,14 @@ class NotifyListener:
 
     def values(self, key: str) -> list[str]:
         return [f[key] for _, f in self.snapshot() if key in f]
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Return once every datagram sent before this call has been read: a marker sent now
+        is read after them (a datagram socket keeps order), so no fixed wait is needed."""
+        marker = f"DRAIN={time.monotonic_ns()}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.sendto(marker.encode(), self.path)
+        self.wait_for("DRAIN", marker.split("=", 1)[1], timeout=timeout)
 
     def wait_for(self, key: str, value: str | None = None, timeout: float = 30.0, after: float = 0.0) -> float:
         deadline = time.monotonic() + timeout
