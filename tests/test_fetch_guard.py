@@ -117,3 +117,81 @@ def test_failed_sniffio_import_is_recorded_once():
         import sniffio  # noqa: F401
     except ImportError:
         assert "sniffio" in sys.modules and sys.modules["sniffio"] is None
+
+
+# -- with the defaults, a feed cannot make the monitor fetch its own network (issue 17) --------
+
+def test_article_pages_on_private_addresses_are_never_fetched_directly_or_by_redirect(tmp_path, feedfarm):
+    """A public feed (127.0.0.2, treated as public here) whose full_text items link to an
+    internal page (127.0.0.1), once directly and once through a redirect: neither page is
+    fetched, its text is in no alert, and the items still alert on their headlines."""
+    import http.server
+    import threading
+
+    import yaml
+    from conftest import ROOT, rss_feed
+
+    from monitor.config import load_config
+    from monitor.ingest.analysis import AnalysisContext
+    from monitor.ingest.pipeline import Pipeline
+    from monitor.ingest.workers import WorkerPool
+    from monitor.rules import load_rules
+    from monitor.state import open_state
+    from monitor.stories.index import StoryIndex
+
+    secret = "نص داخلي سري لا يخرج"
+    feedfarm.add("/internal", f"<html><body><p>{secret} البوكمال</p></body></html>".encode(),
+                 headers={"Content-Type": "text/html; charset=utf-8"})
+    internal = f"http://127.0.0.1:{feedfarm.port}/internal"
+    routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+
+    class Public(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            status, headers, body = routes[self.path]
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Public)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    public = f"http://127.0.0.2:{server.server_address[1]}"
+    routes["/hop"] = (302, {"Location": internal}, b"")
+    routes["/feed.xml"] = (200, {"Content-Type": "application/rss+xml"}, rss_feed([
+        {"title": "قسد تتقدم نحو البوكمال", "link": internal, "guid": "direct"},
+        {"title": "قسد تتقدم نحو البوكمال من الشمال", "link": f"{public}/hop", "guid": "redirected"},
+    ]).encode())
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({  # the defaults: allow_private_addresses is false
+        "state_path": str(tmp_path / "state.sqlite3"), "rules": [str(ROOT / "rules")],
+        "feeds": [{"name": "f", "url": f"{public}/feed.xml", "full_text": True}],
+        "channels": {"console": {"url": "console://"}}}), encoding="utf-8")
+    config = load_config(config_path, environ={})
+    assert config.model.fetch.allow_private_addresses is False
+    db = open_state(config.state_path)
+    stories = StoryIndex(config.model.dedup)
+    stories.load(db, 0)
+    workers = WorkerPool(0)
+    context = AnalysisContext(load_rules(config.rules), stories.settings, stories.permutations)
+
+    async def go():
+        backend = PublicAddressBackend(allowed=lambda address: address == "127.0.0.2")
+        async with Fetcher(config.model.fetch, network_backend=backend) as fetcher:
+            pipeline = Pipeline(config, db, context, fetcher, stories, workers)
+            return await pipeline.poll(config.feeds[0])
+
+    try:
+        outcome = asyncio.run(go())
+        payloads = [row["payload"] for row in db.all("SELECT payload FROM alerts")]
+    finally:
+        db.close()
+        workers.close()
+        server.shutdown()
+        server.server_close()
+    assert outcome.status == "ok" and outcome.items == 2
+    assert feedfarm.hits("/internal") == 0, "the internal page was fetched"
+    assert payloads and not [p for p in payloads if secret in p]
