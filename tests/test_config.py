@@ -195,3 +195,22 @@ def test_the_configured_interval_bounds_the_adaptive_interval_unless_max_interva
                                           "feeds:\n  - {name: a, url: 'https://a.org/f', interval: 5m}\n"),
                           environ={})
     assert next_poll_delay(relaxed.poll_policy(relaxed.feeds[0]), **quiet) == 7200.0
+
+
+def test_an_alias_that_can_never_match_is_rejected_with_its_line(tmp_path):
+    """An alias its own entity excludes would never alert: `check` says where it is."""
+    from conftest import ROOT as REPO
+    from conftest import run_cli
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "omar.yaml").write_text(
+        "entities:\n  - id: omar_field\n    aliases: [العمر النفطي, حقل العمر]\n    exclude: [حقل العمر]\n"
+        "keywords:\n  - id: fighting\n    words: [اشتباك]\n"
+        "rules:\n  - id: r\n    title: R\n    any: [omar_field, fighting]\n", encoding="utf-8")
+    config = write(tmp_path, f"rules: [{rules}]\nfeeds: []\nchannels:\n  c:\n    url: console://\n")
+    result = run_cli("check", "--config", str(config), cwd=REPO)
+    assert result.returncode == 1, result.stdout
+    assert f"{rules / 'omar.yaml'}:3:29: entities[0].aliases[1]: 'حقل العمر' can never match omar_field" \
+        in result.stderr, result.stderr
+    assert "aliases[0]" not in result.stderr and "fighting" not in result.stderr

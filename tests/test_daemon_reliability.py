@@ -383,6 +383,18 @@ def test_a_rules_file_removed_or_truncated_for_a_while_loses_no_alert(tmp_path, 
                             after=mark)
     assert "nested.yaml:1:51: refused: nested deeper than 50 levels" in failed.group(1)
 
+    # 4b. A 3.7 MB file of 1.9 M tiny values dropped in (it took a daemon to 1.4 GB): refused while
+    #     parsing, the daemon's peak memory stays where it was.
+    mark = time.monotonic()
+    (rules / "nested.yaml").write_text("entities:\n  - id: x\n    aliases: [" + ",".join(["a"] * 1_900_000)
+                                       + "]\n", encoding="utf-8")
+    _, failed = d.wait_line(r"reload \(file change\) failed, keeping the running rules: (.*)", timeout=LIMIT,
+                            after=mark)
+    assert "nested.yaml:3:" in failed.group(1) and "refused: more than 100000 values" in failed.group(1)
+    peak_kb = int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{d.proc.pid}/status").read_text()).group(1))
+    print(f"\n1.9 M-value rules file dropped into the running daemon: refused; daemon peak {peak_kb / 1024:.0f} MB")
+    assert peak_kb / 1024 < 400
+
     # 5. A removal that stays is accepted once the files were stable for reload.hold, with a WARNING.
     (rules / "nested.yaml").unlink()
     write_config(tmp_path, [{"name": "f", "url": url, "interval": "1s"}], rules=[str(rules)],
