@@ -484,15 +484,20 @@ def test_metrics_healthz_and_status_while_running(tmp_path, notify, daemons, fee
     assert total(values, "monitor_fetch_errors_total", kind="status") >= 3
 
     # `monitor status` reads the state safely while the daemon writes it.
-    result = run_cli("status", "--config", str(config), timeout=60)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    # The daemon's health note (in the state) follows its check loop: wait for the note that
+    # names the failing feed, then read the rest of the same output.
+    health_line = r"health:    degraded\n  degraded: feeds: 1 feeds failing .*: bad"
+
+    def status_naming_the_feed() -> str | None:
+        result = run_cli("status", "--config", str(config), timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout if re.search(health_line, result.stdout) else None
+
+    out = wait_until(status_naming_the_feed, timeout=60, what="monitor status naming the failing feed")
     assert re.search(r"feeds:\s+2 known, 1 failing", out), out  # "hang" has not finished a poll
     assert re.search(r"outbox:\s+\d+ waiting, [1-9]\d* sent, 0 dead", out), out
     assert f"daemon:    running (pid {d.proc.pid}), started" in out, out
     assert "last alert:" in out and "never" not in out.split("last alert:")[1]
-    # ... and which part needs attention: the daemon's own health note.
-    assert re.search(r"health:    degraded\n  degraded: feeds: 1 feeds failing .*: bad", out), out
 
     # SIGTERM while the "hang" feed's fetch is in flight (60 s timeout): the poll is cancelled
     # (it is replayed after a restart), so the stop does not wait for the feed.
