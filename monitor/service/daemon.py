@@ -536,7 +536,8 @@ class Daemon:
         self._cancel_recheck()
 
         async def recheck() -> None:
-            await asyncio.sleep(max(0.0, until - self.clock()) + 0.05)
+            if await self._sleep(max(0.0, until - self.clock()) + 0.05):
+                return  # stopping
             self._hold_task = None
             await self.reload("held reload, files stable")
 
