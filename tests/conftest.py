@@ -113,6 +113,24 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)
 
 
+_MEASURE = ("import os, subprocess, sys\n"
+            "child = subprocess.Popen(sys.argv[2:])\n"
+            "_, status, usage = os.wait4(child.pid, 0)\n"
+            "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+            "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
+def run_measured(*args: str, tmp: Path, env: dict | None = None, timeout: float = 300
+                 ) -> tuple[subprocess.CompletedProcess, float]:
+    """``python -m monitor ARGS`` and its peak RSS in MB. A small launcher forks it: a child
+    forked from the test process itself would count the test's own pages in its peak."""
+    out = tmp / f"peak-{time.monotonic_ns()}"
+    full_env = {**os.environ, "SMTP_PASSWORD": SMTP_PASSWORD, **(env or {})}
+    result = subprocess.run([sys.executable, "-c", _MEASURE, str(out), sys.executable, "-m", "monitor", *args],
+                            capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT)
+    return result, int(out.read_text()) / 1024
+
+
 def corpus_articles() -> list[tuple[str, str]]:
     """The five corpus articles as (file stem, text)."""
     return [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(CORPUS.glob("0*.txt"))]

@@ -128,11 +128,7 @@ def test_status_on_a_corrupt_state_file_is_a_clear_error(configured):
 def test_rules_test_url_fetches_like_the_daemon(tmp_path, feedfarm):
     """The default guard refuses loopback; with a config that allows it, the daemon's caps
     apply: a gzip bomb is cut at fetch.max_bytes, a slow drip at fetch.timeout."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import run_cli
+    from conftest import run_cli, run_measured
     from feedfarm import HOSTILE, rss
 
     good = feedfarm.add("/good.xml", rss().encode())
@@ -154,14 +150,10 @@ def test_rules_test_url_fetches_like_the_daemon(tmp_path, feedfarm):
     results = [json.loads(line) for line in ok.stdout.splitlines()]
     assert results and all(r["id"].startswith("guid:") for r in results) and any(r["rules"] for r in results)
 
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "rules", "test", "--rules", rules, bomb],
-                            env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    _, stderr = proc.communicate()
-    assert os.waitstatus_to_exitcode(status) == 2 and "too_large" in stderr, stderr
-    print(f"\nrules test on a 64 MiB gzip bomb: refused, peak RSS {usage.ru_maxrss / 1024:.0f} MB")
-    assert usage.ru_maxrss / 1024 < 200
+    result, peak_mb = run_measured("rules", "test", "--rules", rules, bomb, tmp=tmp_path, env=env)
+    assert result.returncode == 2 and "too_large" in result.stderr, result.stderr
+    print(f"\nrules test on a 64 MiB gzip bomb: refused, peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 200
 
     dripping = run_cli("rules", "test", "--rules", rules, drip, env=env, timeout=60)
     assert dripping.returncode == 2 and "timeout" in dripping.stderr, dripping.stderr

@@ -127,25 +127,16 @@ def test_nesting_500_deep_is_a_located_error_everywhere_not_a_recursion_error(tm
 
 def test_a_huge_rules_file_is_refused_while_parsing_within_bounded_memory(tmp_path):
     """3.7 MB of 1.9 M tiny values (under the 4 MiB cap) cost 1.3 GB before the node limit."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT as REPO
+    from conftest import run_measured
 
     from monitor.yamlfile import MAX_NODES
 
     huge = tmp_path / "huge.yaml"
-    huge.write_text("entities:\n  - id: x\n    aliases: [" + ",".join("a" * 1 for _ in range(1_900_000)) + "]\n",
-                    encoding="utf-8")
+    huge.write_text("entities:\n  - id: x\n    aliases: [" + ",".join(["a"] * 1_900_000) + "]\n", encoding="utf-8")
     assert 3_500_000 < huge.stat().st_size < 4 * 1024 * 1024
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "rules", "check", str(huge)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    stdout, stderr = proc.communicate()
-    assert os.waitstatus_to_exitcode(status) == 1, stderr
-    assert f"{huge}:3:" in stderr and f"refused: more than {MAX_NODES} values" in stderr, stderr
-    peak_mb = usage.ru_maxrss / 1024
+    result, peak_mb = run_measured("rules", "check", str(huge), tmp=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"{huge}:3:" in result.stderr and f"refused: more than {MAX_NODES} values" in result.stderr, result.stderr
     print(f"\nrules check of a 3.7 MB file of 1.9 M values: refused, peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 300, peak_mb
 
