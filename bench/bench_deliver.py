@@ -156,6 +156,7 @@ def run(code: Path, label: str, seconds: float, current: bool) -> dict[str, obje
         "state_path": str(folder / "state.sqlite3"), "rules": [str(ROOT / "rules")], "log_level": "WARNING",
         "feeds": [{"name": "bulletins", "url": f"http://127.0.0.1:{servers.http_port}/feed.xml", "interval": "1h"}],
         "channels": {"hook": hook, "mail": mail},
+        "fetch": {"allow_private_addresses": True},  # the feeds are on loopback
     }, ensure_ascii=False), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(code)}
     env.pop("NOTIFY_SOCKET", None)

@@ -364,6 +364,7 @@ def write_monitor_config(directory: Path, urls: list[str], channel: str) -> Path
         "rules": [str(ROOT / "rules")],
         "feeds": [{"name": f"feed-{i}", "url": url} for i, url in enumerate(urls)],
         "channels": {CHANNEL_NAME: {"url": channel}},
+        "fetch": {"allow_private_addresses": True},  # the farm is on loopback
     }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")

@@ -273,7 +273,7 @@ def write_config(tmp: Path, urls: list[str]) -> Path:
         "feeds": [{"name": f"feed-{i}", "url": url} for i, url in enumerate(urls)],
         "channels": {"console": {"url": "console://"}},
         "defaults": {"concurrency": CONCURRENCY},
-        "fetch": {"timeout": 60},
+        "fetch": {"timeout": 60, "allow_private_addresses": True},  # feeds on 127.0.0.1
     }
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")

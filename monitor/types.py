@@ -132,3 +132,5 @@ class ParsedFeed:
     # Non-fatal problems worth showing in ``monitor feeds`` (bozo reasons, ...).
     warnings: list[str] = field(default_factory=list)
     encoding: str | None = None
+    # Entries beyond the item cap that were not read (the oldest): worth a WARNING.
+    skipped: int = 0

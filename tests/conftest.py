@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from feedfarm import feedfarm  # noqa: F401  (the loopback feed farm fixture, for every test module)
 from hypothesis import settings
 
 # Property tests must not flake on a loaded 2-core CI machine: no per-example
@@ -31,6 +32,10 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 SMTP_PASSWORD = "smtp-test-password-7f3a"
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: The tests serve their feeds on 127.0.0.1, which the monitor refuses by default
+#: (``fetch.allow_private_addresses: false``): every test config opts in, explicitly.
+LOOPBACK_FETCH = {"allow_private_addresses": True}
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "corpus"
 
@@ -108,6 +113,24 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)
 
 
+_MEASURE = ("import os, subprocess, sys\n"
+            "child = subprocess.Popen(sys.argv[2:])\n"
+            "_, status, usage = os.wait4(child.pid, 0)\n"
+            "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+            "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
+def run_measured(*args: str, tmp: Path, env: dict | None = None, timeout: float = 300
+                 ) -> tuple[subprocess.CompletedProcess, float]:
+    """``python -m monitor ARGS`` and its peak RSS in MB. A small launcher forks it: a child
+    forked from the test process itself would count the test's own pages in its peak."""
+    out = tmp / f"peak-{time.monotonic_ns()}"
+    full_env = {**os.environ, "SMTP_PASSWORD": SMTP_PASSWORD, **(env or {})}
+    result = subprocess.run([sys.executable, "-c", _MEASURE, str(out), sys.executable, "-m", "monitor", *args],
+                            capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT)
+    return result, int(out.read_text()) / 1024
+
+
 def corpus_articles() -> list[tuple[str, str]]:
     """The five corpus articles as (file stem, text)."""
     return [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(CORPUS.glob("0*.txt"))]
@@ -119,7 +142,8 @@ class FeedServer:
     ``set(path, body, ...)`` (re)defines a route; 200 answers carry an ETag
     and honour If-None-Match with 304, as real feed servers do. ``hang=True``
     never answers (a timing-out feed), ``delay`` answers that many seconds
-    late. ``hits[path]`` counts requests.
+    late. ``hits[path]`` counts requests;
+    ``served[path]`` is the monotonic time the last full body was written.
     """
 
     def __init__(self) -> None:
@@ -127,6 +151,7 @@ class FeedServer:
 
         self.routes: dict[str, dict] = {}
         self.hits: dict[str, int] = {}
+        self.served: dict[str, float] = {}
         self._stop = threading.Event()
         owner = self
 
@@ -156,6 +181,7 @@ class FeedServer:
                 if route["status"] == 200:
                     headers["ETag"] = etag
                 self._send(route["status"], body, headers)
+                owner.served[self.path] = time.monotonic()
 
             def _send(self, status, body, headers):
                 self.send_response(status)
@@ -253,6 +279,14 @@ class NotifyListener:
 
     def values(self, key: str) -> list[str]:
         return [f[key] for _, f in self.snapshot() if key in f]
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Return once every datagram sent before this call has been read: a marker sent now
+        is read after them (a datagram socket keeps order), so no fixed wait is needed."""
+        marker = f"DRAIN={time.monotonic_ns()}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.sendto(marker.encode(), self.path)
+        self.wait_for("DRAIN", marker.split("=", 1)[1], timeout=timeout)
 
     def wait_for(self, key: str, value: str | None = None, timeout: float = 30.0, after: float = 0.0) -> float:
         deadline = time.monotonic() + timeout

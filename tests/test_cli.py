@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import FeedServer, rss_feed
+from conftest import LOOPBACK_FETCH, FeedServer, rss_feed
 
 from monitor.cli import main
 
@@ -31,6 +31,7 @@ def configured(tmp_path, feed_server: FeedServer):
                      # backoff beyond run --once's delivery wait: one attempt, then it waits
                      "mail": {"url": "mailto://127.0.0.1:9?mode=insecure&from=a@b.org&to=c@d.org",
                               "backoff_initial": 60}},
+        "fetch": LOOPBACK_FETCH,
     }), encoding="utf-8")
     return config
 
@@ -120,3 +121,39 @@ def test_status_on_a_corrupt_state_file_is_a_clear_error(configured):
     result = CliRunner().invoke(main, ["status", "--config", str(configured)])
     assert result.exit_code == 1
     assert "cannot use state database" in result.output and "Traceback" not in result.output
+
+
+# -- `monitor rules test URL` reads a feed through the Fetcher (issue 10) -----------------
+
+def test_rules_test_url_fetches_like_the_daemon(tmp_path, feedfarm):
+    """The default guard refuses loopback; with a config that allows it, the daemon's caps
+    apply: a gzip bomb is cut at fetch.max_bytes, a slow drip at fetch.timeout."""
+    from conftest import run_cli, run_measured
+    from feedfarm import HOSTILE, rss
+
+    good = feedfarm.add("/good.xml", rss().encode())
+    bomb = feedfarm.add("/bomb.xml", **HOSTILE["gzip_bomb"]())
+    drip = feedfarm.add("/drip.xml", **HOSTILE["drip"]())
+    rules = str(ROOT / "rules")
+    env = {"MONITOR_CONFIG": str(tmp_path / "absent.yaml")}  # no config: the defaults
+
+    refused = run_cli("rules", "test", "--rules", rules, good, env=env)
+    assert refused.returncode == 2 and "forbidden_target" in refused.stderr, refused.stderr
+    assert feedfarm.hits("/good.xml") == 0
+
+    config = tmp_path / "config.yaml"
+    config.write_text("fetch:\n  allow_private_addresses: true\n  timeout: 2\n  max_bytes: 1048576\n",
+                      encoding="utf-8")
+    env = {"MONITOR_CONFIG": str(config)}
+    ok = run_cli("rules", "test", "--rules", rules, "--format", "json", good, env=env)
+    assert ok.returncode == 0, ok.stderr
+    results = [json.loads(line) for line in ok.stdout.splitlines()]
+    assert results and all(r["id"].startswith("guid:") for r in results) and any(r["rules"] for r in results)
+
+    result, peak_mb = run_measured("rules", "test", "--rules", rules, bomb, tmp=tmp_path, env=env)
+    assert result.returncode == 2 and "too_large" in result.stderr, result.stderr
+    print(f"\nrules test on a 64 MiB gzip bomb: refused, peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 200
+
+    dripping = run_cli("rules", "test", "--rules", rules, drip, env=env, timeout=60)
+    assert dripping.returncode == 2 and "timeout" in dripping.stderr, dripping.stderr

@@ -113,3 +113,108 @@ def test_a_password_written_in_the_state_url_is_refused(tmp_path):
     with pytest.raises(ConfigErrors) as caught:
         load_config(path, environ={})
     assert "state" in str(caught.value) and "in clear" in str(caught.value)
+# -- bounded YAML (issue 17): limits hold while parsing, errors are located --------------
+
+def _rules_config(tmp_path: Path, rules_file: Path) -> Path:
+    return write(tmp_path, f"rules: [{rules_file}]\nfeeds: []\nchannels:\n  c:\n    url: console://\n")
+
+
+def test_nesting_500_deep_is_a_located_error_everywhere_not_a_recursion_error(tmp_path):
+    from conftest import run_cli
+
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("[" * 500 + "]" * 500 + "\n", encoding="utf-8")  # 1 KB
+    config = _rules_config(tmp_path, nested)
+    for args in (["rules", "check", str(nested)], ["check", "--config", str(config)],
+                 ["run", "--once", "--config", str(config)]):
+        result = run_cli(*args, timeout=120)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert f"{nested}:1:51: refused: nested deeper than 50 levels" in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
+    # The config file itself is bounded the same way.
+    deep_config = write(tmp_path, "feeds: " + "[" * 200 + "]" * 200 + "\n", "deep.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_config(deep_config, environ={})
+    assert str(err.value).startswith(f"{deep_config}:1:") and "nested deeper than" in str(err.value)
+
+
+def test_a_huge_rules_file_is_refused_while_parsing_within_bounded_memory(tmp_path):
+    """3.7 MB of 1.9 M tiny values (under the 4 MiB cap) cost 1.3 GB before the node limit."""
+    from conftest import run_measured
+
+    from monitor.yamlfile import MAX_NODES
+
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("entities:\n  - id: x\n    aliases: [" + ",".join(["a"] * 1_900_000) + "]\n", encoding="utf-8")
+    assert 3_500_000 < huge.stat().st_size < 4 * 1024 * 1024
+    result, peak_mb = run_measured("rules", "check", str(huge), tmp=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"{huge}:3:" in result.stderr and f"refused: more than {MAX_NODES} values" in result.stderr, result.stderr
+    print(f"\nrules check of a 3.7 MB file of 1.9 M values: refused, peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 300, peak_mb
+
+
+def test_alias_bombs_count_what_they_repeat(tmp_path):
+    levels = ["a: &a [" + ",".join(["x"] * 10) + "]"]
+    levels += [f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(6)]
+    bomb = write(tmp_path, "\n".join(levels) + "\n", "bomb.yaml")  # 10^7 values, 300 bytes
+    with pytest.raises(ConfigError) as err:
+        load_config(bomb, environ={})
+    assert "aliases repeating earlier values" in str(err.value) and str(err.value).startswith(f"{bomb}:")
+    merged = write(tmp_path, "base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  z: 3\n", "merge.yaml")
+    from monitor.yamlfile import load_yaml
+
+    assert load_yaml(merged).data == {"base": {"x": 1, "y": 2}, "m": {"x": 1, "y": 2, "z": 3}}
+
+
+# -- intervals that `check` accepts must work (issue 17) ----------------------------------
+
+@pytest.mark.parametrize("text, where, message", [
+    ("defaults:\n  interval: 0\n", "2:13: defaults.interval", "greater than 0"),
+    ("defaults:\n  min_interval: 0s\n", "2:17: defaults.min_interval", "greater than 0"),
+    ("feeds:\n  - {name: a, url: 'https://a.org/f', interval: 0}\n", "2:49: feeds[0].interval", "greater than 0"),
+    ("defaults:\n  interval: 10m\n  max_interval: 5m\n", "3:17: defaults.max_interval",
+     "max_interval (300 s) is shorter than defaults.interval (600 s)"),
+    ("defaults:\n  max_interval: 1h\nfeeds:\n  - name: a\n    url: https://a.org/f\n    interval: 2h\n",
+     "6:15: feeds[0].interval", "interval (7200 s) is longer than defaults.max_interval (3600 s)"),
+])
+def test_intervals_that_could_never_work_are_refused(tmp_path, text, where, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigErrors) as err:
+        load_config(path, environ={})
+    assert f"{path}:{where}: " in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_the_configured_interval_bounds_the_adaptive_interval_unless_max_interval_is_set(tmp_path):
+    from monitor.feeds.schedule import next_poll_delay
+
+    # A feed whose 20 items share one date looks like "20 items a week": one week / 20 = 8.4 h.
+    quiet = {"entries_per_week": 20.0, "feed_window_seconds": 0.0, "rng": lambda: 0.5}
+    plain = load_config(write(tmp_path, "feeds:\n  - {name: a, url: 'https://a.org/f', interval: 5m}\n"),
+                        environ={})
+    assert next_poll_delay(plain.poll_policy(plain.feeds[0]), **quiet) == 300.0
+    # Errors still back off beyond the interval, up to max_interval (default 6 h).
+    assert next_poll_delay(plain.poll_policy(plain.feeds[0]), consecutive_errors=8, rng=lambda: 0.5) == 6 * 3600
+    relaxed = load_config(write(tmp_path, "defaults:\n  max_interval: 2h\n"
+                                          "feeds:\n  - {name: a, url: 'https://a.org/f', interval: 5m}\n"),
+                          environ={})
+    assert next_poll_delay(relaxed.poll_policy(relaxed.feeds[0]), **quiet) == 7200.0
+
+
+def test_an_alias_that_can_never_match_is_rejected_with_its_line(tmp_path):
+    """An alias its own entity excludes would never alert: `check` says where it is."""
+    from conftest import ROOT as REPO
+    from conftest import run_cli
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "omar.yaml").write_text(
+        "entities:\n  - id: omar_field\n    aliases: [العمر النفطي, حقل العمر]\n    exclude: [حقل العمر]\n"
+        "keywords:\n  - id: fighting\n    words: [اشتباك]\n"
+        "rules:\n  - id: r\n    title: R\n    any: [omar_field, fighting]\n", encoding="utf-8")
+    config = write(tmp_path, f"rules: [{rules}]\nfeeds: []\nchannels:\n  c:\n    url: console://\n")
+    result = run_cli("check", "--config", str(config), cwd=REPO)
+    assert result.returncode == 1, result.stdout
+    assert f"{rules / 'omar.yaml'}:3:29: entities[0].aliases[1]: 'حقل العمر' can never match omar_field" \
+        in result.stderr, result.stderr
+    assert "aliases[0]" not in result.stderr and "fighting" not in result.stderr

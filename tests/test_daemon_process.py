@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, NotifyListener, free_port, rss_feed, run_cli
+from conftest import LOOPBACK_FETCH, ROOT, NotifyListener, free_port, rss_feed, run_cli
+
+from monitor.ingest.workers import WorkerPool
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="AF_UNIX notify socket, POSIX signals")
 
@@ -42,9 +44,11 @@ STOP_TIMEOUT = 30.0                # TimeoutStopSec is 45 in deploy/monitor.serv
 class DaemonProcess:
     """``python -m monitor run --config CONFIG`` with its stdout/stderr read line by line in threads."""
 
-    def __init__(self, config: Path, notify: NotifyListener | None, *, watchdog_usec: int = WATCHDOG_USEC) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "STATE_DIRECTORY")}
+    def __init__(self, config: Path, notify: NotifyListener | None, *, watchdog_usec: int = WATCHDOG_USEC,
+                 env: dict[str, str] | None = None) -> None:
+        env = {**{k: v for k, v in os.environ.items()
+                  if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "STATE_DIRECTORY")},
+               **(env or {})}
         env["PYTHONUNBUFFERED"] = "1"
         if notify is not None:
             env["NOTIFY_SOCKET"] = notify.path
@@ -69,7 +73,8 @@ class DaemonProcess:
         with self._lock:
             return "\n".join(line for _, name, line in self.lines if name == stream)
 
-    def wait_line(self, pattern: str, timeout: float = 30.0, *, after: float = 0.0, stream: str = "err") -> tuple[float, re.Match]:
+    def wait_line(self, pattern: str, timeout: float = 30.0, *, after: float = 0.0,
+                  stream: str = "err") -> tuple[float, re.Match]:
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -111,9 +116,8 @@ class DaemonProcess:
             self.proc.wait(timeout=10)
 
 
-@pytest.fixture
-def daemons():
-    """Start daemons with ``daemons(config, notify)``; any still running at the end are killed."""
+def started_daemons():
+    """Yields ``start(config, notify)``; any daemon still running afterwards is killed."""
     started: list[DaemonProcess] = []
 
     def start(config: Path, notify: NotifyListener | None = None, **kw) -> DaemonProcess:
@@ -126,15 +130,22 @@ def daemons():
         d.kill()
 
 
+@pytest.fixture
+def daemons():
+    """Start daemons with ``daemons(config, notify)``; any still running at the end are killed."""
+    yield from started_daemons()
+
+
 def write_config(tmp_path: Path, feeds: list[dict], *, rules: list[str] | None = None, **extra) -> Path:
+    """A config polling every 2 s (a feed's own ``interval`` is also its longest wait)."""
     config = {
         "state_path": str(tmp_path / "state.sqlite3"),
         "rules": rules or [str(ROOT / "rules")],
         "feeds": feeds,
         "channels": {"console": {"url": "console://"}},
-        "defaults": {"interval": "2s", "min_interval": "1s", "max_interval": "2s", "jitter": 0},
-        "fetch": {"timeout": 20},
+        "defaults": {"interval": "2s", "min_interval": "1s", "jitter": 0},
         **extra,
+        "fetch": {"timeout": 20, **LOOPBACK_FETCH, **extra.get("fetch", {})},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -178,12 +189,11 @@ BUKAMAL = {"title": "قوات سوريا الديمقراطية تتقدم نح�
 def big_feed(target_bytes: int = 20_000_000) -> bytes:
     """About 20 MB of valid RSS that matches no rule: ~2,900 items.
 
-    The first 500 (all the daemon reads, ``parse_feed(max_items=500)``) have a
-    typical ~600-character body; the rest are ~7 KB each. feedparser parses
-    all of it (about 6 s of CPU), while matching stays cheap. That isolates
-    what this test is about: *parsing* must not block the loop. (Matching 500
-    bodies of 7 KB each runs on the loop and takes about 1 s: see the report
-    on issue 6; it is the pipeline's, not the daemon's.)
+    The first 500 (the ones the daemon reads: all share one date, so the cap
+    keeps document order) have a typical ~600-character body; the rest are
+    ~7 KB each. Reading it (the cap's scan of every entry, then feedparser on
+    500) is seconds of CPU, while matching stays cheap. That isolates what this
+    test is about: *parsing* must not block the loop.
     """
     sentence = "أعلنت مصادر محلية في مدينة حلب أن الأسواق شهدت حركة تجارية نشطة اليوم مع اقتراب موسم الأعياد. "
     items = [{"title": f"خبر محلي رقم {i}", "link": f"https://big.example/a/{i}", "description": sentence * 6}
@@ -219,7 +229,7 @@ def test_invalid_config_exits_1_without_ready(tmp_path, notify, daemons):
     assert d.proc.wait(timeout=60) == 1
     d.stop()
     assert "state.sqlite3" in d.log() and "Traceback" not in d.log(), d.log()
-    time.sleep(0.3)  # a datagram sent just before exit would still be in the socket queue
+    notify.drain()  # every datagram the exited processes sent has been read now
     assert notify.times("READY") == [], notify.snapshot()
 
 
@@ -232,9 +242,12 @@ def test_ready_status_watchdog_during_20mb_parse_then_clean_stop(tmp_path, notif
     assert len(body) >= 19_000_000
     big = feed_server.set("/big.xml", body)
     small = feed_server.set("/small.xml", rss_feed([QUIET]))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
     config = write_config(tmp_path, [{"name": "big", "url": big, "interval": "1h"}]
                           + [{"name": f"small{i}", "url": small} for i in range(feeds - 1)],
-                          fetch={"timeout": 60, "max_bytes": 32 * 1024 * 1024})
+                          fetch={"timeout": 60, "max_bytes": 32 * 1024 * 1024},
+                          http={"enabled": True, "port": port})
     d = daemons(config, notify)
 
     ready = notify.wait_for("READY", "1", timeout=60)
@@ -250,27 +263,35 @@ def test_ready_status_watchdog_during_20mb_parse_then_clean_stop(tmp_path, notif
     status = notify.values("STATUS")[-1]
     assert re.search(rf"{feeds} feeds \(\d+ failing\)", status) and len(status) < 200, status
 
-    # The big feed: fetched, parsed (~6 s of CPU in feedparser), 500 items matched and recorded.
-    done, m = d.wait_line(r"feed big: (\d+) items", timeout=120)
-    assert int(m.group(1)) == 500
-    notify.wait_for("WATCHDOG", "1", timeout=10, after=done + 0.01)  # one more ping after the parse
+    # The big feed: fetched, then parsed off the loop and its 500 newest items matched and
+    # recorded. Meanwhile the loop must go on serving: a /healthz request sent after the body
+    # was served is answered before the feed is recorded. An ordering of events, not a gap
+    # measured against a clock (the parse takes however long this machine needs).
+    answers: list[tuple[float, float]] = []
+    probing = threading.Event()
 
-    pings = [t for t in notify.times("WATCHDOG", "1") if t >= ready]
-    during = [t for t in pings if t <= done + PING_INTERVAL * 2]
-    gaps = [b - a for a, b in zip(during, during[1:])]
-    largest = max(gaps)
-    window = done - ready
-    print("\ngaps (t rel. to done):", [(round(b - done, 2), round(b - a, 2)) for a, b in zip(during, during[1:])])
-    print(f"watchdog: {len(during)} pings over {window:.1f}s READY->big feed recorded, "
-          f"largest gap {largest:.3f}s (interval {PING_INTERVAL:.1f}s)")
-    assert window > 2 * PING_INTERVAL, "the big feed took too little time to prove anything"
-    assert len(during) >= int(window / PING_INTERVAL) - 1
-    # The event loop is never blocked: pings keep their rhythm while the 20 MB feed is parsed
-    # (systemd would kill the service after WATCHDOG_USEC without one; we allow half of that, plus slack).
-    assert largest < PING_INTERVAL * 2, gaps
+    def probe() -> None:
+        while not probing.is_set():
+            sent = time.monotonic()
+            if http_get(base + "/healthz")[0] in (200, 503):
+                answers.append((sent, time.monotonic()))
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    done, m = d.wait_line(r"feed big: (\d+) items", timeout=120)
+    probing.set()
+    prober.join(timeout=15)
+    assert int(m.group(1)) == 500
+    served = feed_server.served["/big.xml"]
+    inside = [(sent, answered) for sent, answered in answers if sent >= served and answered <= done]
+    print(f"\n/healthz answered {len(inside)} times between the body served and the feed recorded "
+          f"({done - served:.1f} s on this machine)")
+    assert inside, "the loop answered nothing while the 20 MB feed was parsed"
+    notify.wait_for("WATCHDOG", "1", timeout=10, after=done + 0.01)  # and the watchdog goes on
+    assert not [t for t in notify.times("WATCHDOG", "1") if t < ready], "no watchdog ping before READY"
 
     children = _children_of(d.proc.pid)
-    if feeds >= 20 and (os.cpu_count() or 1) >= 2:
+    if WorkerPool.workers_for(feeds) > 0:  # decided as the daemon decides (CPU affinity, not cpu_count)
         assert children, "20 feeds on a multi-core machine: parsing should run in worker processes"
 
     # SIGTERM: STOPPING=1, then exit 0 well within TimeoutStopSec.
@@ -463,12 +484,20 @@ def test_metrics_healthz_and_status_while_running(tmp_path, notify, daemons, fee
     assert total(values, "monitor_fetch_errors_total", kind="status") >= 3
 
     # `monitor status` reads the state safely while the daemon writes it.
-    result = run_cli("status", "--config", str(config), timeout=60)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    # The daemon's health note (in the state) follows its check loop: wait for the note that
+    # names the failing feed, then read the rest of the same output.
+    health_line = r"health:    degraded\n  degraded: feeds: 1 feeds failing .*: bad"
+
+    def status_naming_the_feed() -> str | None:
+        result = run_cli("status", "--config", str(config), timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout if re.search(health_line, result.stdout) else None
+
+    out = wait_until(status_naming_the_feed, timeout=60, what="monitor status naming the failing feed")
     assert re.search(r"feeds:\s+2 known, 1 failing", out), out  # "hang" has not finished a poll
     assert re.search(r"outbox:\s+\d+ waiting, [1-9]\d* sent, 0 dead", out), out
-    assert "daemon:    started" in out and "last alert:" in out and "never" not in out.split("last alert:")[1]
+    assert f"daemon:    running (pid {d.proc.pid}), started" in out, out
+    assert "last alert:" in out and "never" not in out.split("last alert:")[1]
 
     # SIGTERM while the "hang" feed's fetch is in flight (60 s timeout): the poll is cancelled
     # (it is replayed after a restart), so the stop does not wait for the feed.

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from conftest import SMTP_PASSWORD, FeedServer, free_port, rss_feed, run_cli
+from conftest import LOOPBACK_FETCH, SMTP_PASSWORD, FeedServer, free_port, rss_feed, run_cli
 from fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +44,7 @@ def hostile(tmp_path: Path, feed_server: FeedServer):
     config.write_text(yaml.safe_dump({
         "state_path": str(tmp_path / "state.sqlite3"), "rules": [str(ROOT / "rules")],
         "feeds": [{"name": "f", "url": feed_server.url("/f.xml")}],
+        "fetch": LOOPBACK_FETCH,
         "channels": {
             "tg": {"url": "tgram://${TG_TOKEN}/-1001234", "backoff_initial": 60, "backoff_max": 60},
             "mail": {"url": f"mailto://monitor:${{SMTP_PASSWORD}}@127.0.0.1:{port}?mode=insecure"

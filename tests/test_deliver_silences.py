@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FeedServer, rss_feed, run_cli
+from conftest import LOOPBACK_FETCH, FeedServer, rss_feed, run_cli
 
 from monitor.alerts.deliver import Deliverer
 from monitor.alerts.route import plan_alerts
@@ -139,7 +139,7 @@ def test_silences_survive_restarts_and_expire_from_the_cli(tmp_path: Path, feed_
     config.write_text(yaml.safe_dump({
         "state_path": str(tmp_path / "state.sqlite3"), "rules": [str(rules)],
         "feeds": [{"name": "b", "url": feed_server.url("/b.xml")}],
-        "channels": {"console": {"url": "console://"}},
+        "channels": {"console": {"url": "console://"}}, "fetch": LOOPBACK_FETCH,
     }), encoding="utf-8")
     c = ["--config", str(config)]
     feed_server.set("/b.xml", rss_feed(_feed(2)))

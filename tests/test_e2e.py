@@ -37,7 +37,7 @@ def write_config(tmp_path: Path, feeds: dict[str, str], smtp: SmtpSink, *, timeo
         "rules": [str(ROOT / "rules")],
         "feeds": [{"name": name, "url": url} for name, url in feeds.items()],
         "channels": {"email": {"url": smtp.mailto()}},
-        "fetch": {"timeout": timeout},
+        "fetch": {"timeout": timeout, "allow_private_addresses": True},  # feeds on 127.0.0.1
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")

@@ -182,7 +182,8 @@ def test_hash_key_is_stable_across_polls_and_spellings():
 def test_max_items_and_atom():
     many = rss([(f"خبر {i}", f"https://example.com/{i}", "") for i in range(30)]).encode()
     feed = parse(many, max_items=10)
-    assert len(feed.items) == 10 and any("only the first 10" in w for w in feed.warnings)
+    assert len(feed.items) == 10 and any("the 20 oldest skipped" in w for w in feed.warnings)
+    assert feed.skipped == 20
     atom = """<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>أ</title>
 <entry><title type="html">&lt;i&gt;عاجل&lt;/i&gt;</title><id>tag:x,2017:1</id>
 <link rel="alternate" href="https://example.com/e1?fbclid=abc"/><updated>2017-11-06T10:00:00Z</updated>

@@ -52,6 +52,7 @@ def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, c
         "rules": [str(rules_dir or ROOT / "rules")],
         "feeds": [{"name": n, "url": u, **feed_options} for n, u in feeds.items()],
         "channels": {"console": {"url": "console://"}},
+        "fetch": {"allow_private_addresses": True},  # feeds on 127.0.0.1
     }, allow_unicode=True), encoding="utf-8")
     config = load_config(config_path, environ={})
     conn = open_state(config.state)

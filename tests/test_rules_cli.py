@@ -81,15 +81,13 @@ RSS = """<?xml version="1.0" encoding="utf-8"?>
 </channel></rss>""".encode()
 
 
-def test_feed_url_input(monkeypatch):
-    import httpx
-
-    def fake_get(url, **kwargs):
-        return httpx.Response(200, content=RSS, headers={"content-type": "application/rss+xml"},
-                              request=httpx.Request("GET", url))
-
-    monkeypatch.setattr(httpx, "get", fake_get)
-    result = run("test", "--rules", RULES, "--format", "json", "https://example.org/feed.xml")
+def test_feed_url_input(feedfarm, tmp_path, monkeypatch):
+    # A real loopback server; fetching 127.0.0.1 needs a config that allows private addresses.
+    config = tmp_path / "config.yaml"
+    config.write_text("fetch:\n  allow_private_addresses: true\n", encoding="utf-8")
+    monkeypatch.setenv("MONITOR_CONFIG", str(config))
+    url = feedfarm.add("/feed.xml", RSS)
+    result = run("test", "--rules", RULES, "--format", "json", url)
     assert result.exit_code == 0, result.output
     first, second = [json.loads(line) for line in result.output.splitlines()]
     assert {"qasad", "bukamal", "deir_ez_zor"} <= set(first["entities"])

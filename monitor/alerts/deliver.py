@@ -81,7 +81,7 @@ from monitor.state import silences as state_silences
 from monitor.state.db import Database, StateError
 from monitor.state.outbox import AlertView, Claimed, NoticeView, ThreadRoot, View
 
-__all__ = ["Deliverer", "DeliveryReport", "backoff", "send_test_message"]
+__all__ = ["Deliverer", "DeliveryProgress", "DeliveryReport", "backoff", "send_test_message"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,15 @@ class DeliveryReport:
     pending: int = 0
     messages: int = 0
     silenced: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryProgress:
+    """What the daemon's health and watchdog read: ``attempts`` grows with every send that
+    ended (sent, failed or given up); ``stopped`` names channels whose loop ended with an error."""
+
+    attempts: int
+    stopped: tuple[str, ...] = ()
 
 
 class _RateLimiter:
@@ -363,6 +372,12 @@ class Deliverer:
         task.add_done_callback(self._task_done)
         self._tasks[name] = task
 
+    def progress(self) -> DeliveryProgress:
+        """How far delivery got; see ``DeliveryProgress``."""
+        stopped = tuple(sorted(name for name, task in self._tasks.items()
+                               if task.done() and not task.cancelled() and task.exception() is not None))
+        return DeliveryProgress(self.report.sent + self.report.failed + self.report.dead, stopped)
+
     @staticmethod
     def _task_done(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -478,6 +493,13 @@ class Deliverer:
             for at in state_outbox.sent_times(self.db, name, since=now - 60.0):
                 self.limiters[name].record(at)
         return True
+
+    def holds(self, name: str, now: float) -> bool:
+        """Whether this instance delivers ``name`` now (always, without an instance name)."""
+        if self.instance is None:
+            return True
+        line = self._lines.get(name)
+        return line is not None and line.lease_until > now
 
     def release_leases(self) -> None:
         """Give up this instance's channel leases (a clean stop: another instance takes over at once)."""

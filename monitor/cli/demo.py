@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import http.server
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def guess_type(self, path: str | Path) -> str:
+    def guess_type(self, path: str | os.PathLike[str]) -> str:
         return "application/xml"
 
 
@@ -76,6 +77,8 @@ def write_demo_config(state_dir: Path, base_url: str) -> Path:
         "feeds": [{"name": name, "url": f"{base_url}/{file}", "interval": "10m"}
                   for file, name in FEED_NAMES.items()],
         "channels": {"console": {"url": "console://"}},
+        # The sample feeds are served on 127.0.0.1, which a real config refuses by default.
+        "fetch": {"allow_private_addresses": True},
         "log_level": "WARNING",
     }
     path = state_dir / "demo-config.yaml"

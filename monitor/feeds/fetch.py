@@ -18,11 +18,18 @@ Retry-After, and ``raise_for_status`` treats 304 as an error. So this module:
 * limits concurrent requests per host so 1,000 feeds on one server do not
   hammer it, on one shared ``httpx.AsyncClient`` whose keep-alive pool is
   split per host (``_PoolPerHost``: httpcore's one big pool costs O(n²) per request);
-* with ``allow_private_addresses: false``, checks the address it actually
-  connects to: a network backend resolves the host once, refuses if any
-  answer is loopback/private/link-local, and connects to that checked IP
-  (Host header and TLS SNI stay the host name), so DNS rebinding between a
-  check and the connect is impossible. Every hop of a redirect is checked.
+* with ``allow_private_addresses: false`` (the default), checks the address it
+  actually connects to: a network backend (``PublicAddressBackend``) resolves
+  the host once, refuses if any answer is loopback/private/link-local, and
+  connects to that checked IP (Host header and TLS SNI stay the host name), so
+  DNS rebinding between a check and the connect is impossible. Every hop of a
+  redirect is checked, and article pages go through the same client.
+
+The transport under the client is our own (``_CoreTransport``): httpx
+requests mapped onto one ``httpcore.AsyncConnectionPool`` per origin, built
+with httpcore's public ``network_backend`` argument, so the guard needs no
+private attribute of httpx. The mapping relies on httpx 0.28 and httpcore 1.x
+(pinned in pyproject.toml).
 
 Performance note: httpcore runs ``import sniffio`` each time it creates a lock
 or an event (several per request). anyio 4.x no longer installs sniffio, and
@@ -40,16 +47,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
 import time
 import zlib
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Protocol
 from urllib.parse import urljoin
 
 import httpcore
 import httpx
+from httpcore import SOCKET_OPTION as SocketOption
 
 from monitor.errors import FetchError
 from monitor.feeds.schedule import parse_retry_after
@@ -62,10 +70,30 @@ FEED_ACCEPT = (
 )
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 
+#: Seconds an idle keep-alive connection is kept (httpx's default).
+KEEPALIVE_EXPIRY = 5.0
+
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _PERMANENT_STATUSES = {301, 308}
 # Retry-After is meaningful on these (RFC 9110 10.2.3); others may send it too.
 _RETRY_AFTER_STATUSES = {429, 503}
+
+
+class _Decompressor(Protocol):
+    """What ``zlib.decompressobj()`` returns (its type has no public name)."""
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+
+    @property
+    def eof(self) -> bool: ...
+
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+
+    def flush(self, length: int = ..., /) -> bytes: ...
 
 
 class _BoundedInflater:
@@ -86,7 +114,7 @@ class _BoundedInflater:
         self._finished_tail_ignored = False
         self._d = self._new()
 
-    def _new(self):
+    def _new(self) -> _Decompressor:
         if self.coding == "gzip":
             return zlib.decompressobj(16 + zlib.MAX_WBITS)
         return zlib.decompressobj(zlib.MAX_WBITS)  # deflate: zlib wrapper first
@@ -165,7 +193,8 @@ def _check_scheme(url: str, original: str, kind: str) -> httpx.URL:
     return parsed
 
 
-def _is_public(address: str) -> bool:
+def is_public(address: str) -> bool:
+    """True for a globally routable unicast address (an IPv4-mapped IPv6 address is judged as IPv4)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -177,28 +206,34 @@ class _ForbiddenTarget(Exception):
         super().__init__(f"{host} resolves to non-public address {address}")
 
 
-async def _resolve(host: str, port: int) -> list[str]:
+#: ``(host, port) -> addresses``: how ``PublicAddressBackend`` resolves names.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to, in the resolver's order, without duplicates."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+class PublicAddressBackend(httpcore.AsyncNetworkBackend):
     """httpcore network backend that connects only to checked, public addresses.
 
     httpcore hands ``connect_tcp`` the host name; TLS (with SNI = the host name)
     and the Host header are done above this layer, so connecting to the IP we
     checked changes nothing else. Resolving once, here, closes the DNS-rebinding
-    window of a separate pre-check.
+    window of a separate pre-check. ``allowed`` and ``resolve`` default to
+    ``is_public`` and the system resolver (tests pass a fake DNS).
     """
 
-    def __init__(self, allowed=None, resolve=None) -> None:
+    def __init__(self, allowed: Callable[[str], bool] = is_public, resolve: Resolver = system_resolve) -> None:
         self._inner = httpcore.AnyIOBackend()
-        self._allowed = allowed or _is_public
-        self._resolve = resolve or _resolve
+        self._allowed = allowed
+        self._resolve = resolve
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None, socket_options=None) -> httpcore.AsyncNetworkStream:
+                          local_address: str | None = None,
+                          socket_options: Iterable[SocketOption] | None = None) -> httpcore.AsyncNetworkStream:
         try:
             addresses = [host] if _looks_like_ip(host) else await self._resolve(host, port)
         except OSError as exc:
@@ -211,8 +246,7 @@ class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(address,
-                                                     port, timeout=timeout, local_address=local_address,
+                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
                                                      socket_options=socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
@@ -220,28 +254,86 @@ class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         raise error
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options=None) -> httpcore.AsyncNetworkStream:  # pragma: no cover
+                                  socket_options: Iterable[SocketOption] | None = None
+                                  ) -> httpcore.AsyncNetworkStream:  # pragma: no cover
         raise httpcore.ConnectError("unix sockets are not used for feeds")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
 
 
-def _public_only_transport(limits: httpx.Limits, backend: httpcore.AsyncNetworkBackend,
-                           ssl_context: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
-    """httpx's own transport (request/response mapping, TLS defaults) over our network backend."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False, verify=ssl_context)
-    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        raise RuntimeError("this httpx version has no replaceable connection pool; "
-                           "allow_private_addresses: false cannot be enforced")
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=backend,
-    )
-    return transport
+#: httpcore's exceptions and the httpx ones the fetch code (and httpx's users) expect;
+#: subclasses before their bases.
+_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _ERRORS:
+            if isinstance(exc, core):
+                raise mapped(str(exc)) from exc
+        raise
+
+
+class _CoreResponseStream(httpx.AsyncByteStream):
+    def __init__(self, response: httpcore.Response) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors():
+            async for part in self._response.aiter_stream():
+                yield part
+
+    async def aclose(self) -> None:
+        with _httpx_errors():
+            await self._response.aclose()
+
+
+class _CoreTransport(httpx.AsyncBaseTransport):
+    """httpx requests over one ``httpcore.AsyncConnectionPool``, through httpcore's public API.
+
+    The same mapping httpx's own transport does (URL parts, raw headers, the
+    timeout extensions, exceptions), without reaching into it to swap its pool.
+    """
+
+    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port,
+                             target=request.url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            response = await self._pool.handle_async_request(core_request)
+        return httpx.Response(status_code=response.status, headers=response.headers,
+                              stream=_CoreResponseStream(response), extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
 class _ReleasingStream(httpx.AsyncByteStream):
@@ -331,13 +423,14 @@ class Fetcher:
     """One shared ``httpx.AsyncClient`` plus per-host limits; use ``async with`` or ``aclose()``."""
 
     def __init__(self, settings: FetchSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None,
-                 _backend: httpcore.AsyncNetworkBackend | None = None) -> None:
-        """``transport`` replaces the network entirely (tests); ``_backend`` replaces only the
-        address check and connect (tests of the private-address guard)."""
+                 network_backend: httpcore.AsyncNetworkBackend | None = None) -> None:
+        """``transport`` replaces the network entirely; ``network_backend`` is what opens the
+        sockets under every pool (default: ``PublicAddressBackend`` unless the settings allow
+        private addresses, then httpcore's own)."""
         self.settings = settings or FetchSettings()
         s = self.settings
         if transport is None:
-            transport = self._pools(_backend)
+            transport = self._pools(network_backend)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout, pool=s.timeout),
             follow_redirects=False,
@@ -350,17 +443,20 @@ class Fetcher:
 
     def _pools(self, backend: httpcore.AsyncNetworkBackend | None) -> _PoolPerHost:
         """One pool of ``per_host`` connections per origin; every pool shares one TLS context
-        (loading the CA bundle costs ~20 ms) and, when private addresses are refused, the
-        checking network backend."""
+        (loading the CA bundle costs ~20 ms) and one network backend."""
         s = self.settings
         keepalive = min(s.max_keepalive, s.max_connections)
-        limits = httpx.Limits(max_connections=s.per_host, max_keepalive_connections=min(s.per_host, keepalive))
+        per_pool_keepalive = min(s.per_host, keepalive)
         ssl_context = httpx.create_ssl_context(trust_env=False)
-        if backend is not None or not s.allow_private_addresses:
-            checked = backend or _PublicOnlyBackend()
-            make = lambda: _public_only_transport(limits, checked, ssl_context)  # noqa: E731
-        else:
-            make = lambda: httpx.AsyncHTTPTransport(limits=limits, trust_env=False, verify=ssl_context)  # noqa: E731
+        if backend is None:
+            backend = httpcore.AnyIOBackend() if s.allow_private_addresses else PublicAddressBackend()
+        chosen = backend
+
+        def make() -> httpx.AsyncBaseTransport:
+            return _CoreTransport(httpcore.AsyncConnectionPool(
+                ssl_context=ssl_context, max_connections=s.per_host, max_keepalive_connections=per_pool_keepalive,
+                keepalive_expiry=KEEPALIVE_EXPIRY, network_backend=chosen))
+
         return _PoolPerHost(make, max_idle_pools=-(-keepalive // s.per_host))
 
     async def __aenter__(self) -> Fetcher:
@@ -409,7 +505,8 @@ class Fetcher:
                 except _ForbiddenTarget as exc:
                     raise FetchError(url, "forbidden_target", str(exc)) from None
                 except TimeoutError:
-                    raise FetchError(url, "timeout", f"no complete response within {self.settings.timeout:g} s") from None
+                    raise FetchError(url, "timeout",
+                                     f"no complete response within {self.settings.timeout:g} s") from None
                 except httpx.TimeoutException as exc:
                     raise FetchError(url, "timeout", f"{type(exc).__name__}: {exc or 'timed out'}") from None
                 except httpx.ConnectError as exc:
@@ -439,7 +536,8 @@ class Fetcher:
             current = _check_scheme(urljoin(str(current), location), url, "redirect")
         raise FetchError(url, "redirect", f"more than {self.settings.max_redirects} redirects")
 
-    async def _one_request(self, original: str, url: httpx.URL, headers: Mapping[str, str]):
+    async def _one_request(self, original: str, url: httpx.URL,
+                           headers: Mapping[str, str]) -> tuple[int, httpx.Headers, bytes, str | None]:
         """One hop: returns (status, headers, body, redirect location or None)."""
         request = self._client.build_request("GET", url, headers=headers)
         response = await self._client.send(request, stream=True)

@@ -33,6 +33,7 @@ import feedparser
 
 from monitor.errors import ParseError
 from monitor.feeds.encodings import check_entities, check_mojibake, prepare_bytes
+from monitor.feeds.itemcap import MAX_UNREADABLE_ENTRIES, Unreadable, newest_entries, newest_first, rough_entry_count
 from monitor.feeds.links import clean_link, http_link
 from monitor.text.normalize import normalize
 from monitor.types import Item, ParsedFeed
@@ -90,7 +91,7 @@ def html_to_text(value: str | None, limit: int = MAX_SUMMARY_CHARS) -> str:
             extractor.feed(value)
             extractor.close()
             value = "".join(extractor.parts)
-        except Exception:  # HTMLParser is lenient; this is belt and braces
+        except Exception:  # noqa: BLE001 - HTMLParser is lenient; this is belt and braces
             value = re.sub(r"<[^>]*>", " ", value)
     if _INVISIBLE.search(value):
         value = _INVISIBLE.sub("", value)
@@ -123,7 +124,8 @@ def _published(entry: Mapping[str, Any]) -> datetime | None:
         value = entry.get(name)
         if value:
             try:
-                return datetime(*value[:6], tzinfo=UTC)
+                year, month, day, hour, minute, second = value[:6]
+                return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
             except (TypeError, ValueError, OverflowError):
                 continue
     return None
@@ -144,39 +146,46 @@ def parse_feed(body: bytes, headers: Mapping[str, str], *, url: str, feed_name: 
     check_entities(data, url)
     if _HTML_START.match(data[:4096]) and b"<rss" not in data[:4096] and b"<feed" not in data[:4096]:
         raise ParseError(url, "not_feed", "the server sent an HTML page, not a feed")
+    data, entries_seen, skipped = _capped(data, max_items, url)
 
     try:
         # Sanitizing and URI resolution cost half the parse time and we reduce
         # every field to plain text anyway.
         result = feedparser.parse(io.BytesIO(data), response_headers=fp_headers,
                                   sanitize_html=False, resolve_relative_uris=False)
-    except Exception as exc:  # feedparser should not raise, but a bad feed must never crash a poll
+    except Exception as exc:  # noqa: BLE001 - feedparser should not raise; a bad feed must never crash a poll
         raise ParseError(url, "malformed", f"feedparser failed: {type(exc).__name__}: {exc}") from None
 
     version = result.get("version") or ""
     entries = result.get("entries") or []
     feed_meta = result.get("feed") or {}
     if result.get("bozo"):
-        exc = result.get("bozo_exception")
+        problem = result.get("bozo_exception")
         if not version and not entries:
             if b"<html" in data[:4096].lower():
                 raise ParseError(url, "not_feed", "the server sent an HTML page, not a feed")
             raise ParseError(url, "not_feed" if not feed_meta else "malformed",
-                             f"not a readable feed: {type(exc).__name__ if exc else 'bozo'}: {exc}")
-        if not entries and isinstance(exc, xml.sax.SAXException):
+                             f"not a readable feed: {type(problem).__name__ if problem else 'bozo'}: {problem}")
+        if not entries and isinstance(problem, xml.sax.SAXException):
             # A feed cut short (lying Content-Length, dropped connection) must
             # fail this poll rather than look like a feed with no news.
-            raise ParseError(url, "malformed", f"no items readable: {type(exc).__name__ if exc else 'bozo'}: {exc}")
-        warnings.append(f"{type(exc).__name__ if exc else 'bozo'}: {exc}")
+            raise ParseError(url, "malformed",
+                             f"no items readable: {type(problem).__name__ if problem else 'bozo'}: {problem}")
+        warnings.append(f"{type(problem).__name__ if problem else 'bozo'}: {problem}")
     elif not version and not entries:
         raise ParseError(url, "not_feed", "no RSS/Atom feed found in the body")
 
     base = result.get("href") or url
     feed_title = html_to_text(feed_meta.get("title"), MAX_TITLE_CHARS) or None
     items: list[Item] = []
-    if len(entries) > max_items:
-        warnings.append(f"{len(entries)} entries, only the first {max_items} were read")
-    for entry in entries[:max_items]:
+    if len(entries) > max_items:  # a document expat could not read: capped after feedparser
+        entries_seen, skipped = len(entries), len(entries) - max_items
+        keep = newest_first([_published(e) for e in entries], max_items)
+        entries = [entries[i] for i in keep]
+    if skipped:
+        warnings.append(f"{entries_seen} entries, more than the {max_items} read per poll: "
+                        f"the {skipped} oldest skipped")
+    for entry in entries:
         item = _item(entry, feed_name, base)
         if item is not None:
             items.append(item)
@@ -192,8 +201,24 @@ def parse_feed(body: bytes, headers: Mapping[str, str], *, url: str, feed_name: 
                 ttl = minutes * 60
         except ValueError:
             warnings.append(f"ignored invalid <ttl> {str(raw_ttl)[:20]!r}")
-    return ParsedFeed(url=url, title=feed_title, items=items, ttl_seconds=ttl,
-                      warnings=warnings, encoding=forced or result.get("encoding") or None)
+    return ParsedFeed(url=url, title=feed_title, items=items, ttl_seconds=ttl, warnings=warnings,
+                      encoding=forced or result.get("encoding") or None, skipped=skipped)
+
+
+def _capped(data: bytes, max_items: int, url: str) -> tuple[bytes, int, int]:
+    """(document, entries it had, entries skipped): at most ``max_items`` entries, the newest,
+    reach feedparser (``monitor.feeds.itemcap``)."""
+    try:
+        selection = newest_entries(data, max_items)
+    except Unreadable as exc:
+        count = rough_entry_count(data)
+        if count > MAX_UNREADABLE_ENTRIES:
+            raise ParseError(url, "too_many_items", f"about {count} entries in a feed that is not well-formed "
+                             f"XML ({exc}); more than {MAX_UNREADABLE_ENTRIES} cannot be read safely") from None
+        return data, 0, 0
+    if selection is None:
+        return data, 0, 0
+    return selection.document, selection.total, selection.skipped
 
 
 def _item(entry: Mapping[str, Any], feed_name: str, base: str) -> Item | None:

@@ -29,7 +29,9 @@ class FeedSettings(_Settings):
 
     name: str = Field(description="Short unique name, used in logs, alerts and `monitor feeds`.")
     url: str = Field(description="http(s) URL of the RSS or Atom feed.")
-    interval: Duration | None = Field(None, description="Base polling interval (default: defaults.interval).")
+    interval: Duration | None = Field(None, gt=0, description="Base polling interval, and the longest the adaptive "
+                                      "interval waits unless defaults.max_interval is set higher (default: "
+                                      "defaults.interval).")
     encoding: str | None = Field(None, description="Force this character encoding (e.g. windows-1256) for a feed "
                                                    "that declares a wrong one.")
     full_text: bool = Field(False, description="Fetch each new item's page and match its article text too "
@@ -66,11 +68,15 @@ class FeedSettings(_Settings):
 class PollDefaults(_Settings):
     """Polling defaults that apply to every feed unless the feed overrides them."""
 
-    interval: Duration = Field(600.0, description="Base polling interval.")
-    min_interval: Duration = Field(60.0, description="Adaptive polling never polls more often than this.")
-    max_interval: Duration = Field(6 * 3600.0, description="... nor less often than this.")
+    interval: Duration = Field(600.0, gt=0, description="Base polling interval; adaptive polling waits at most "
+                               "this long unless max_interval is set explicitly.")
+    min_interval: Duration = Field(60.0, gt=0, description="Adaptive polling never polls more often than this.")
+    max_interval: Duration = Field(6 * 3600.0, gt=0, description="Errors back off up to this; when set "
+                                   "explicitly (at least every feed's interval), adaptive polling of a quiet "
+                                   "feed may also wait up to this long.")
     jitter: float = Field(0.1, ge=0, le=0.5, description="Random spread of each delay, as a fraction.")
-    concurrency: int = Field(32, ge=1, le=512, description="Feeds polled at the same time (each host also has fetch.per_host).")
+    concurrency: int = Field(32, ge=1, le=512, description="Feeds polled at the same time (each host also has "
+                             "fetch.per_host).")
     max_item_age: Duration | None = Field(None, description="Items published longer ago than this never alert.")
 
 
@@ -91,6 +97,7 @@ class FetchSettings(_Settings):
                                "(at most max_connections; fewer means reconnecting within one polling cycle).")
     user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header sent to feeds.")
     max_retry_after: float = Field(MAX_RETRY_AFTER, gt=0, description="Clamp for a server's Retry-After, seconds.")
-    allow_private_addresses: bool = Field(True, description="Allow feeds and redirects that resolve to "
-                                          "loopback, private or link-local addresses. Set false on a "
-                                          "server that must not be used to reach its own network.")
+    allow_private_addresses: bool = Field(False, description="Allow feeds, redirects and article pages that "
+                                          "resolve to loopback, private or link-local addresses. Off by default: "
+                                          "a feed's item must not make the monitor fetch (and deliver the text "
+                                          "of) a page of its own network. Turn on for feeds served on your LAN.")

@@ -222,6 +222,9 @@ class Pipeline:
                 alerts=len(outcome.new_alert_ids))
         if parsed.warnings:
             log.info("feed %s: %s", feed.name, "; ".join(parsed.warnings)[:500])
+        if parsed.skipped:
+            log.warning("feed %s: %d older items skipped: the feed carries more than the %d read per poll",
+                        feed.name, parsed.skipped, len(parsed.items))
         outcome.alerts_new = len(outcome.new_alert_ids)
         metrics.POLLS.labels("ok").inc()
         metrics.ITEMS.labels("new").inc(outcome.new_items)

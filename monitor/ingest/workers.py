@@ -29,6 +29,15 @@ in worker processes instead:
   never a hung poll and never a dead daemon.
 * ``ParseError`` is not picklable as is (its ``__init__`` takes three
   arguments), so the worker returns it as a tuple and it is re-raised here.
+* No orphans: killed with SIGKILL outside systemd, the daemon left its
+  forkserver, workers and resource tracker (about 190 MB) running. Each worker
+  gets the reading end of a pipe whose only writing end stays in the daemon;
+  a thread in the worker blocks on it and exits the process at EOF, that is
+  when the daemon is gone (however it died). The forkserver exits once no
+  process holds its "alive" pipe (the daemon and the workers did), and the
+  resource tracker once no process holds its own: the workers' exit takes
+  both down. A pipe, not ``prctl(PR_SET_PDEATHSIG)``: a worker's parent is
+  the forkserver, not the daemon, and a pipe works on every POSIX system.
 
 ``workers=0`` (or ``WorkerPool.for_feeds`` on one core or a handful of feeds,
 e.g. ``run --once`` on the demo) runs both stages in a thread via
@@ -42,10 +51,12 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import Any, cast
 
 from monitor.errors import ParseError
 from monitor.feeds.parse import parse_feed
@@ -62,9 +73,22 @@ MIN_FEEDS_FOR_PROCESSES = 20
 _context: AnalysisContext | None = None  # set once per worker by _start_worker
 
 
-def _start_worker(context: AnalysisContext | None) -> None:
+def _start_worker(context: AnalysisContext | None, daemon_alive: Connection | None = None) -> None:
     global _context
     _context = context
+    if daemon_alive is not None:
+        threading.Thread(target=_exit_with_the_daemon, args=(daemon_alive,), name="daemon-alive",
+                         daemon=True).start()
+
+
+def _exit_with_the_daemon(daemon_alive: Connection) -> None:
+    """Block until the daemon's end of the pipe is closed (it died, or it closed the pool), then exit."""
+    try:
+        while True:
+            daemon_alive.recv_bytes()  # the daemon never writes: this returns only at EOF (EOFError)
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
 
 
 def _parse_in_worker(body: bytes, headers: dict[str, str], url: str, feed_name: str,
@@ -74,7 +98,7 @@ def _parse_in_worker(body: bytes, headers: dict[str, str], url: str, feed_name: 
         return "ok", parse_feed(body, headers, url=url, feed_name=feed_name, encoding=encoding)
     except ParseError as exc:
         return "error", (exc.url, exc.kind, exc.message)
-    except Exception as exc:  # parse_feed should not raise anything else; if it does, say what
+    except Exception as exc:  # noqa: BLE001 - parse_feed should not raise anything else; if it does, say what
         return "error", (url, "malformed", f"parser failed: {type(exc).__name__}: {exc}"[:500])
 
 
@@ -109,6 +133,7 @@ class WorkerPool:
         self.replaced = 0  # how many times a broken pool was replaced (tests, logs)
         self.started = 0  # how many process pools were started (tests: a reload starts one)
         self._closed = False
+        self._alive: tuple[Connection, Connection] | None = None  # (workers' end, the daemon's end)
 
     @staticmethod
     def workers_for(feeds: int, cpus: int | None = None) -> int:
@@ -163,8 +188,10 @@ class WorkerPool:
         if self._executor is None:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["monitor.feeds.parse", "monitor.ingest.analysis"])
+            if self._alive is None:
+                self._alive = ctx.Pipe(duplex=False)
             self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
-                                                 initializer=_start_worker, initargs=(self._context,))
+                                                 initializer=_start_worker, initargs=(self._context, self._alive[0]))
             self.started += 1
         return self._executor
 
@@ -195,7 +222,7 @@ class WorkerPool:
         status, value = await self._run(url, "parsing this feed", self._parse_target,
                                         bytes(body), dict(headers or {}), url, feed_name, encoding)
         if status == "ok":
-            return value
+            return cast(ParsedFeed, value)
         raise ParseError(*value)
 
     async def analyze(self, items: list[Item], context: AnalysisContext, *, url: str = "") -> list[ItemAnalysis]:
@@ -208,7 +235,8 @@ class WorkerPool:
             return []
         if not self.workers or context is not self._context:
             return await asyncio.to_thread(analyze_items, items, context)
-        return await self._run(url, "matching this feed's items", self._analyze_target, items)
+        return cast(list[ItemAnalysis], await self._run(url, "matching this feed's items", self._analyze_target,
+                                                         items))
 
     def close(self) -> None:
         """Stop the workers; jobs still queued get cancelled. Safe to call twice."""
@@ -217,3 +245,7 @@ class WorkerPool:
         self._executor, self._retired = None, []
         for executor in executors:
             executor.shutdown(wait=True, cancel_futures=True)
+        alive, self._alive = self._alive, None
+        if alive is not None:
+            for end in alive:
+                end.close()

@@ -1,7 +1,11 @@
 """Service: the long-running daemon around the pipeline.
 
     daemon.py       scheduling, delivery task, reload, stop; ``run`` and ``run --once``
-    settings.py     the ``http:`` and ``housekeeping:`` sections
+    supervise.py    long-lived tasks restarted with backoff when they die
+    progress.py     is work getting done (polls recorded, deliveries made)? stuck vs degraded
+    reload_guard.py reloads that would remove rules wait until the files are stable
+    checks.py       checks needing both the rules and their files (aliases that cannot match)
+    settings.py     the ``http:``, ``housekeeping:`` and ``reload:`` sections
     sdnotify.py     READY / WATCHDOG / STATUS to systemd, never blocking
     watch.py        reload when a config or rules file changes
     http_api.py     ``/healthz`` and ``/metrics``

@@ -58,7 +58,7 @@ HealthSource = Callable[[], HealthReport | Awaitable[HealthReport]]
 class HttpServer:
     """A running endpoint; ``port`` is the bound port, ``close()`` stops it."""
 
-    def __init__(self, server: asyncio.AbstractServer | None, health: HealthSource,
+    def __init__(self, server: asyncio.Server | None, health: HealthSource,
                  on_metrics: Callable[[], None] | None = None) -> None:
         self._server = server
         self._health = health

@@ -1,4 +1,4 @@
-"""Settings of the service: the ``http:`` and ``housekeeping:`` sections of the config."""
+"""Settings of the service: the ``http:``, ``housekeeping:`` and ``reload:`` sections of the config."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.types import Duration
 
-__all__ = ["HttpSettings", "HousekeepingSettings", "ClusterSettings"]
+__all__ = ["HttpSettings", "HousekeepingSettings", "ClusterSettings", "ReloadSettings"]
 
 
 class HttpSettings(BaseModel):
@@ -39,3 +39,13 @@ class ClusterSettings(BaseModel):
                             "to one instance; an instance that dies loses its feeds after this. Must exceed "
                             "fetch.timeout.")
     heartbeat: Duration = Field(15.0, gt=0, description="How often an instance records that it is alive.")
+class ReloadSettings(BaseModel):
+    """``reload:`` section of the config: how a reload may take rules away."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hold: Duration = Field(60.0, ge=0, le=86400, description="A reload that would remove rules, entities, "
+                           "keyword sets or rules files (or shorten one) waits until the files have been "
+                           "unchanged this long; the running rules keep working meanwhile.")
+    allow_empty_rules: bool = Field(False, description="Accept a reload that leaves no rule at all "
+                                    "(otherwise the running rules stay).")

@@ -18,10 +18,19 @@ module never branches on the backend itself.
 
 A ``Database`` is used from one thread at a time (the daemon's event loop);
 the CLI opens its own.
+
+One daemon per SQLite file: ``StateLock`` holds an exclusive ``flock`` on
+``<state>.lock`` for the daemon's lifetime. Two daemons on one file each
+alerted the same stories, and the second one's start-up re-queued the first
+one's in-flight message; the second is now refused, naming the first (pid),
+before it touches anything. The kernel drops the lock when the holder dies, so
+a crash never leaves a stale lock behind. (Several instances share a
+PostgreSQL state through leases instead: ``monitor.state.instances``.)
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import stat
@@ -33,8 +42,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from monitor.errors import MonitorError
 
-__all__ = ["Database", "SqliteDatabase", "Row", "Cursor", "StateError", "StateBusy", "connect", "placeholders",
-           "as_dict", "private_url", "is_url"]
+__all__ = ["Database", "SqliteDatabase", "Row", "Cursor", "StateError", "StateBusy", "StateLocked", "StateLock",
+           "connect", "placeholders", "as_dict", "private_url", "is_url"]
 
 #: Parameters of one statement: positional values for its ``?`` placeholders.
 Params = Sequence[Any]
@@ -67,6 +76,10 @@ class StateError(MonitorError):
 
 class StateBusy(StateError):
     """Another connection held a lock longer than the wait allows: try again later."""
+
+
+class StateLocked(StateError):
+    """Another monitor process holds the state's lock (one daemon per state file)."""
 
 
 class Database:
@@ -306,15 +319,19 @@ class SqliteDatabase(Database):
         return not (row is not None and row["busy"])
 
 
+def _private_folder(folder: Path) -> None:
+    """Create the state folder readable by its owner only (it holds alert texts and errors)."""
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _open_sqlite(path: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
     if readonly:
         if not path.exists():
             raise StateError(f"{path}: no state database yet (has the daemon run?)")
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None,
                                check_same_thread=False)
-    if not path.parent.exists():
-        # The state holds alert texts and errors: readable by its owner only.
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_folder(path.parent)
     existed = path.exists()
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     if not existed:
@@ -353,6 +370,88 @@ def private_url(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class StateLock:
+    """The exclusive lock of one state database, held until ``release`` or the process ends."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @staticmethod
+    def path_for(state_path: str | Path) -> Path:
+        state_path = Path(state_path)
+        return state_path.with_name(state_path.name + ".lock")
+
+    @classmethod
+    def acquire(cls, state_path: str | Path) -> StateLock:
+        """Take the lock or raise ``StateLocked`` naming the process that has it.
+
+        The lock file is created 0600 in the state folder (created 0700) and
+        opened close-on-exec, so no child process ever inherits the lock.
+        """
+        path = cls.path_for(state_path)
+        try:
+            _private_folder(path.parent)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateError(f"{path}: cannot create the state lock: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_text(fd)
+            os.close(fd)
+            raise StateLocked(f"{state_path}: in use by another monitor ({holder}); one daemon per state file: "
+                              "stop that one, or give this one its own state_path") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"{path}: cannot lock the state: {exc.strerror or exc}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return cls(path, fd)
+
+    @classmethod
+    def holder(cls, state_path: str | Path) -> int | None:
+        """The pid of the daemon holding the lock, or None when no process holds it."""
+        try:
+            fd = os.open(cls.path_for(state_path), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _holder_pid(fd)
+            except OSError:
+                return None
+            return None
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Let go (the file stays: removing it would race with the next daemon's open)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _holder_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _holder_text(fd: int) -> str:
+    pid = _holder_pid(fd)
+    if pid is None:
+        return "pid unknown"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        command = ""
+    return f"pid {pid}" + (f": {command[:200]}" if command else "")
 
 
 def is_url(target: str | Path) -> bool:

@@ -3,12 +3,19 @@
 What a feed's next poll needs (validators, a permanent redirect, the hash of
 the last processed body) and what ``monitor feeds`` shows (last success, last
 error, counters, next poll).
+
+No secret is stored: a feed URL may carry a ``${FEED_TOKEN}``, and an error
+message may quote one, so URLs and errors go through ``monitor.secrets.redact``
+on their way in (the one import here from outside ``monitor.state``; it has
+no dependencies). A permanent redirect to a URL holding a secret is not
+remembered: the feed is polled at its configured URL.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor.secrets import redact
 from monitor.state.db import Database, Row
 
 __all__ = ["FeedRecord", "Lease", "get", "sync_url", "take_lease", "record_success", "record_error",
@@ -56,16 +63,20 @@ def get(db: Database, name: str) -> FeedRecord | None:
 def sync_url(db: Database, name: str, url: str) -> FeedRecord | None:
     """The feed's row; when the user changed its URL, validators and redirects of the old one are forgotten."""
     record = get(db, name)
-    if record is not None and record.url != url:
+    if record is not None and record.url != redact(url):
         with db.transaction():
             db.execute("UPDATE feeds SET url = ?, etag = NULL, last_modified = NULL, redirected_url = NULL, "
-                       "body_hash = NULL WHERE name = ?", (url, name))
+                       "body_hash = NULL WHERE name = ?", (redact(url), name))
         record = get(db, name)
     return record
 
 
 def _ensure(db: Database, name: str, url: str) -> None:
-    db.execute("INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", (name, url))
+    db.execute("INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", (name, redact(url)))
+
+
+def _without_secret(url: str | None) -> str | None:
+    return url if url is None or redact(url) == url else None
 
 
 def record_success(db: Database, name: str, url: str, *, polled_at: float, succeeded_at: float,
@@ -78,7 +89,7 @@ def record_success(db: Database, name: str, url: str, *, polled_at: float, succe
         "UPDATE feeds SET etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified), "
         "redirected_url = COALESCE(?, redirected_url), last_poll_at = ?, last_success_at = ?, "
         "consecutive_errors = 0, items_seen = items_seen + ?, alerts_created = alerts_created + ? WHERE name = ?",
-        (etag, last_modified, permanent_redirect, polled_at, succeeded_at, new_items, alerts, name))
+        (etag, last_modified, _without_secret(permanent_redirect), polled_at, succeeded_at, new_items, alerts, name))
     if body_hash is not None:
         db.execute("UPDATE feeds SET last_full_fetch_at = ?, body_hash = ? WHERE name = ?",
                    (polled_at, body_hash, name))
@@ -86,12 +97,12 @@ def record_success(db: Database, name: str, url: str, *, polled_at: float, succe
 
 def record_error(db: Database, name: str, url: str, *, polled_at: float, error: str, kind: str,
                  at: float) -> None:
-    """A poll that failed (in its own transaction): the message is stored as given, already redacted."""
+    """A poll that failed (in its own transaction); the message is stored redacted."""
     with db.transaction():
         _ensure(db, name, url)
         db.execute("UPDATE feeds SET last_poll_at = ?, last_error = ?, last_error_kind = ?, last_error_at = ?, "
                    "consecutive_errors = consecutive_errors + 1 WHERE name = ?",
-                   (polled_at, error, kind, at, name))
+                   (polled_at, redact(error), kind, at, name))
 
 
 @dataclass(frozen=True)
