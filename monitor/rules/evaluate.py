@@ -358,16 +358,18 @@ class RuleSet:
         for fi, kept in enumerate(plain):
             # one hit per span and entity; drop a hit inside a longer one of the same entity
             kept.sort(key=_by_start)
-            last: dict[str, int] = {}
+            last: dict[str, tuple[int, int]] = {}
             for o in kept:
                 pat, start, end = o
                 g = pat.group
-                if end <= last.get(g, -1):
-                    if decisions is not None:
+                previous = last.get(g)
+                if previous is not None and end <= previous[1]:
+                    # another spelling of the same name on the same span says nothing new
+                    if decisions is not None and (start, end) != previous:
                         decisions.append(Decision(self._pending(fields[fi], o), True, "covered",
                                                   detail="inside a longer hit of the same entity"))
                     continue
-                last[g] = end
+                last[g] = (start, end)
                 out.append((fi, start, end, pat, len(out)))
                 if decisions is not None and pat.kind == "alias" and not pat.tag:
                     decisions.append(Decision(self._pending(fields[fi], o), True, "alias"))
@@ -378,9 +380,19 @@ class RuleSet:
         """The ambiguous occurrences of one field that their sense decision counts."""
         _, prepared = field_
         counted: list[Occurrence] = []
-        for o in vague:
+        covering: dict[str, list[tuple[int, int]]] = {}
+        seen: set[tuple[str, int, int]] = set()
+        forms = self._forms
+        # the longest alias first where several of one entity found the same span (الميادين, ميادين)
+        for o in sorted(vague, key=lambda o: (o[1], -len(forms[o[0].alias]))):
             pat, start, end = o
-            if any(p.group == pat.group and a <= start and end <= b for p, a, b in kept):
+            spans = covering.get(pat.group)
+            if spans is None:
+                spans = covering[pat.group] = [(a, b) for p, a, b in kept if p.group == pat.group]
+            if (pat.group, start, end) in seen:
+                continue
+            seen.add((pat.group, start, end))
+            if any(a <= start and end <= b for a, b in spans):
                 if decisions is not None:
                     decisions.append(Decision(self._pending(field_, o), True, "covered",
                                               detail="inside a longer hit of the same entity"))

@@ -299,8 +299,10 @@ class Context:
             return "#" if n_start > 0 and prepared.normalized[n_start - 1] in "#＃" else None
         if shape == "after_definite_masculine":
             m = prepared.match
-            # the word right before, with nothing but a space between (no clitic on the name)
-            if self.prefix() or self.start < 2 or m[self.start - 1] != " " or not m[self.start - 2].isalnum():
+            # the word right before, with nothing but a space between, and nothing on the name itself
+            # (والقائم after البوكمال is a second name, not an adjective)
+            if (self.start < 2 or m[self.start - 1] != " " or not m[self.start - 2].isalnum()
+                    or prepared.scan()[0][self.start:self.end] != self.form):
                 return None
             before = self.before()
             if not before:
