@@ -56,7 +56,8 @@ matched with proclitics and the usual suffixes), any word of its
 without ambiguity) or its ``shape`` is there, in the scope ``where`` says:
 ``before`` / ``after`` (the ``within`` words on that side, default 1),
 ``around`` (both sides, default 6), ``sentence`` or ``document``. Words do not
-cross a sentence end. Shapes: ``quoted`` (the alias in quotes), ``hashtag``,
+cross a sentence end. ``clitic: ل`` makes an item count only when the name
+carries that preposition (للميادين); alone it is the evidence. Shapes: ``quoted`` (the alias in quotes), ``hashtag``,
 ``after_definite_masculine`` (right after a definite masculine word: الوضع
 القائم reads as an adjective), ``exclusion_in_document`` (an ``exclude`` phrase
 of this entity is in the document: the other sense is the topic).
@@ -121,6 +122,7 @@ class Evidence(_Model):
     vocabulary: list[str] = []
     terms: list[str] = []
     shape: Shape | None = None
+    clitic: str | None = None
     where: Scope = "around"
     within: int | None = Field(None, ge=1, le=200)
     weight: float = Field(1.0, gt=0, le=100)
@@ -128,8 +130,8 @@ class Evidence(_Model):
 
     @model_validator(mode="after")
     def _something_to_find(self) -> Evidence:
-        if not (self.words or self.vocabulary or self.terms or self.shape):
-            raise ValueError("evidence needs words, vocabulary, terms or a shape")
+        if not (self.words or self.vocabulary or self.terms or self.shape or self.clitic):
+            raise ValueError("evidence needs words, vocabulary, terms, a shape or a clitic")
         if self.within is not None and self.where in ("sentence", "document"):
             raise ValueError(f"within does not apply to where: {self.where}")
         return self

@@ -56,6 +56,8 @@ class Cue:
     phrases: tuple[tuple[str, ...], ...]
     terms: frozenset[str]
     shape: str | None
+    clitic: str | None = None
+    longest: int = 1  # words in the longest phrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +107,13 @@ def _label(evidence: Evidence) -> str:
         what = "+".join(evidence.vocabulary)
     elif evidence.terms:
         what = "+".join(evidence.terms)
-    else:
+    elif evidence.words:
         what = ",".join(evidence.words[:3]) + ("…" if len(evidence.words) > 3 else "")
+    else:
+        return f"{evidence.clitic}- on the name"
     span = evidence.span
-    return f"{what} {evidence.where}" + (f" {span}" if span else "")
+    label = f"{what} {evidence.where}" + (f" {span}" if span else "")
+    return label + (f" with {evidence.clitic}- on the name" if evidence.clitic else "")
 
 
 def _cue(evidence: Evidence, sign: float, vocabularies: Mapping[str, Sequence[str]]) -> Cue:
@@ -129,8 +134,10 @@ def _cue(evidence: Evidence, sign: float, vocabularies: Mapping[str, Sequence[st
             stems.add(form)
         else:
             words.add(form)
+    clitic = match_form(evidence.clitic) if evidence.clitic else None
     return Cue(_label(evidence), sign * evidence.weight, evidence.where, evidence.span, frozenset(words),
-               tuple(sorted(stems)), tuple(sorted(phrases)), frozenset(evidence.terms), evidence.shape)
+               tuple(sorted(stems)), tuple(sorted(phrases)), frozenset(evidence.terms), evidence.shape, clitic,
+               max((len(p) for p in phrases), default=1))
 
 
 def compile_sense(entity: str, group: Ambiguous, vocabularies: Mapping[str, Sequence[str]]) -> SenseModel:
@@ -175,17 +182,24 @@ def _word_matches(cue: Cue, token: str) -> bool:
     return bool(cue.stems) and any(base.startswith(cue.stems) for base in _bases(token))
 
 
-def _find_words(cue: Cue, tokens: Sequence[str]) -> str | None:
+def _find_words(cue: Cue, nearest_first: Sequence[str], runs: Sequence[Sequence[str]]) -> str | None:
+    """The first word of ``cue`` among ``nearest_first``, or its first phrase in one of ``runs``
+    (words in reading order)."""
     if cue.words or cue.stems:
-        for token in tokens:
+        for token in nearest_first:
             if _word_matches(cue, token):
                 return token
     for phrase in cue.phrases:
         n = len(phrase)
-        for i in range(len(tokens) - n + 1):
-            if all(part in _bases(tokens[i + j]) for j, part in enumerate(phrase)):
-                return " ".join(tokens[i:i + n])
+        for tokens in runs:
+            for i in range(len(tokens) - n + 1):
+                if all(part in _bases(tokens[i + j]) for j, part in enumerate(phrase)):
+                    return " ".join(tokens[i:i + n])
     return None
+
+
+def _tail(words: list[str], n: int) -> list[str]:
+    return words[len(words) - n:] if n < len(words) else words
 
 
 class Context:
@@ -213,15 +227,10 @@ class Context:
         return self._sentence
 
     def before(self) -> list[str]:
-        """The words of the sentence before the occurrence, nearest last; a preposition written on
-        the name itself (بالميادين، للميادين، فيالميادين) is the nearest word."""
+        """The words of the sentence before the occurrence, in reading order."""
         if self._before is None:
             scan = self.prepared.scan()[0]
-            words = scan[self.sentence()[0]:self.start].split()
-            prefix = self.prefix()
-            if prefix:
-                words.append(prefix)
-            self._before = words
+            self._before = scan[self.sentence()[0]:self.start].split()
         return self._before
 
     def after(self) -> list[str]:
@@ -245,26 +254,36 @@ class Context:
 
     def find(self, cue: Cue) -> str | None:
         """What of ``cue`` is in its scope here, or None."""
+        if cue.clitic is not None and self.prefix() != cue.clitic:
+            return None
         if cue.shape is not None:
             return self._shape(cue.shape)
         found: str | None = None
         if cue.words or cue.stems or cue.phrases:
-            found = _find_words(cue, self._tokens(cue))
+            found = _find_words(cue, *self._scope(cue))
         if found is None and cue.terms:
             found = self._find_terms(cue)
+        if found is None and cue.clitic is not None and not (cue.words or cue.stems or cue.phrases or cue.terms):
+            found = cue.clitic + "-"
         return found
 
-    def _tokens(self, cue: Cue) -> Sequence[str]:
-        where, n = cue.where, cue.within
+    def _scope(self, cue: Cue) -> tuple[list[str], list[list[str]]]:
+        """The words ``cue`` looks at, nearest first (a preposition written on the name, as in
+        بالميادين or فيالميادين, is the nearest word before it), and the runs its phrases may sit in."""
+        where, n, longer = cue.where, cue.within, cue.longest - 1
+        if where == "document":
+            words = self.document.words()
+            return words, [words]
+        prefix = self.prefix()
+        lead = [prefix] if prefix else []
+        before, after = self.before(), self.after()
         if where == "before":
-            return self.before()[-n:][::-1]
+            return lead + _tail(before, n)[::-1], [_tail(before, n + longer)]
         if where == "after":
-            return self.after()[:n]
+            return after[:n], [after[:n + longer]]
         if where == "around":
-            return self.before()[-n:][::-1] + self.after()[:n]
-        if where == "sentence":
-            return self.before()[::-1] + self.after()
-        return self.document.words()
+            return lead + _tail(before, n)[::-1] + after[:n], [_tail(before, n + longer), after[:n + longer]]
+        return lead + before[::-1] + after, [before, after]
 
     def _find_terms(self, cue: Cue) -> str | None:
         if cue.where == "document":

@@ -254,14 +254,18 @@ _LONG_VOWELS = frozenset("اوي")
 def informal_variants(form: str) -> set[str]:
     """One-edit spellings of an Arabic alias (match form) that informal writers use.
 
-    Kept to edits that rarely make another word: a hamza seat written as its
-    plain letter or a bare hamza (القائم -> القايم، القاءم), a final hamza
-    dropped (اللواء -> اللوا), one long vowel dropped inside a long word (at
-    least six letters after the article: البوكمال -> البوكمل, never البصيرة ->
-    البصرة), the article's alef dropped in a later word of a name (دير لزور), and
-    one inner letter dropped from a later word of a name of several words
-    (تنظيم الدولة الإسلامية -> تنظيم الدوة الإسلامية): the other words pin the
-    phrase down. The first word of a name keeps its letters (تنظيم -> تنظم is a verb).
+    Kept to edits that rarely make another word or phrase: a hamza seat written
+    as its plain letter or a bare hamza (القائم -> القايم، القاءم), a final
+    hamza dropped (اللواء -> اللوا), the article's alef dropped in a later word
+    of a name (دير لزور), and a dropped letter:
+
+    * a long vowel inside a word of at least six letters after its article
+      (البوكمال -> البوكمل; never بوكمال -> بكمال "with perfection", nor
+      البصيرة -> البصرة: too short);
+    * in a later word of a two-word name, a long vowel if the word has five
+      letters or more after the article (سوريا الدمقراطية; not الجيش السري);
+    * in a later word of a longer name, any inner letter of a word of four
+      letters or more (تنظيم الدوة الإسلامية): the other words pin the phrase down.
     """
     words = form.split(" ")
     out: set[str] = set()
@@ -277,13 +281,15 @@ def informal_variants(form: str) -> set[str]:
                 put(word[:i] + seat + word[i + 1:])
         if word.endswith("اء") and len(word) > 3:
             put(word[:-1])
-        core_start = 2 if word.startswith("ال") and len(word) > 4 else 0
-        core = len(word) - core_start
+        article = word.startswith("ال") and len(word) > 4
+        core = len(word) - 2 if article else len(word)
         later = wi > 0
-        if later and core_start:
+        if later and article:
             put(word[1:])
-        for i in range(core_start + 1, len(word) - 1):
-            if (core >= 6 and word[i] in _LONG_VOWELS) or (later and core >= 4):
+        for i in range((2 if article else 0) + 1, len(word) - 1):
+            vowel = word[i] in _LONG_VOWELS
+            if ((vowel and article and core >= 6) or (later and len(words) == 2 and vowel and core >= 5)
+                    or (later and len(words) > 2 and core >= 4)):
                 put(word[:i] + word[i + 1:])
     out.discard(form)
     return out
