@@ -8,11 +8,11 @@ never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -53,6 +53,8 @@ def run(config_path: Path | None, once: bool) -> None:
     Exits non-zero only when the config or rules are invalid: a feed that
     fails is reported and the others go on.
     """
+    import asyncio
+
     from monitor.service.daemon import Daemon
 
     daemon = Daemon(_config_path(config_path))
@@ -181,7 +183,7 @@ def alerts(ctx: click.Context, config_path: Path | None, limit: int, as_json: bo
         click.echo(_alert_line(row))
 
 
-def _alert_line(row: dict) -> str:
+def _alert_line(row: dict[str, Any]) -> str:
     created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.get("created", 0)))
     deliveries = ", ".join(
         f"{d.get('channel')}={d.get('state')}" + (f" (#{d.get('outbox_id')}: {d.get('last_error')})"
@@ -228,6 +230,8 @@ def notify_test(config_path: Path | None, channel: str) -> None:
         raise _fail(exc) from None
     if channel not in config.channels:
         raise click.UsageError(f"no channel named {channel!r}; known: {', '.join(sorted(config.channels)) or 'none'}")
+    import asyncio
+
     try:
         asyncio.run(send_test_message(channel, config.channels[channel]))
     except MonitorError as exc:

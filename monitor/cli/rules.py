@@ -11,15 +11,17 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from monitor.errors import ConfigErrors, MonitorError
-from monitor.rules import Decision, Hit, RuleSet, load_rules
+from monitor.rules import Decision, RuleSet, load_rules
 from monitor.text.matcher import PROCLITICS
 from monitor.text.normalize import normalize
 from monitor.text.tokenize import tokenize
@@ -63,15 +65,15 @@ def _documents(source: str) -> Iterator[tuple[str, str, str]]:
         for p in sorted(path.glob("*.txt")):
             yield str(p), "", p.read_text(encoding="utf-8", errors="replace")
     elif path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
+        with path.open("rb") as fh:
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = orjson.loads(line)
                     yield str(obj.get("id", f"{path}:{n}")), "", str(obj["text"])
                 except (ValueError, KeyError, AttributeError) as exc:
-                    raise click.BadParameter(f"{path}:{n}: not a {{\"id\", \"text\"}} object ({exc})")
+                    raise click.BadParameter(f"{path}:{n}: not a {{\"id\", \"text\"}} object ({exc})") from None
     elif path.is_file():
         yield str(path), "", path.read_text(encoding="utf-8", errors="replace")
     else:
@@ -85,7 +87,7 @@ def _feed_documents(url: str) -> Iterator[tuple[str, str, str]]:
         response = httpx.get(url, follow_redirects=True, timeout=20.0)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        raise click.BadParameter(f"{url}: {exc}")
+        raise click.BadParameter(f"{url}: {exc}") from None
     try:
         from monitor.feeds.parse import parse_feed
     except ImportError:  # pragma: no cover - parse.py is another stage's module
@@ -99,7 +101,7 @@ def _feed_documents(url: str) -> Iterator[tuple[str, str, str]]:
     try:
         feed = parse_feed(response.content, response.headers, url=url, feed_name=url)
     except MonitorError as exc:
-        raise click.BadParameter(str(exc))
+        raise click.BadParameter(str(exc)) from None
     for item in feed.items:
         yield item.key, item.title, item.summary
 
@@ -109,16 +111,17 @@ def _result(ruleset: RuleSet, doc_id: str, title: str, body: str, *,
     """JSON object for one document, and the document text its offsets index."""
     ev = ruleset.evaluate(title=title, body=body, explain=explain)
     text = f"{title}\n{body}" if title else body
-    shift = len(title) + 1 if title else 0
+    shift = len(title) + 1
 
-    def place(h: Hit) -> dict[str, Any]:
-        extra = shift if h.field == "body" else 0
-        return {"entity": h.entity, "alias": h.alias, "start": h.start + extra, "end": h.end + extra, "text": h.text}
+    def place(entity: str, alias: str, field: str, start: int, end: int, found: str) -> dict[str, Any]:
+        if title and field == "body":
+            start, end = start + shift, end + shift
+        return {"entity": entity, "alias": alias, "start": start, "end": end, "text": found}
 
     obj: dict[str, Any] = {"id": doc_id, "rules": [m.rule_id for m in ev.matches], "entities": ev.entities,
-                           "hits": [place(h) for h in ev.hits]}
+                           "hits": [place(*r) for r in ev.hit_records()]}
     if explain:
-        obj["decisions"] = [_decision(place(d.hit), d) for d in ev.decisions]
+        obj["decisions"] = [_decision(place(*d.hit._key()), d) for d in ev.decisions]
     return obj, text
 
 
@@ -144,7 +147,8 @@ def _why(d: dict[str, Any]) -> str:
         cues = "; ".join(f"{e['weight']:+g} {e['cue']} ({e['found']})" for e in d["evidence"]) or "no evidence"
         sign = ">=" if d["counted"] else "<"
         return f"score {d['score']:g} {sign} {d['threshold']:g}: {cues}"
-    return d.get("detail") or {"alias": "an unambiguous alias"}.get(d["reason"], d["reason"])
+    detail: str = d.get("detail") or {"alias": "an unambiguous alias"}.get(d["reason"], d["reason"])
+    return detail
 
 
 @rules.command("test")
@@ -165,11 +169,12 @@ def test(rules_dir: Path, fmt: str, explain: bool, inputs: tuple[str, ...]) -> N
     and "evidence" [{"cue", "weight", "found"}].
     """
     ruleset = _load_or_exit([rules_dir])
+    out = sys.stdout.buffer
     for source in inputs:
         for doc_id, title, body in _documents(source):
             obj, text = _result(ruleset, doc_id, title, body, explain=explain)
             if fmt == "json":
-                click.echo(json.dumps(obj, ensure_ascii=False))
+                out.write(orjson.dumps(obj) + b"\n")
                 continue
             click.echo(f"== {doc_id}")
             click.echo(f"   rules:    {', '.join(obj['rules']) or '-'}")
@@ -232,7 +237,7 @@ def suggest(corpus_dir: Path, output: Path | None, min_count: int, top: int) -> 
     lines = ["# Draft generated by `monitor rules suggest` - edit before use:",
              "# keep real names, merge duplicates, give each a readable id, add English labels.",
              f"# corpus: {corpus_dir}", "entities:"]
-    for n, (total, _key_, variants) in enumerate(ranked, 1):
+    for n, (total, _, variants) in enumerate(ranked, 1):
         label = variants.most_common(1)[0][0]
         lines.append(f"  - id: candidate_{n:03d}  # {total} mentions")
         lines.append(f"    labels: {{ar: {json.dumps(label, ensure_ascii=False)}}}")

@@ -20,7 +20,7 @@ only when someone reads them: alerts show the hits of the rules that fired,
 
 from __future__ import annotations
 
-import functools
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -30,6 +30,9 @@ from monitor.rules.schema import Entity, KeywordSet, Rule, Vocabulary
 from monitor.rules.senses import Context, DocumentView, Found, SenseModel, compile_sense
 from monitor.text.matcher import (
     DEFAULT_SUFFIXES,
+    EXCLUDE,
+    PLAIN,
+    SENSE,
     Matcher,
     Occurrence,
     Pattern,
@@ -168,17 +171,26 @@ class Evaluation:
     ``hits`` is made on first read (the daemon reads only ``matches``).
     """
 
-    __slots__ = ("matches", "entities", "keywords", "decisions", "_hits", "_make_hits")
+    __slots__ = ("matches", "entities", "keywords", "decisions", "_hits", "_make_hits", "_make_records")
 
     def __init__(self, matches: list[RuleMatch], hits: list[Hit] | None = None, entities: list[str] | None = None,
                  keywords: list[str] | None = None, decisions: list[Decision] | None = None, *,
-                 make_hits: Callable[[], list[Hit]] | None = None) -> None:
+                 make_hits: Callable[[], list[Hit]] | None = None,
+                 make_records: Callable[[], list[HitRecord]] | None = None) -> None:
         self.matches = matches
         self.entities = entities if entities is not None else []
         self.keywords = keywords if keywords is not None else []
         self.decisions = decisions if decisions is not None else []
         self._hits = hits
         self._make_hits = make_hits
+        self._make_records = make_records
+
+    def hit_records(self) -> list[HitRecord]:
+        """The hits as ``(entity, alias, field, start, end, text)`` tuples, in the order of ``hits``,
+        without making ``Hit`` objects (bulk output: ``rules test``)."""
+        if self._hits is None and self._make_records is not None:
+            return self._make_records()
+        return [h._key() for h in self.hits]
 
     @property
     def hits(self) -> list[Hit]:
@@ -200,6 +212,8 @@ class Evaluation:
                 f"keywords={self.keywords!r})")
 
 
+#: A hit as a plain tuple: (entity, alias, field, start, end, text).
+HitRecord = tuple[str, str, str, int, int, str]
 # A counted mention while rules are decided: (field index, start, end, pattern, its index in the
 # evaluation's list), match-string offsets.
 _Mention = tuple[int, int, int, Pattern, int]
@@ -214,22 +228,22 @@ class RuleSet:
                  fingerprint: str = "") -> None:
         self._entities = {e.id: e for e in entities}
         self._keywords = {k.id: k for k in keywords}
-        self._rules = [r for r in rules if r.enabled]
+        self._plans = [_Plan.of(r) for r in rules if r.enabled]
         self._all_rules = list(rules)
         self.sources = list(sources or [])
         self.fingerprint = fingerprint
         words = {v.id: list(v.words) for v in vocabularies}
         patterns: list[Pattern] = []
-        self._senses: dict[tuple[str, int], SenseModel] = {}
         self._forms: dict[str, str] = {}  # ambiguous alias -> its match form (to see a clitic on it)
+        self._senses: dict[tuple[str, int], SenseModel] = {}
         # tag: 0 = plain alias; i+1 = alias of ambiguous group i
         for e in entities:
             variants, glue = e.spelling_variants, e.missing_spaces
             patterns += [Pattern(e.id, a, "alias", e.clitics, variants=variants, glue=glue) for a in e.aliases]
-            patterns += [Pattern(e.id, x, "exclude", e.clitics) for x in e.exclude]
+            patterns += [Pattern(e.id, x, "exclude", e.clitics, role=EXCLUDE) for x in e.exclude]
             for gi, amb in enumerate(e.ambiguous):
-                patterns += [Pattern(e.id, a, "alias", e.clitics, tag=gi + 1, variants=variants, glue=glue)
-                             for a in amb.aliases]
+                patterns += [Pattern(e.id, a, "alias", e.clitics, tag=gi + 1, variants=variants, glue=glue,
+                                     role=SENSE) for a in amb.aliases]
                 self._senses[(e.id, gi + 1)] = compile_sense(e.id, amb, words)
                 self._forms.update((a, match_form(a)) for a in amb.aliases)
         for k in keywords:
@@ -284,111 +298,133 @@ class RuleSet:
         if not fields:
             return Evaluation([], [], [], [], [] if explain else None)
         decisions: list[Decision] | None = [] if explain else None
-        mentions = self._mentions(fields, found, decisions)
-        by_term: dict[str, list[_Mention]] = {}
-        for mention in mentions:
-            by_term.setdefault(mention[3].group, []).append(mention)
-        made: list[Hit | None] = [None] * len(mentions)
-
-        def hit(mention: _Mention) -> Hit:
-            h = made[mention[4]]
-            if h is None:
-                fi, start, end, pat, i = mention
-                name, prepared = fields[fi]
-                h = made[i] = Hit.pending(pat.group, pat.alias, name, prepared, start, end)
-            return h
-
-        words: dict[int, int] = {}
-        matches = [m for r in self._rules if (m := _apply(r, by_term, fields, hit, words)) is not None]
+        mentions, by_term = self._mentions(fields, found, decisions)
+        made = _HitMaker(fields, mentions)
+        matches = [m for p in self._plans if (m := _apply(p, by_term, fields, made)) is not None]
         entities = sorted(t for t in by_term if t in self._entities)
         keywords = sorted(t for t in by_term if t in self._keywords)
-        return Evaluation(matches, None, entities, keywords, decisions, make_hits=lambda: [hit(m) for m in mentions])
+        return Evaluation(matches, None, entities, keywords, decisions, make_hits=lambda: list(made(mentions)),
+                          make_records=lambda: made.records(mentions))
 
     def _mentions(self, fields: list[_Field], found: list[list[Occurrence]],
-                  decisions: list[Decision] | None) -> list[_Mention]:
-        """The counted mentions of every field, ordered by field, then start, then term."""
+                  decisions: list[Decision] | None) -> tuple[list[_Mention], dict[str, list[_Mention]]]:
+        """The counted mentions of every field, ordered by field, then start; and by term."""
         plain: list[list[Occurrence]] = []
         ambiguous: list[list[Occurrence]] = []
-        excluded: list[dict[str, list[tuple[int, int]]]] = []
         excluded_phrases: dict[str, str] = {}
-        present: set[str] = set()
         for fi, occurrences in enumerate(found):
-            spans: dict[str, list[tuple[int, int]]] = {}
-            for pat, start, end in occurrences:
-                if pat.kind == "exclude":
-                    spans.setdefault(pat.group, []).append((start, end))
-                    excluded_phrases.setdefault(pat.group, pat.alias)
             kept: list[Occurrence] = []
             vague: list[Occurrence] = []
+            exclusions: list[Occurrence] = []
             for o in occurrences:
-                pat, start, end = o
-                if pat.kind == "exclude":
-                    continue
-                group_spans = spans.get(pat.group)
-                if group_spans and any(a < end and start < b for a, b in group_spans):
-                    if decisions is not None:
-                        phrase = next(fields[fi][1].match[a:b] for a, b in group_spans if a < end and start < b)
-                        decisions.append(Decision(self._pending(fields[fi], o), False, "excluded",
-                                                  detail=f"inside the exclusion {phrase!r}"))
-                    continue
-                if pat.tag:
+                role = o[0].role
+                if role == PLAIN:
+                    kept.append(o)
+                elif role == SENSE:
                     vague.append(o)
                 else:
-                    kept.append(o)
-                    present.add(pat.group)
+                    exclusions.append(o)
+            if exclusions:  # rare: drop what an exclusion phrase of the same entity overlaps
+                spans: dict[str, list[tuple[int, int]]] = {}
+                for pat, a, b in exclusions:
+                    spans.setdefault(pat.group, []).append((a, b))
+                    excluded_phrases.setdefault(pat.group, pat.alias)
+                kept = self._unexcluded(fields[fi], kept, spans, decisions)
+                vague = self._unexcluded(fields[fi], vague, spans, decisions)
             plain.append(kept)
             ambiguous.append(vague)
-            excluded.append(spans)
         if any(ambiguous):
-            positions: dict[tuple[int, str], list[tuple[int, int]]] = {}
+            present = {o[0].group for kept in plain for o in kept}
+            positions: dict[int, dict[str, list[tuple[int, int]]]] = {}
             index = {id(prepared): fi for fi, (_, prepared) in enumerate(fields)}
 
             def where(prepared: PreparedText, term: str) -> list[tuple[int, int]]:
                 fi = index[id(prepared)]
-                spans = positions.get((fi, term))
-                if spans is None:
-                    spans = positions[(fi, term)] = [(a, b) for p, a, b in plain[fi] if p.group == term]
-                return spans
+                by_term = positions.get(fi)
+                if by_term is None:  # every term of the field in one pass, on first use
+                    by_term = positions[fi] = {}
+                    for p, a, b in plain[fi]:
+                        by_term.setdefault(p.group, []).append((a, b))
+                return by_term.get(term, [])
 
             document = DocumentView(present, where, excluded_phrases, [p for _, p in fields])
             for fi, vague in enumerate(ambiguous):
                 if vague:
                     plain[fi] = plain[fi] + self._decide(fields[fi], vague, plain[fi], document, decisions)
         out: list[_Mention] = []
+        by_term: dict[str, list[_Mention]] = {}
+        covered: list[tuple[int, Occurrence]] = []
         for fi, kept in enumerate(plain):
-            # one hit per span and entity; drop a hit inside a longer one of the same entity
-            kept.sort(key=_by_start)
-            last: dict[str, tuple[int, int]] = {}
+            # one hit per span and entity; drop a hit inside a longer one of the same entity. Sorted
+            # by start only (a C-level key); at one start the longer comes later (find's order) and
+            # takes the place of the shorter.
+            kept.sort(key=_START)
+            last: dict[str, int] = {}
             for o in kept:
                 pat, start, end = o
                 g = pat.group
-                previous = last.get(g)
-                if previous is not None and end <= previous[1]:
-                    # another spelling of the same name on the same span says nothing new
-                    if decisions is not None and (start, end) != previous:
-                        decisions.append(Decision(self._pending(fields[fi], o), True, "covered",
-                                                  detail="inside a longer hit of the same entity"))
-                    continue
-                last[g] = (start, end)
-                out.append((fi, start, end, pat, len(out)))
-                if decisions is not None and pat.kind == "alias" and not pat.tag:
-                    decisions.append(Decision(self._pending(fields[fi], o), True, "alias"))
-        return out
+                j = last.get(g)
+                if j is not None:
+                    previous = out[j]
+                    if end <= previous[2]:
+                        if (start, end) != (previous[1], previous[2]):
+                            covered.append((fi, o))
+                        continue
+                    if start == previous[1]:
+                        covered.append((fi, (previous[3], previous[1], previous[2])))
+                        out[j] = mention = (fi, start, end, pat, j)
+                        same = by_term[g]
+                        same[same.index(previous)] = mention
+                        continue
+                last[g] = len(out)
+                mention = (fi, start, end, pat, len(out))
+                out.append(mention)
+                group_mentions = by_term.get(g)
+                if group_mentions is None:
+                    by_term[g] = [mention]
+                else:
+                    group_mentions.append(mention)
+        if decisions is not None:
+            for fi, o in covered:
+                decisions.append(Decision(self._pending(fields[fi], o), True, "covered",
+                                          detail="inside a longer hit of the same entity"))
+            for fi, start, end, pat, _ in out:
+                if pat.kind == "alias" and not pat.tag:
+                    decisions.append(Decision(self._pending(fields[fi], (pat, start, end)), True, "alias"))
+        return out, by_term
+
+    def _unexcluded(self, field_: _Field, occurrences: list[Occurrence], spans: dict[str, list[tuple[int, int]]],
+                    decisions: list[Decision] | None) -> list[Occurrence]:
+        """``occurrences`` without those an exclusion phrase of their entity overlaps."""
+        kept = []
+        for o in occurrences:
+            pat, start, end = o
+            group_spans = spans.get(pat.group)
+            overlap = next(((a, b) for a, b in group_spans if a < end and start < b), None) if group_spans else None
+            if overlap is None:
+                kept.append(o)
+            elif decisions is not None:
+                phrase = field_[1].match[overlap[0]:overlap[1]]
+                decisions.append(Decision(self._pending(field_, o), False, "excluded",
+                                          detail=f"inside the exclusion {phrase!r}"))
+        return kept
 
     def _decide(self, field_: _Field, vague: list[Occurrence], kept: list[Occurrence], document: DocumentView,
                 decisions: list[Decision] | None) -> list[Occurrence]:
         """The ambiguous occurrences of one field that their sense decision counts."""
         _, prepared = field_
         counted: list[Occurrence] = []
-        covering: dict[str, list[tuple[int, int]]] = {}
+        covering: dict[str, list[tuple[int, int]]] = {o[0].group: [] for o in vague}
+        for p, a, b in kept:
+            spans = covering.get(p.group)
+            if spans is not None:
+                spans.append((a, b))
         seen: set[tuple[str, int, int]] = set()
         forms = self._forms
         # the longest alias first where several of one entity found the same span (الميادين, ميادين)
         for o in sorted(vague, key=lambda o: (o[1], -len(forms[o[0].alias]))):
             pat, start, end = o
-            spans = covering.get(pat.group)
-            if spans is None:
-                spans = covering[pat.group] = [(a, b) for p, a, b in kept if p.group == pat.group]
+            spans = covering[pat.group]
             if (pat.group, start, end) in seen:
                 continue
             seen.add((pat.group, start, end))
@@ -398,8 +434,8 @@ class RuleSet:
                                               detail="inside a longer hit of the same entity"))
                 continue
             model = self._senses[(pat.group, pat.tag)]
-            ctx = Context(prepared, start, end, self._forms[pat.alias], pat.group, document)
-            verdict = model.decide(ctx)
+            ctx = Context(prepared, start, end, self._forms[pat.alias], pat.group, document, model.index)
+            verdict = model.decide(ctx, decisions is not None)
             if verdict.counted:
                 counted.append(o)
             if decisions is not None:
@@ -414,66 +450,136 @@ class RuleSet:
         return Hit.pending(pat.group, pat.alias, name, prepared, start, end)
 
 
-def _by_start(o: Occurrence) -> tuple[int, str, int]:
-    """Start, then term, then the longer first: the order of hits, and of the check for nested ones."""
-    return o[1], o[0].group, o[1] - o[2]
+class _HitMaker:
+    """The ``Hit`` of each mention of one evaluation, made once, offsets mapped a field at a time."""
+
+    __slots__ = ("fields", "made")
+
+    def __init__(self, fields: list[_Field], mentions: list[_Mention]) -> None:
+        self.fields = fields
+        self.made: list[Hit | None] = [None] * len(mentions)
+
+    def __call__(self, mentions: Sequence[_Mention]) -> tuple[Hit, ...]:
+        made = self.made
+        todo = [m for m in mentions if made[m[4]] is None]
+        if todo:
+            for m, record in zip(todo, self.records(todo), strict=True):
+                made[m[4]] = Hit(*record)
+        return tuple(made[m[4]] for m in mentions)  # type: ignore[misc]  # every one made above
+
+    def records(self, mentions: Sequence[_Mention]) -> list[HitRecord]:
+        """``(entity, alias, field, start, end, text)`` of each mention, offsets mapped a field at a time."""
+        if len(self.fields) == 1:
+            parts = [(self.fields[0], list(mentions))]
+        else:
+            parts = [(f, [m for m in mentions if m[0] == fi]) for fi, f in enumerate(self.fields)]
+        out: list[HitRecord] = []
+        for (name, prepared), mine in parts:
+            text = prepared.original
+            spans = prepared.original_spans([(m[1], m[2]) for m in mine])
+            out += [(m[3].group, m[3].alias, name, a, b, text[a:b]) for m, (a, b) in zip(mine, spans, strict=True)]
+        if len(parts) > 1:  # back to the order asked for
+            order = {id(m): i for i, m in enumerate(mentions)}
+            flat = [m for _, mine in parts for m in mine]
+            out = [r for _, r in sorted(zip((order[id(m)] for m in flat), out, strict=True))]
+        return out
 
 
-def _apply(rule: Rule, by_term: dict[str, list[_Mention]], fields: list[_Field],
-           hit: Callable[[_Mention], Hit], words: dict[int, int]) -> RuleMatch | None:
-    in_scope = [name in rule.fields for name, _ in fields]
-    everywhere = all(in_scope)
+_START = itemgetter(1)
 
-    def mentions(term: str) -> list[_Mention]:
-        found = by_term.get(term, [])
-        return found if everywhere else [m for m in found if in_scope[m[0]]]
 
-    if rule.any and not any(mentions(t) for t in rule.any):
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A rule as ``evaluate`` checks it: term tuples, the positive terms, the fields."""
+
+    rule: Rule
+    fields: frozenset[str]
+    any: tuple[str, ...]
+    all: tuple[str, ...]
+    none: tuple[str, ...]
+    near: tuple[tuple[tuple[str, ...], int], ...]
+    same_sentence: tuple[tuple[str, ...], ...]
+    positive: tuple[str, ...]
+    channels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rule: Rule) -> _Plan:
+        return cls(rule, frozenset(rule.fields), tuple(rule.any), tuple(rule.all), tuple(rule.none),
+                   tuple((tuple(n.terms), n.within) for n in rule.near), tuple(tuple(g) for g in rule.same_sentence),
+                   tuple(rule.positive_terms()), tuple(rule.channels))
+
+
+def _apply(plan: _Plan, by_term: dict[str, list[_Mention]], fields: list[_Field],
+           made: Callable[[Sequence[_Mention]], tuple[Hit, ...]]) -> RuleMatch | None:
+    if all(name in plan.fields for name, _ in fields):
+        found = by_term
+    else:  # a rule on some fields only: their mentions
+        scope = {fi for fi, (name, _) in enumerate(fields) if name in plan.fields}
+        found = {t: kept for t, ms in by_term.items() if (kept := [m for m in ms if m[0] in scope])}
+    if plan.any and not any(t in found for t in plan.any):
         return None
-    if rule.all and not all(mentions(t) for t in rule.all):
+    if plan.all and not all(t in found for t in plan.all):
         return None
-    if any(mentions(t) for t in rule.none):
+    if any(t in found for t in plan.none):
         return None
-    for clause in rule.near:
-        groups = [mentions(t) for t in clause.terms]
-        if not all(groups):
+    for terms, within in plan.near:
+        if not all(t in found for t in terms):
             return None
-        _word_indexes(groups, fields, words)
-        if not _together(groups, functools.partial(_near, words=words, within=clause.within)):
+        if not _near([found[t] for t in terms], fields, within):
             return None
-    for group in rule.same_sentence:
-        groups = [mentions(t) for t in group]
-        if not _together(groups, lambda a, b: a[0] == b[0] and (
+    for group in plan.same_sentence:
+        if not all(t in found for t in group):
+            return None
+        if not _together([found[t] for t in group], lambda a, b: a[0] == b[0] and (
                 fields[a[0]][1].sentence_index(a[1]) == fields[b[0]][1].sentence_index(b[1]))):
             return None
-    terms = rule.positive_terms()
-    if sum(len(mentions(t)) for t in terms) < rule.min_mentions:
+    rule = plan.rule
+    positive = [found[t] for t in plan.positive if t in found]
+    if rule.min_mentions > 1 and sum(map(len, positive)) < rule.min_mentions:
+        return None
+    if not positive:
         return None
 
     def hits() -> tuple[Hit, ...]:
         # the mentions are numbered title first, then by start and term: their order is the hits' order
-        chosen = sorted((m for t in terms for m in mentions(t)), key=itemgetter(4))
-        return tuple(hit(m) for m in chosen)
+        return made(sorted((m for ms in positive for m in ms), key=itemgetter(4)))
 
-    return RuleMatch(rule.id, rule.title, rule.description, rule.severity, tuple(rule.channels), rule.cooldown,
-                     hits)
+    return RuleMatch(rule.id, rule.title, rule.description, rule.severity, plan.channels, rule.cooldown, hits)
 
 
-def _near(a: _Mention, b: _Mention, *, words: dict[int, int], within: int) -> bool:
-    return a[0] == b[0] and abs(words[a[4]] - words[b[4]]) <= within
+def _near(groups: list[list[_Mention]], fields: list[_Field], within: int) -> bool:
+    """Some mention of the first term has a mention of every other term within ``within`` words
+    (spaces of the match string between their starts) in the same field. The spaces between two
+    starts grow with the characters between them, so only the nearest start on each side is counted."""
+    others = []
+    for group in groups[1:]:
+        by_field: dict[int, list[int]] = {}
+        for m in group:
+            by_field.setdefault(m[0], []).append(m[1])
+        for starts in by_field.values():
+            starts.sort()
+        others.append(by_field)
+    for a in groups[0]:
+        match = fields[a[0]][1].match
+        for by_field in others:
+            near = by_field.get(a[0])
+            if not near or not _close(near, a[1], match, within):
+                break
+        else:
+            return True
+    return False
 
 
-def _word_indexes(groups: list[list[_Mention]], fields: list[_Field], words: dict[int, int]) -> None:
-    """Fill ``words`` (mention index -> word index in its field) for every mention of ``groups``:
-    one pass over each field's match string, counting its spaces between consecutive mentions."""
-    todo = sorted({(m[0], m[1], m[4]) for g in groups for m in g if m[4] not in words})
-    field_at, at, count = -1, 0, 0
-    for fi, start, i in todo:
-        if fi != field_at:
-            field_at, at, count = fi, 0, 0
-        count += fields[fi][1].match.count(" ", at, start)
-        at = start
-        words[i] = count
+def _close(starts: list[int], start: int, match: str, within: int) -> bool:
+    """A mention starting at one of ``starts`` (sorted) within ``within`` words of one starting at
+    ``start``: at most ``within`` spaces between the two starts (``PreparedText.word_index``)."""
+    i = bisect_left(starts, start)
+    for j in (i - 1, i):
+        if 0 <= j < len(starts):
+            lo, hi = sorted((starts[j], start))
+            if hi - lo <= within or match.count(" ", lo, hi) <= within:
+                return True
+    return False
 
 
 def _together(groups: list[list[_Mention]], close: Callable[[_Mention, _Mention], bool]) -> bool:

@@ -14,38 +14,51 @@ an analyst can read and extend it (``monitor.rules.schema``); ``--explain`` in
 
 Context is read from the field's scan string (``PreparedText.scan``): words
 are the runs between spaces, a sentence ends at . ! ? ؟ ؛ ; … in the match
-string. Only the occurrences of ambiguous aliases pay for it.
+string (and reaches at most ``SENTENCE_WORDS`` words on each side). Only the
+occurrences of ambiguous aliases pay for it, and little: every evidence item
+of a group has one bit, the group's ``SenseIndex`` maps each word form to the bits of
+the items that list it, and a word's bits are computed once and kept (news
+repeats its vocabulary), so an item is found with an OR and an AND.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import accumulate
+from operator import or_
 
 from monitor.rules.schema import Ambiguous, Evidence
 from monitor.text.matcher import DEFAULT_SUFFIXES, PreparedText, match_form
 
-__all__ = ["Cue", "Found", "SenseModel", "Verdict", "Context", "compile_sense"]
+__all__ = ["Cue", "Found", "SenseModel", "SenseIndex", "Verdict", "Context", "DocumentView", "compile_sense",
+           "SENTENCE_WORDS"]
 
 _STOP_RE = re.compile(r"[.!?؟؛;…]")
-_LAST_STOP_RE = re.compile(r"(?s).*[.!?؟؛;…]")
-# Proclitic chains a context word may carry, as the matcher allows them before a name (longest
-# first): conjunction, preposition, article; لل is ل + the article.
+# Proclitic chains a context word may carry, as the matcher allows them before a name:
+# conjunction, preposition, article; لل is ل + the article.
 _CLITIC_SET = frozenset(c + p + a for c in ("", "و", "ف") for p in ("", "ب", "ل", "ك") for a in ("", "ال")
-                         if (c + p + a) and not (p == "ل" and a))
+                        if (c + p + a) and not (p == "ل" and a))
 _MAX_CLITIC = max(map(len, _CLITIC_SET))
 _SUFFIXES = DEFAULT_SUFFIXES
 _MAX_SUFFIX = max(len(s) for s in _SUFFIXES)
-_PREPOSITION_CLITICS = ("ب", "ل", "ك")
 _FEMININE_ENDINGS = ("ه", "ات")
-_REACH = 400  # characters looked at on each side for the sentence bounds
+_REACH = 100  # characters looked at on each side for the sentence (~15 words)
+#: The most words a ``sentence`` scope reaches on each side of the name.
+SENTENCE_WORDS = 12
+_CACHE_LIMIT = 20_000  # words whose bits a SenseIndex keeps (then it starts over)
 
 
 @dataclass(frozen=True, slots=True)
 class Cue:
-    """One compiled evidence item: what to find, where, and its signed weight."""
+    """One compiled evidence item: what to find, where, and its signed weight.
+
+    ``bit`` is the item's bit in its group's ``SenseIndex`` (0: it lists no single words), ``phrase_bit``
+    the bit of the first words of its phrases.
+    """
 
     label: str
     weight: float
@@ -58,6 +71,11 @@ class Cue:
     shape: str | None
     clitic: str | None = None
     longest: int = 1  # words in the longest phrase
+    bit: int = 0
+    phrase_bit: int = 0  # the bit of the first words of its phrases (a phrase is only looked for then)
+
+    bits: int = 0  # bit | phrase_bit
+    words_only: bool = False  # found only through words of the sentence (skipped when none is there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,24 +95,117 @@ class Verdict:
     evidence: tuple[Found, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class SenseModel:
-    """The compiled ``ambiguous`` group of an entity."""
+    """The compiled ``ambiguous`` group of an entity.
 
-    entity: str
-    prior: float
-    threshold: float
-    cues: tuple[Cue, ...]
+    Items found through words alone (most) are checked in one tight loop of bit tests; the
+    others (terms, shapes, clitics, phrases) through ``Context.find``.
+    """
 
-    def decide(self, ctx: Context) -> Verdict:
+    __slots__ = ("entity", "prior", "threshold", "cues", "index", "_fast", "_slow")
+
+    def __init__(self, entity: str, prior: float, threshold: float, cues: tuple[Cue, ...],
+                 index: SenseIndex) -> None:
+        self.entity, self.prior, self.threshold, self.cues, self.index = entity, prior, threshold, cues, index
+        fast: list[tuple[int, int, int, float]] = []
+        slow: list[Cue] = []
+        for cue in cues:
+            if cue.bit and not (cue.phrases or cue.terms or cue.shape or cue.clitic) and cue.where != "document":
+                n = cue.within if cue.where != "sentence" else SENTENCE_WORDS
+                fast.append((cue.bit, n if cue.where != "after" else 0, n if cue.where != "before" else 0,
+                             cue.weight))
+            else:
+                slow.append(cue)
+        self._fast = tuple(fast)
+        self._slow = tuple(slow)
+
+    def decide(self, ctx: Context, explain: bool = True) -> Verdict:
+        """The verdict on ``ctx``; without ``explain`` the evidence found is not listed (faster)."""
         score = self.prior
-        found: list[Found] = []
-        for cue in self.cues:
-            what = ctx.find(cue)
-            if what is not None:
+        if explain:
+            found: list[Found] = []
+            present = ctx.sentence_bits()  # an item none of whose words is in the sentence is skipped
+            for cue in self.cues:
+                if cue.words_only and not present & cue.bits:
+                    continue
+                what = ctx.find(cue, explain)
+                if what is not None:
+                    score += cue.weight
+                    found.append(Found(cue.label, cue.weight, what))
+            return Verdict(score >= self.threshold, score, self.threshold, tuple(found))
+        _, running, _, running_after = ctx._masks()
+        before, after = len(running), len(running_after)
+        present = (running[-1] if before else 0) | (running_after[-1] if after else 0)
+        glued = 1 if ctx._prefix else 0
+        for bit, n_before, n_after, weight in self._fast:
+            if not present & bit:
+                continue
+            if n_before and before and running[min(before, n_before + glued) - 1] & bit:
+                score += weight
+            elif n_after and after and running_after[min(after, n_after) - 1] & bit:
+                score += weight
+        for cue in self._slow:
+            if (not cue.words_only or present & cue.bits) and ctx.find(cue, False) is not None:
                 score += cue.weight
-                found.append(Found(cue.label, cue.weight, what))
-        return Verdict(score >= self.threshold, score, self.threshold, tuple(found))
+        return Verdict(score >= self.threshold, score, self.threshold, ())
+
+
+class SenseIndex:
+    """Word form -> the bits of the evidence items of one group that list it.
+
+    ``mask(word)`` is what a word of the text contributes: the bits of every item one of its
+    forms (``_forms``: without proclitics, article or the usual endings) or one of its stems
+    (``stem*`` items) belongs to. Masks are kept per word, bounded; thread-safe (a lost race
+    computes a mask twice).
+    """
+
+    __slots__ = ("_words", "_stems", "_stem_lengths", "_cache")
+
+    def __init__(self, cues: Iterable[Cue]) -> None:
+        self._words: dict[str, int] = {}
+        self._stems: dict[str, int] = {}
+        for cue in cues:
+            for word in cue.words:
+                self._words[word] = self._words.get(word, 0) | cue.bit
+            for stem in cue.stems:
+                self._stems[stem] = self._stems.get(stem, 0) | cue.bit
+            for phrase in cue.phrases:
+                self._words[phrase[0]] = self._words.get(phrase[0], 0) | cue.phrase_bit
+        self._stem_lengths = tuple(sorted({len(s) for s in self._stems}))
+        self._cache: dict[str, int] = {}
+
+    def masks(self, words: list[str]) -> list[int]:
+        """``mask`` of each word (the known ones in one C-level pass)."""
+        out = list(map(self._cache.get, words))
+        if None in out:
+            out = [m if m is not None else self.mask(w) for w, m in zip(words, out, strict=True)]
+        return out  # type: ignore[return-value]  # no None left
+
+    def mask(self, word: str) -> int:
+        m = self._cache.get(word)
+        if m is None:
+            m = 0
+            get = self._words.get
+            for form in _forms(word):
+                m |= get(form, 0)
+            if self._stems:
+                stems = self._stems.get
+                for base in _bases(word):
+                    for n in self._stem_lengths:
+                        if n > len(base):
+                            break
+                        m |= stems(base[:n], 0)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache = {}
+            self._cache[word] = m
+        return m
+
+    def __getstate__(self) -> tuple[dict[str, int], dict[str, int], tuple[int, ...]]:
+        return self._words, self._stems, self._stem_lengths  # not the cache: workers build their own
+
+    def __setstate__(self, state: tuple[dict[str, int], dict[str, int], tuple[int, ...]]) -> None:
+        self._words, self._stems, self._stem_lengths = state
+        self._cache = {}
 
 
 def _label(evidence: Evidence) -> str:
@@ -141,9 +252,21 @@ def _cue(evidence: Evidence, sign: float, vocabularies: Mapping[str, Sequence[st
 
 
 def compile_sense(entity: str, group: Ambiguous, vocabularies: Mapping[str, Sequence[str]]) -> SenseModel:
+    """The model of one ``ambiguous`` group of ``entity``; its items get small bits of their own
+    (two each: words, and the first words of phrases), so masks stay machine-sized integers."""
     cues = [_cue(e, 1.0, vocabularies) for e in group.evidence_for()]
     cues += [_cue(e, -1.0, vocabularies) for e in group.against]
-    return SenseModel(entity, group.prior, group.threshold, tuple(cues))
+    numbered = []
+    for i, cue in enumerate(cues):
+        if cue.words or cue.stems:
+            cue = replace(cue, bit=1 << (2 * i))
+        if cue.phrases:
+            cue = replace(cue, phrase_bit=1 << (2 * i + 1))
+        bits = cue.bit | cue.phrase_bit
+        cue = replace(cue, bits=bits, words_only=bool(bits) and not cue.terms and cue.where != "document")
+        numbered.append(cue)
+    return SenseModel(entity, group.prior, group.threshold, tuple(numbered),
+                      SenseIndex(c for c in numbered if c.bit or c.phrase_bit))
 
 
 @functools.lru_cache(maxsize=16384)
@@ -176,24 +299,14 @@ def _forms(token: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _word_matches(cue: Cue, token: str) -> bool:
-    if not cue.words.isdisjoint(_forms(token)):
-        return True
-    return bool(cue.stems) and any(base.startswith(cue.stems) for base in _bases(token))
-
-
-def _find_words(cue: Cue, nearest_first: Sequence[str], runs: Sequence[Sequence[str]]) -> str | None:
-    """The first word of ``cue`` among ``nearest_first``, or its first phrase in one of ``runs``
-    (words in reading order)."""
-    if cue.words or cue.stems:
-        for token in nearest_first:
-            if _word_matches(cue, token):
-                return token
+def _find_phrase(cue: Cue, runs: Sequence[Sequence[str]]) -> str | None:
+    """The first phrase of ``cue`` in one of ``runs`` (words in reading order)."""
     for phrase in cue.phrases:
-        n = len(phrase)
+        n, first = len(phrase), phrase[0]
         for tokens in runs:
             for i in range(len(tokens) - n + 1):
-                if all(part in _bases(tokens[i + j]) for j, part in enumerate(phrase)):
+                if first in _bases(tokens[i]) and all(
+                        part in _bases(tokens[i + j]) for j, part in enumerate(phrase[1:], 1)):
                     return " ".join(tokens[i:i + n])
     return None
 
@@ -205,85 +318,127 @@ def _tail(words: list[str], n: int) -> list[str]:
 class Context:
     """What evidence may look at around one occurrence (computed on first use)."""
 
-    __slots__ = ("prepared", "start", "end", "form", "entity", "document", "_sentence", "_before", "_after")
+    __slots__ = ("prepared", "start", "end", "form", "entity", "document", "index", "_sentence", "_before",
+                 "_after", "_prefix", "_near")
 
     def __init__(self, prepared: PreparedText, start: int, end: int, form: str, entity: str,
-                 document: DocumentView) -> None:
+                 document: DocumentView, index: SenseIndex) -> None:
         self.prepared, self.start, self.end, self.form = prepared, start, end, form
-        self.entity, self.document = entity, document
+        self.entity, self.document, self.index = entity, document, index
         self._sentence: tuple[int, int] | None = None
         self._before: list[str] | None = None
         self._after: list[str] | None = None
+        self._prefix: str | None = None
+        # (nearest-first words before, with the glued preposition first; their running OR of masks;
+        #  nearest-first words after; their running OR)
+        self._near: tuple[list[str], list[int], list[str], list[int]] | None = None
 
     def sentence(self) -> tuple[int, int]:
         """Match-string bounds of the sentence around the occurrence."""
         if self._sentence is None:
-            m = self.prepared.match
-            lo = max(0, self.start - _REACH)
-            last = _LAST_STOP_RE.match(m, lo, self.start)
-            begin = last.end() if last is not None else lo
-            nxt = _STOP_RE.search(m, self.end, self.end + _REACH)
-            self._sentence = (begin, nxt.start() if nxt is not None else min(len(m), self.end + _REACH))
+            stops = self.document.stops(self.prepared)
+            i = bisect_left(stops, self.start)
+            begin = stops[i - 1] + 1 if i else 0
+            j = bisect_left(stops, self.end, i)
+            end = stops[j] if j < len(stops) else len(self.prepared.match)
+            self._sentence = (max(begin, self.start - _REACH), min(end, self.end + _REACH))
         return self._sentence
 
     def before(self) -> list[str]:
         """The words of the sentence before the occurrence, in reading order."""
         if self._before is None:
             scan = self.prepared.scan()[0]
-            self._before = scan[self.sentence()[0]:self.start].split()
+            self._before = _tail(scan[self.sentence()[0]:self.start].split(), SENTENCE_WORDS)
         return self._before
 
     def after(self) -> list[str]:
         if self._after is None:
             scan = self.prepared.scan()[0]
-            self._after = scan[self.end:self.sentence()[1]].split()
+            self._after = scan[self.end:self.sentence()[1]].split()[:SENTENCE_WORDS]
         return self._after
 
     def prefix(self) -> str:
         """The preposition glued to the front of the occurrence, if any (conjunctions dropped)."""
-        token = self.prepared.scan()[0][self.start:self.end]
-        form = self.form
-        if token.endswith(form):
-            chain = token[:-len(form)]
-        elif form.startswith("ال") and token.endswith(form[1:]):
-            chain = token[:-(len(form) - 1)]  # للميادين: ل + the article's lam
-        else:
-            return ""
-        chain = chain.lstrip("وف") if len(chain) > 1 else chain
-        return chain if chain not in ("", "و", "ف") else ""
+        if self._prefix is None:
+            token = self.prepared.scan()[0][self.start:self.end]
+            form = self.form
+            if token.endswith(form):
+                chain = token[:-len(form)]
+            elif form.startswith("ال") and token.endswith(form[1:]):
+                chain = token[:-(len(form) - 1)]  # للميادين: ل + the article's lam
+            else:
+                chain = ""
+            chain = chain.lstrip("وف") if len(chain) > 1 else chain
+            self._prefix = chain if chain not in ("و", "ف") else ""
+        return self._prefix
 
-    def find(self, cue: Cue) -> str | None:
-        """What of ``cue`` is in its scope here, or None."""
+    def _masks(self) -> tuple[list[str], list[int], list[str], list[int]]:
+        if self._near is None:
+            masks = self.index.masks
+            prefix = self.prefix()
+            words_before = ([prefix] if prefix else []) + self.before()[::-1]
+            words_after = self.after()
+            self._near = (words_before, list(accumulate(masks(words_before), or_)),
+                          words_after, list(accumulate(masks(words_after), or_)))
+        return self._near
+
+    def sentence_bits(self) -> int:
+        """The bits of every evidence item with a word in the sentence (either side, the glued
+        preposition included)."""
+        _, running, _, running_after = self._masks()
+        return (running[-1] if running else 0) | (running_after[-1] if running_after else 0)
+
+    def find(self, cue: Cue, explain: bool = True) -> str | None:
+        """What of ``cue`` is in its scope here, or None (without ``explain``: "" for a word found)."""
         if cue.clitic is not None and self.prefix() != cue.clitic:
             return None
         if cue.shape is not None:
             return self._shape(cue.shape)
         found: str | None = None
-        if cue.words or cue.stems or cue.phrases:
-            found = _find_words(cue, *self._scope(cue))
+        if cue.bit:
+            found = self._find_words(cue, cue.bit, explain)
+        if found is None and cue.phrases and self._find_words(cue, cue.phrase_bit, False) is not None:
+            found = _find_phrase(cue, self._runs(cue))
         if found is None and cue.terms:
             found = self._find_terms(cue)
         if found is None and cue.clitic is not None and not (cue.words or cue.stems or cue.phrases or cue.terms):
             found = cue.clitic + "-"
         return found
 
-    def _scope(self, cue: Cue) -> tuple[list[str], list[list[str]]]:
-        """The words ``cue`` looks at, nearest first (a preposition written on the name, as in
-        بالميادين or فيالميادين, is the nearest word before it), and the runs its phrases may sit in."""
+    def _find_words(self, cue: Cue, bit: int, explain: bool) -> str | None:
+        """The nearest word with ``bit`` (of ``cue``) in the scope of ``cue`` (the glued preposition
+        counts as one more word before the name), found through the running masks; without
+        ``explain`` only whether there is one ("")."""
+        where = cue.where
+        if where == "document":
+            return next((w for w in self.document.words() if self.index.mask(w) & bit), None)
+        words_before, running, words_after, running_after = self._masks()
+        n = cue.within if where != "sentence" else SENTENCE_WORDS
+        if where != "after" and running:
+            reach = min(len(running), n + (1 if self._prefix else 0))
+            if running[reach - 1] & bit:
+                return next(w for w in words_before[:reach] if self.index.mask(w) & bit) if explain else ""
+        if where != "before" and running_after:
+            reach = min(len(running_after), n)
+            if running_after[reach - 1] & bit:
+                return next(w for w in words_after[:reach] if self.index.mask(w) & bit) if explain else ""
+        return None
+
+    def _runs(self, cue: Cue) -> list[list[str]]:
+        """Where the phrases of ``cue`` may sit: runs of words in reading order, reaching as far
+        as the scope plus the rest of a phrase that starts in it."""
         where, n, longer = cue.where, cue.within, cue.longest - 1
         if where == "document":
-            words = self.document.words()
-            return words, [words]
-        prefix = self.prefix()
-        lead = [prefix] if prefix else []
+            return [self.document.words()]
         before, after = self.before(), self.after()
-        if where == "before":
-            return lead + _tail(before, n)[::-1], [_tail(before, n + longer)]
-        if where == "after":
-            return after[:n], [after[:n + longer]]
-        if where == "around":
-            return lead + _tail(before, n)[::-1] + after[:n], [_tail(before, n + longer), after[:n + longer]]
-        return lead + before[::-1] + after, [before, after]
+        if where == "sentence":
+            return [before, after]
+        runs = []
+        if where != "after":
+            runs.append(_tail(before, n + longer))
+        if where != "before":
+            runs.append(after[:n + longer])
+        return runs
 
     def _find_terms(self, cue: Cue) -> str | None:
         if cue.where == "document":
@@ -337,7 +492,7 @@ class Context:
 class DocumentView:
     """What the evidence of one evaluation may know about the whole document."""
 
-    __slots__ = ("present", "_positions", "_excluded", "_words", "_fields")
+    __slots__ = ("present", "_positions", "_excluded", "_words", "_fields", "_stops")
 
     def __init__(self, present: set[str], positions: Callable[[PreparedText, str], list[tuple[int, int]]],
                  excluded: Mapping[str, str], fields: Iterable[PreparedText]) -> None:
@@ -346,6 +501,14 @@ class DocumentView:
         self._excluded = excluded
         self._fields = list(fields)
         self._words: list[str] | None = None
+        self._stops: dict[int, list[int]] = {}
+
+    def stops(self, prepared: PreparedText) -> list[int]:
+        """Match-string offsets of the sentence ends (. ! ? ؟ ؛ ; …) of the field ``prepared``."""
+        found = self._stops.get(id(prepared))
+        if found is None:
+            found = self._stops[id(prepared)] = [m.start() for m in _STOP_RE.finditer(prepared.match)]
+        return found
 
     def positions(self, prepared: PreparedText, term: str) -> list[tuple[int, int]]:
         """Match-string spans of the unambiguous mentions of ``term`` in the field ``prepared``."""
