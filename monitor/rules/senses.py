@@ -102,7 +102,7 @@ class SenseModel:
     others (terms, shapes, clitics, phrases) through ``Context.find``.
     """
 
-    __slots__ = ("entity", "prior", "threshold", "cues", "index", "_fast", "_slow")
+    __slots__ = ("entity", "prior", "threshold", "cues", "index", "_fast", "_slow", "_slow_up", "_slow_down")
 
     def __init__(self, entity: str, prior: float, threshold: float, cues: tuple[Cue, ...],
                  index: SenseIndex) -> None:
@@ -117,10 +117,16 @@ class SenseModel:
             else:
                 slow.append(cue)
         self._fast = tuple(fast)
-        self._slow = tuple(slow)
+        # the other items, with what they could still add or take away from there on (so the loop
+        # stops as soon as the verdict cannot change: most shapes and terms are never looked at)
+        self._slow = tuple((cue, sum(c.weight for c in slow[k + 1:] if c.weight > 0),
+                            sum(c.weight for c in slow[k + 1:] if c.weight < 0)) for k, cue in enumerate(slow))
+        self._slow_up = sum(c.weight for c in slow if c.weight > 0)
+        self._slow_down = sum(c.weight for c in slow if c.weight < 0)
 
     def decide(self, ctx: Context, explain: bool = True) -> Verdict:
-        """The verdict on ``ctx``; without ``explain`` the evidence found is not listed (faster)."""
+        """The verdict on ``ctx``. With ``explain`` every item is looked at and listed; without, the
+        score stops being computed once the verdict is settled (the score is then partial)."""
         score = self.prior
         if explain:
             found: list[Found] = []
@@ -144,10 +150,15 @@ class SenseModel:
                 score += weight
             elif n_after and after and running_after[min(after, n_after) - 1] & bit:
                 score += weight
-        for cue in self._slow:
+        threshold = self.threshold
+        if score + self._slow_down >= threshold or score + self._slow_up < threshold:
+            return Verdict(score >= threshold, score, threshold, ())  # the verdict is settled
+        for cue, up, down in self._slow:
             if (not cue.words_only or present & cue.bits) and ctx.find(cue, False) is not None:
                 score += cue.weight
-        return Verdict(score >= self.threshold, score, self.threshold, ())
+            if score + down >= threshold or score + up < threshold:
+                break
+        return Verdict(score >= threshold, score, threshold, ())
 
 
 class SenseIndex:

@@ -89,10 +89,11 @@ def _char_class(chars: Iterable[str]) -> str:
 
 
 # Every separator and every whitespace character except the plain space (already a space:
-# replacing the ~500 spaces of an article with themselves cost 3/4 of fold's time).
-# All whitespace is in the BMP (tests/test_match.py checks all of Unicode): a Python loop
-# over all 1.1M code points cost 0.9 s at every import (CLI, each worker), this 10 ms.
-_WHITESPACE = "".join(re.findall(r"[^\S ]", "".join(map(chr, range(0x10000)))))
+# replacing the ~500 spaces of an article with themselves cost 3/4 of fold's time). Written
+# out (tests/test_match.py checks it is exactly what str.isspace says in all of Unicode):
+# computing it cost 10 ms at every import (CLI, each worker).
+_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+               "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 _SEP_RE = re.compile("[" + re.escape(_SEPARATORS + _WHITESPACE) + "]")
 _MULTI_SPACE = re.compile("  +")
 _SPACE_RE = re.compile(" ")
@@ -485,6 +486,8 @@ class PreparedText:
         n_starts, pieces = self._pieces
         if not starts and not pieces:
             return list(spans)  # nothing collapsed, deleted or expanded: the identity
+        if all(xl == 1 and nl == 0 for _, xl, _, nl in pieces):
+            return self._shifted_spans(spans, starts, removed, n_starts)
         x = self.original
         size = len(x)
         diacritics = _DIACRITICS
@@ -509,6 +512,45 @@ class PreparedText:
                 b = xs + xl if n < ns + nl else xs + xl + (n - ns - nl) + 1
             else:
                 b = n + 1
+            while b < size and x[b] in diacritics:  # keep harakat on the last letter
+                b += 1
+            out.append((a, b))
+        return out
+
+    def _shifted_spans(self, spans: Iterable[tuple[int, int]], starts: list[int], removed: list[int],
+                       deleted: list[int]) -> list[tuple[int, int]]:
+        """``original_spans`` when normalization only deleted characters (the common case): the
+        original offset of match position ``p`` is ``p`` plus a shift that changes only where a run
+        of spaces was collapsed or a character deleted, so one bisection in those breakpoints maps it."""
+        points, shifts = [0], [0]
+        i = j = 0
+        collapsed = count = 0
+        at = 0
+        end_of_runs, end_of_deleted = len(starts), len(deleted)
+        while i < end_of_runs or j < end_of_deleted:
+            run_at = starts[i] + 1 if i < end_of_runs else None  # p > a run's start: its spaces are behind
+            deleted_at = max(deleted[j] - collapsed, at) if j < end_of_deleted else None
+            if deleted_at is None or (run_at is not None and run_at <= deleted_at):
+                assert run_at is not None
+                at, collapsed = run_at, removed[i]
+                i += 1
+            else:
+                at = deleted_at  # p + collapsed reaches the normalized position the character left
+                count += 1
+                j += 1
+            if points[-1] == at:
+                shifts[-1] = collapsed + count
+            else:
+                points.append(at)
+                shifts.append(collapsed + count)
+        x = self.original
+        size = len(x)
+        diacritics = _DIACRITICS
+        out = []
+        for start, end in spans:
+            a = start + shifts[bisect_right(points, start) - 1]
+            last = end - 1
+            b = last + shifts[bisect_right(points, last) - 1] + 1 if last >= 0 else 0
             while b < size and x[b] in diacritics:  # keep harakat on the last letter
                 b += 1
             out.append((a, b))
