@@ -20,9 +20,10 @@ only when someone reads them: alerts show the hits of the rules that fired,
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from operator import itemgetter
 from typing import Any
 
@@ -419,16 +420,21 @@ class RuleSet:
             spans = covering.get(p.group)
             if spans is not None:
                 spans.append((a, b))
+        reach: dict[str, tuple[list[int], list[int]]] = {}  # group -> (starts, furthest end so far)
+        for group, spans in covering.items():
+            spans.sort()
+            reach[group] = ([a for a, _ in spans], list(accumulate((b for _, b in spans), max)))
         seen: set[tuple[str, int, int]] = set()
         forms = self._forms
         # the longest alias first where several of one entity found the same span (الميادين, ميادين)
         for o in sorted(vague, key=lambda o: (o[1], -len(forms[o[0].alias]))):
             pat, start, end = o
-            spans = covering[pat.group]
             if (pat.group, start, end) in seen:
                 continue
             seen.add((pat.group, start, end))
-            if any(a <= start and end <= b for a, b in spans):
+            starts, furthest = reach[pat.group]
+            i = bisect_right(starts, start)
+            if i and furthest[i - 1] >= end:  # a plain hit of the entity starts before and ends after
                 if decisions is not None:
                     decisions.append(Decision(self._pending(field_, o), True, "covered",
                                               detail="inside a longer hit of the same entity"))
