@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from operator import itemgetter
 from typing import Any
@@ -39,6 +39,7 @@ from monitor.text.matcher import (
     Pattern,
     PreparedText,
     match_form,
+    match_forms,
 )
 from monitor.types import Severity
 
@@ -261,7 +262,7 @@ class RuleSet:
                     # teh marbuta before a suffix is written ت: معركة -> معركته
                     patterns.append(Pattern(k.id, form[:-1] + "ت", "keyword", k.clitics,
                                             frozenset(s for s in suffixes if s)))
-        self._matcher = Matcher(patterns)
+        self._matcher = Matcher(_without_double_articles(patterns))
 
     @property
     def rule_ids(self) -> list[str]:
@@ -454,6 +455,17 @@ class RuleSet:
         name, prepared = field_
         pat, start, end = o
         return Hit.pending(pat.group, pat.alias, name, prepared, start, end)
+
+
+def _without_double_articles(patterns: list[Pattern]) -> list[Pattern]:
+    """An alias without the article whose group also lists it with the article (بوكمال and البوكمال,
+    حدود and الحدود) does not take the article itself: the other finds that form."""
+    forms = match_forms([p.alias for p in patterns])
+    by_group: dict[str, set[str]] = {}
+    for p, form in zip(patterns, forms, strict=True):
+        by_group.setdefault(p.group, set()).add(form)
+    return [replace(p, article=False) if not form.startswith("ال") and "ال" + form in by_group[p.group] else p
+            for p, form in zip(patterns, forms, strict=True)]
 
 
 class _HitMaker:

@@ -306,6 +306,8 @@ class Pattern:
     word endings allowed after the alias (empty: whole word only);
     ``variants`` adds ``informal_variants``; ``glue`` finds the alias when a
     space is missing before or after it (see the module docstring).
+    ``article=False`` keeps the article out of the proclitics of an alias that
+    has none (حدود when الحدود is listed too: one occurrence, not two).
     """
 
     group: str
@@ -317,6 +319,7 @@ class Pattern:
     variants: bool = False
     glue: bool = False
     role: int = 0  # for the caller: PLAIN, SENSE or EXCLUDE (one int test per occurrence)
+    article: bool = True  # an alias without the article may be found with it (False: its group lists that form)
 
 
 #: ``Pattern.role`` values a rule set gives its patterns.
@@ -629,7 +632,7 @@ class Matcher:
         hinted = _hinted_forms(forms)
         scans = _scan_forms(forms)
         pwa, pro, none = _PROCLITICS_WITH_ARTICLE, PROCLITICS, frozenset[str]()
-        ok_pwa = _NO_PREFIX | pwa
+        ok_pwa, ok_pro = _NO_PREFIX | pwa, _NO_PREFIX | pro
         # key -> its automaton value, built once; keys shared by several patterns are rebuilt
         # from their entry lists after the loop (``shared``); keys stored under another scan
         # key or with a suffix copy are added last (``special``: key -> scan-string key).
@@ -648,12 +651,13 @@ class Matcher:
                 "\u0600" <= c0 <= "\u06ff" or (not form.isascii() and _ARABIC_RE.search(form) is not None))
             suffixed = bool(pat.suffixes)
             glue = pat.glue and not suffixed
+            before, ok = (pwa, ok_pwa) if pat.article else (pro, ok_pro)
             keyed: Iterable[tuple[str, _Entry, str]]
             if form not in hinted and not pat.variants:  # nearly all forms: one key, its scan form known
                 if clitics and c0 == "ا" and form.startswith("ال") and len(form) > 3:
                     keyed = ((form[1:], (pat, True, _glued(pro, glue)), sform[1:]),)
                 else:
-                    keyed = ((form, (pat, False, _glued(pwa if clitics else none, glue)), sform),)
+                    keyed = ((form, (pat, False, _glued(before if clitics else none, glue)), sform),)
                 if glue:
                     for key, _entry, skey in keyed:
                         glued[key] = skey
@@ -669,7 +673,7 @@ class Matcher:
                     if clitics and variant.startswith("ال") and len(variant) > 3:
                         key, entry = variant[1:], (pat, True, _glued(pro, glue))
                     else:
-                        key, entry = variant, (pat, False, _glued(pwa if clitics else none, glue))
+                        key, entry = variant, (pat, False, _glued(before if clitics else none, glue))
                     skey = _scan_form(key) if punct else key
                     keyed.append((key, entry, skey))
                     if glue and variant in spaced:
@@ -684,13 +688,16 @@ class Matcher:
                         values[key] = (len(key), verify, (), (pat,), (entry,), key, _lam_ok(glue), 0)
                     else:
                         values[key] = (len(key), verify, (pat,), (), (entry,), key,
-                                       (ok_pwa | _GLUED_CHAINS if glue else ok_pwa) if clitics else _NO_PREFIX, 0)
+                                       (ok | _GLUED_CHAINS if glue else ok) if clitics else _NO_PREFIX, 0)
                     if suffixed or skey != key:
                         special[key] = skey
                         if suffixed:
                             suffixable.setdefault(key, set()).update(x[0] for x in pat.suffixes if x)
                     continue
                 lst = shared.get(key)
+                same = (pat.group, pat.role, pat.tag, entry[1], entry[2])
+                if any((e[0].group, e[0].role, e[0].tag, e[1], e[2]) == same for e in (lst or old[4])):
+                    continue  # another spelling of the same entity that finds the same: one occurrence
                 if lst is None:
                     shared[key] = [old[4][0], entry]
                 else:
