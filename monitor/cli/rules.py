@@ -111,17 +111,16 @@ def _result(ruleset: RuleSet, doc_id: str, title: str, body: str, *,
     """JSON object for one document, and the document text its offsets index."""
     ev = ruleset.evaluate(title=title, body=body, explain=explain)
     text = f"{title}\n{body}" if title else body
-    shift = len(title) + 1
-
-    def place(entity: str, alias: str, field: str, start: int, end: int, found: str) -> dict[str, Any]:
-        if title and field == "body":
-            start, end = start + shift, end + shift
-        return {"entity": entity, "alias": alias, "start": start, "end": end, "text": found}
-
+    shift = {"body": len(title) + 1} if title else {}
     obj: dict[str, Any] = {"id": doc_id, "rules": [m.rule_id for m in ev.matches], "entities": ev.entities,
-                           "hits": [place(*r) for r in ev.hit_records()]}
+                           "hits": ev.hit_dicts(shift)}
     if explain:
-        obj["decisions"] = [_decision(place(*d.hit._key()), d) for d in ev.decisions]
+        moved = shift.get("body", 0)
+        obj["decisions"] = [
+            _decision({"entity": d.hit.entity, "alias": d.hit.alias,
+                       "start": d.hit.start + (moved if d.hit.field == "body" else 0),
+                       "end": d.hit.end + (moved if d.hit.field == "body" else 0), "text": d.hit.text}, d)
+            for d in ev.decisions]
     return obj, text
 
 

@@ -21,7 +21,7 @@ only when someone reads them: alerts show the hits of the rules that fired,
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import accumulate
 from operator import itemgetter
@@ -173,26 +173,37 @@ class Evaluation:
     ``hits`` is made on first read (the daemon reads only ``matches``).
     """
 
-    __slots__ = ("matches", "entities", "keywords", "decisions", "_hits", "_make_hits", "_make_records")
+    __slots__ = ("matches", "entities", "keywords", "decisions", "_hits", "_make_hits", "_maker")
 
     def __init__(self, matches: list[RuleMatch], hits: list[Hit] | None = None, entities: list[str] | None = None,
                  keywords: list[str] | None = None, decisions: list[Decision] | None = None, *,
                  make_hits: Callable[[], list[Hit]] | None = None,
-                 make_records: Callable[[], list[HitRecord]] | None = None) -> None:
+                 maker: tuple[_HitMaker, list[_Mention]] | None = None) -> None:
         self.matches = matches
         self.entities = entities if entities is not None else []
         self.keywords = keywords if keywords is not None else []
         self.decisions = decisions if decisions is not None else []
         self._hits = hits
         self._make_hits = make_hits
-        self._make_records = make_records
+        self._maker = maker
 
     def hit_records(self) -> list[HitRecord]:
         """The hits as ``(entity, alias, field, start, end, text)`` tuples, in the order of ``hits``,
-        without making ``Hit`` objects (bulk output: ``rules test``)."""
-        if self._hits is None and self._make_records is not None:
-            return self._make_records()
+        without making ``Hit`` objects."""
+        if self._hits is None and self._maker is not None:
+            made, mentions = self._maker
+            return made.records(mentions)
         return [h._key() for h in self.hits]
+
+    def hit_dicts(self, shift: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+        """The hits as ``{"entity", "alias", "start", "end", "text"}`` dicts, the offsets of a field
+        moved by ``shift[field]`` (``rules test`` prints one per hit: made in one pass)."""
+        shift = shift or {}
+        if self._hits is None and self._maker is not None:
+            made, mentions = self._maker
+            return made.dicts(mentions, shift)
+        return [{"entity": h.entity, "alias": h.alias, "start": h.start + shift.get(h.field, 0),
+                 "end": h.end + shift.get(h.field, 0), "text": h.text} for h in self.hits]
 
     @property
     def hits(self) -> list[Hit]:
@@ -306,7 +317,7 @@ class RuleSet:
         entities = sorted(t for t in by_term if t in self._entities)
         keywords = sorted(t for t in by_term if t in self._keywords)
         return Evaluation(matches, None, entities, keywords, decisions, make_hits=lambda: list(made(mentions)),
-                          make_records=lambda: made.records(mentions))
+                          maker=(made, mentions))
 
     def _mentions(self, fields: list[_Field], found: list[list[Occurrence]],
                   decisions: list[Decision] | None) -> tuple[list[_Mention], dict[str, list[_Mention]]]:
@@ -485,21 +496,33 @@ class _HitMaker:
                 made[m[4]] = Hit(*record)
         return tuple(made[m[4]] for m in mentions)  # type: ignore[misc]  # every one made above
 
+    def _parts(self, mentions: Sequence[_Mention]) -> list[tuple[str, PreparedText, list[_Mention]]]:
+        # mentions are grouped by field, in field order (``_mentions`` numbers them so)
+        if len(self.fields) == 1:
+            name, prepared = self.fields[0]
+            return [(name, prepared, list(mentions))]
+        return [(name, prepared, [m for m in mentions if m[0] == fi])
+                for fi, (name, prepared) in enumerate(self.fields)]
+
     def records(self, mentions: Sequence[_Mention]) -> list[HitRecord]:
         """``(entity, alias, field, start, end, text)`` of each mention, offsets mapped a field at a time."""
-        if len(self.fields) == 1:
-            parts = [(self.fields[0], list(mentions))]
-        else:
-            parts = [(f, [m for m in mentions if m[0] == fi]) for fi, f in enumerate(self.fields)]
         out: list[HitRecord] = []
-        for (name, prepared), mine in parts:
+        for name, prepared, mine in self._parts(mentions):
             text = prepared.original
             spans = prepared.original_spans([(m[1], m[2]) for m in mine])
             out += [(m[3].group, m[3].alias, name, a, b, text[a:b]) for m, (a, b) in zip(mine, spans, strict=True)]
-        if len(parts) > 1:  # back to the order asked for
-            order = {id(m): i for i, m in enumerate(mentions)}
-            flat = [m for _, mine in parts for m in mine]
-            out = [r for _, r in sorted(zip((order[id(m)] for m in flat), out, strict=True))]
+        return out
+
+    def dicts(self, mentions: Sequence[_Mention], shift: Mapping[str, int]) -> list[dict[str, Any]]:
+        """``records`` as ``{"entity", "alias", "start", "end", "text"}`` dicts, the offsets of a field
+        moved by ``shift[field]`` (one pass: what ``rules test`` prints for every hit)."""
+        out: list[dict[str, Any]] = []
+        for name, prepared, mine in self._parts(mentions):
+            text = prepared.original
+            k = shift.get(name, 0)
+            spans = prepared.original_spans([(m[1], m[2]) for m in mine])
+            out += [{"entity": m[3].group, "alias": m[3].alias, "start": a + k, "end": b + k, "text": text[a:b]}
+                    for m, (a, b) in zip(mine, spans, strict=True)]
         return out
 
 
