@@ -67,7 +67,7 @@ def _documents(source: str) -> Iterator[tuple[str, str, str]]:
     elif path.suffix == ".jsonl":
         with path.open("rb") as fh:
             for n, line in enumerate(fh, 1):
-                if not line.strip():
+                if len(line) < 8 and not line.strip():
                     continue
                 try:
                     obj = orjson.loads(line)
@@ -173,7 +173,7 @@ def test(rules_dir: Path, fmt: str, explain: bool, inputs: tuple[str, ...]) -> N
         for doc_id, title, body in _documents(source):
             obj, text = _result(ruleset, doc_id, title, body, explain=explain)
             if fmt == "json":
-                out.write(orjson.dumps(obj) + b"\n")
+                out.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
                 continue
             click.echo(f"== {doc_id}")
             click.echo(f"   rules:    {', '.join(obj['rules']) or '-'}")

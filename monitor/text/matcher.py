@@ -416,10 +416,16 @@ class PreparedText:
         """Non-identity pieces (x_start, x_len, n_start, n_len) of the original->normalized map."""
         pieces: list[tuple[int, int, int, int]] = []
         x = self.original
-        if self.mode:
+        if self.mode == FAST:  # deletions, and ﷽ expanded
             shift = 0
-            special = _FAST_SPECIAL_RE if self.mode == FAST else _special_re()
-            for m in special.finditer(x):
+            for m in _FAST_SPECIAL_RE.finditer(x):
+                i = m.start()
+                out_len = 0 if m.group() != "\ufdfd" else len(table_output("\ufdfd"))
+                pieces.append((i, 1, i + shift, out_len))
+                shift += out_len - 1
+        elif self.mode:
+            shift = 0
+            for m in _special_re().finditer(x):
                 i = m.start()
                 out_len = len(table_output(m.group()))
                 pieces.append((i, 1, i + shift, out_len))
