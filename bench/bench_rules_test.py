@@ -72,6 +72,8 @@ def timed(call):
         out.append((time.process_time() - t0) / len(texts) * 1e6)
     return out
 
+import monitor
+assert monitor.__file__.startswith(sys.argv[4]), (monitor.__file__, sys.argv[4])  # the tree measured
 prepare_match = timed(lambda t: matcher.find(PreparedText(t)))
 evaluate = timed(lambda t: ruleset.evaluate(title="", body=t))
 hits = sum(len(ruleset.evaluate(title="", body=t).hits) for t in texts) / len(texts)
@@ -90,7 +92,10 @@ def extract(rev: str, into: Path) -> Path:
 
 
 def run_process(argv: list[str], pythonpath: Path | None, stdout_path: Path) -> tuple[float, float]:
-    """(CPU seconds of the child, wall seconds) of one run; the child's output goes to a file."""
+    """(CPU seconds of the child, wall seconds) of one run; the child's output goes to a file.
+
+    The child runs in the tree it measures: ``python -m``/``-c`` put the working directory
+    before PYTHONPATH, so a child started in this tree would import this tree's ``monitor``."""
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
@@ -98,7 +103,8 @@ def run_process(argv: list[str], pythonpath: Path | None, stdout_path: Path) -> 
         env.pop("PYTHONPATH", None)
     with stdout_path.open("wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env,
+                                cwd=pythonpath if pythonpath is not None else stdout_path.parent)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -159,8 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured: dict[str, dict[str, object]] = {}
         for label, path, rules in (("this tree", ROOT, ROOT / "rules"), (args.base, base, base / "rules")):
             env = dict(os.environ, PYTHONPATH=str(path))
-            out = subprocess.run([py, "-c", IN_PROCESS, str(docs), str(rules), str(args.rounds)], env=env,
-                                 check=True, capture_output=True, text=True, cwd=ROOT).stdout
+            out = subprocess.run([py, "-c", IN_PROCESS, str(docs), str(rules), str(args.rounds), str(path)], env=env,
+                                 check=True, capture_output=True, text=True, cwd=path).stdout
             measured[label] = json.loads(out)
         print("\n| RuleSet.evaluate, µs per article (CPU, median [min-max]) | "
               f"{args.base} | this tree | speed-up |")
