@@ -248,16 +248,17 @@ class RuleSet:
         words = {v.id: list(v.words) for v in vocabularies}
         patterns: list[Pattern] = []
         self._forms: dict[str, str] = {}  # ambiguous alias -> its match form (to see a clitic on it)
-        self._senses: dict[tuple[str, int], SenseModel] = {}
-        # tag: 0 = plain alias; i+1 = alias of ambiguous group i
+        self._senses: list[SenseModel] = []  # by Pattern.tag - 1: the tags of ambiguous groups are global
+        # tag: 0 = plain alias; i+1 = alias of the i-th ambiguous group of the rule set
         for e in entities:
             variants, glue = e.spelling_variants, e.missing_spaces
             patterns += [Pattern(e.id, a, "alias", e.clitics, variants=variants, glue=glue) for a in e.aliases]
             patterns += [Pattern(e.id, x, "exclude", e.clitics, role=EXCLUDE) for x in e.exclude]
-            for gi, amb in enumerate(e.ambiguous):
-                patterns += [Pattern(e.id, a, "alias", e.clitics, tag=gi + 1, variants=variants, glue=glue,
+            for amb in e.ambiguous:
+                self._senses.append(compile_sense(e.id, amb, words))
+                tag = len(self._senses)
+                patterns += [Pattern(e.id, a, "alias", e.clitics, tag=tag, variants=variants, glue=glue,
                                      role=SENSE) for a in amb.aliases]
-                self._senses[(e.id, gi + 1)] = compile_sense(e.id, amb, words)
                 self._forms.update((a, match_form(a)) for a in amb.aliases)
         for k in keywords:
             if k.suffixes is True:
@@ -451,7 +452,7 @@ class RuleSet:
                     decisions.append(Decision(self._pending(field_, o), True, "covered",
                                               detail="inside a longer hit of the same entity"))
                 continue
-            model = self._senses[(pat.group, pat.tag)]
+            model = self._senses[pat.tag - 1]
             ctx = Context(prepared, start, end, self._forms[pat.alias], pat.group, document, model.index)
             verdict = model.decide(ctx, decisions is not None)
             if verdict.counted:

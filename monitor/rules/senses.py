@@ -394,14 +394,34 @@ class Context:
         return self._prefix
 
     def _masks(self) -> tuple[list[str], list[int], list[str], list[int]]:
-        if self._near is None:
-            masks = self.index.masks
+        near = self._near
+        if near is None:
+            # the sentence, its words on each side and their masks in one go (the hot part of a decision)
+            m = self.prepared.match
+            start, end = self.start, self.end
+            lo = start - _REACH if start > _REACH else 0
+            last = _LAST_STOP_RE.match(m, lo, start)
+            if last is not None:
+                lo = last.end()
+            hi = end + _REACH
+            nxt = _STOP_RE.search(m, end, hi)
+            hi = nxt.start() if nxt is not None else min(len(m), hi)
+            self._sentence = (lo, hi)
+            scan = self.prepared.scan()[0]
+            before = scan[lo:start].rsplit(None, SENTENCE_WORDS)
+            if len(before) > SENTENCE_WORDS:
+                del before[0]  # the rest of the sentence, unsplit
+            self._before = before
+            after = scan[end:hi].split(None, SENTENCE_WORDS)[:SENTENCE_WORDS]
+            self._after = after
             prefix = self.prefix()
-            words_before = ([prefix] if prefix else []) + self.before()[::-1]
-            words_after = self.after()
-            self._near = (words_before, list(accumulate(masks(words_before), or_)),
-                          words_after, list(accumulate(masks(words_after), or_)))
-        return self._near
+            nearest = before[::-1]
+            if prefix:
+                nearest.insert(0, prefix)
+            masks = self.index.masks
+            near = self._near = (nearest, list(accumulate(masks(nearest), or_)),
+                                 after, list(accumulate(masks(after), or_)))
+        return near
 
     def sentence_bits(self) -> int:
         """The bits of every evidence item with a word in the sentence (either side, the glued
