@@ -503,13 +503,12 @@ def test_cli_explain_text_and_json(tmp_path):
     assert "decisions" not in json.loads(plain.output)
 
 
-def test_hit_records_and_dicts_are_the_hits(pack):
+def test_hit_dicts_are_the_hits(pack):
     title = "قسد تقترب من البوكمال"
     body = (CORPUS / "002_173f9dae85055ffa.txt").read_text(encoding="utf-8")
-    ev = pack.evaluate(title=title, body=body)
-    records, dicts = ev.hit_records(), ev.hit_dicts({"body": len(title) + 1})
+    dicts = pack.evaluate(title=title, body=body).hit_dicts({"body": len(title) + 1})
     hits = pack.evaluate(title=title, body=body).hits
-    assert records == [h._key() for h in hits]
     document = f"{title}\n{body}"
     assert [(d["entity"], d["alias"], d["text"]) for d in dicts] == [(h.entity, h.alias, h.text) for h in hits]
+    assert [d["start"] for d in dicts] == [h.start + (len(title) + 1 if h.field == "body" else 0) for h in hits]
     assert all(document[d["start"]:d["end"]] == d["text"] for d in dicts)

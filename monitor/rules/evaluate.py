@@ -187,14 +187,6 @@ class Evaluation:
         self._make_hits = make_hits
         self._maker = maker
 
-    def hit_records(self) -> list[HitRecord]:
-        """The hits as ``(entity, alias, field, start, end, text)`` tuples, in the order of ``hits``,
-        without making ``Hit`` objects."""
-        if self._hits is None and self._maker is not None:
-            made, mentions = self._maker
-            return made.records(mentions)
-        return [h._key() for h in self.hits]
-
     def hit_dicts(self, shift: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
         """The hits as ``{"entity", "alias", "start", "end", "text"}`` dicts, the offsets of a field
         moved by ``shift[field]`` (``rules test`` prints one per hit: made in one pass)."""
