@@ -19,6 +19,13 @@ occurrences of ambiguous aliases pay for it, and little: every evidence item
 of a group has one bit, the group's ``SenseIndex`` maps each word form to the bits of
 the items that list it, and a word's bits are computed once and kept (news
 repeats its vocabulary), so an item is found with an OR and an AND.
+
+Words are compared as surface forms with the clitics, the article and the
+usual endings taken off (``_forms``), not as lemmas: camel-tools' morphological
+analyzer would give lemmas and parts of speech, but it needs its data package
+(``camel_data``), which cannot be downloaded here (and would cost far more per
+word than this budget allows); camel-tools' utilities serve as the oracle of
+``monitor.text.normalize`` and ``tokenize`` in the tests instead.
 """
 
 from __future__ import annotations
