@@ -166,18 +166,20 @@ def main() -> None:
 
     for label, names in (("synthetic", aliases(10_000, arts)), ("realistic", realistic_aliases(10_000, arts))):
         patterns = [Pattern(f"e{i}", a) for i, a in enumerate(names)]
-        build = timed(lambda: Matcher(patterns), 7)
+        build = timed(lambda patterns=patterns: Matcher(patterns), 7)
         matcher = Matcher(patterns)
         prepared = [PreparedText(a) for a in arts]
         for p in prepared:
             p.scan()  # the scan string is part of preparing a text (timed in "incl. normalize")
-        t_match = timed(lambda: [matcher.find(p) for p in prepared], 7)
-        t_prep_match = timed(lambda: [matcher.find(PreparedText(a)) for a in arts])
+        t_match = timed(lambda matcher=matcher, prepared=prepared: [matcher.find(p) for p in prepared], 7)
+        t_prep_match = timed(lambda matcher=matcher: [matcher.find(PreparedText(a)) for a in arts])
         forms = [p.match for p in (PreparedText(n) for n in names)]
         sample = prepared[:8]
-        t_naive = timed(lambda: [naive_find(forms, p.match) for p in sample], 3) * len(arts) / len(sample)
+        t_naive = timed(lambda forms=forms, sample=sample: [naive_find(forms, p.match) for p in sample], 3) \
+            * len(arts) / len(sample)
         hits = statistics.mean(len(matcher.find(p)) for p in prepared)
-        t_iter = timed(lambda: [sum(1 for _ in matcher._automaton.iter(p.scan()[0])) for p in prepared], 7)
+        t_iter = timed(lambda matcher=matcher, prepared=prepared: [
+            sum(1 for _ in matcher._automaton.iter(p.scan()[0])) for p in prepared], 7)
         rows.append((f"[{label}: {hits:.1f} hits/art]", "", "", ""))
         rows.append(("  AC iteration alone", "(library floor)", f"{len(arts) / t_iter:.0f} art/s",
                      f"{t_iter / t_match:.0%} of scan time"))
@@ -194,10 +196,10 @@ def main() -> None:
 
     widths = [max(len(r[i]) for r in rows + [("stage", "baseline", "ours", "ratio")]) for i in range(4)]
     header = ("stage", "baseline", "ours", "ratio")
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("-+-".join("-" * w for w in widths))
     for r in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
 
 
 if __name__ == "__main__":

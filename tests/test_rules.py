@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import pickle
 import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.errors import ConfigErrors
 from monitor.rules import Evaluation, Hit, RuleMatch, load_rules
+from monitor.text.matcher import PreparedText
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).parent / "data" / "corpus"
@@ -188,7 +193,7 @@ def test_invalid_yaml_and_non_mapping(tmp_path):
 
 
 def test_duplicate_ids_across_files(tmp_path):
-    a = write(tmp_path, "entities:\n  - id: x\n    aliases: [قسد]\n", "a.yaml")
+    write(tmp_path, "entities:\n  - id: x\n    aliases: [قسد]\n", "a.yaml")
     b = write(tmp_path, "entities:\n  - id: x\n    aliases: [داعش]\n", "b.yaml")
     (err,) = errors_of(tmp_path)
     assert err.file == str(b) and "first defined in" in err.message
@@ -201,3 +206,309 @@ def test_directory_loads_sorted_yaml_files(tmp_path):
     rs = load_rules([tmp_path])
     assert [Path(s).name for s in rs.sources] == ["a.yaml", "b.yml"]
     assert rs.rule_ids == ["r"] and rs.entity_ids == ["x"]
+
+
+# --- issue 14: sense decisions from scored evidence ------------------------------------------------------
+
+SENSES = """
+vocabularies:
+  - id: heads
+    words: مدينة، بلدة، ريف
+  - id: media
+    words: [قناة, مراسل, نقلت*]
+entities:
+  - id: town
+    aliases: [Townsville]
+    ambiguous:
+      - aliases: [الميادين]
+        prior: 0
+        threshold: 1
+        for:
+          - {vocabulary: [heads], where: before, within: 2, weight: 3}
+          - {words: [نزح], where: sentence, weight: 1}
+          - {terms: [front], where: document, weight: 1}
+          - {shape: hashtag, weight: 3}
+        against:
+          - {vocabulary: [media], where: around, within: 2, weight: 5}
+          - {words: [حديث], where: before, within: 3, clitic: ل, weight: 4}
+  - id: front
+    aliases: [دير الزور]
+  - id: field
+    ambiguous:
+      - aliases: [العمر]
+        near: [حقل]
+        window: 2
+        quoted: true
+  - id: place
+    ambiguous:
+      - aliases: [القائم]
+        against:
+          - {shape: after_definite_masculine, weight: 2}
+        prior: 1
+      - aliases: [قناة]
+        prior: 1
+        against:
+          - {shape: exclusion_in_document, weight: 2}
+    exclude: [القائم مقام]
+"""
+
+
+@pytest.fixture(scope="module")
+def senses(tmp_path_factory):
+    return load_rules([write(tmp_path_factory.mktemp("senses"), SENSES)])
+
+
+def counted(rs, text, entity):
+    return entity in rs.evaluate(body=text).entities
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("قصف مدينة الميادين", True),                     # a place head within 2 words before: +3
+    ("شوهد في مدينة ما الميادين", True),              # ... two words before
+    ("مدينة كبيرة في الميادين", False),               # ... not three
+    ("وصلوا إلى الميادين", False),                    # nothing: prior 0 < 1
+    ("نزح الأهالي من الميادين", True),                # a word of the sentence: +1
+    ("نزح الأهالي. وصلوا الميادين", False),          # ... not across a sentence end
+    ("وصلوا الميادين قرب دير الزور", True),           # another entity in the document: +1
+    ("#الميادين", True),                             # hashtag: +3
+    ("نقلت الميادين", False),                        # a stem (نقلت*) of the media list around: -5
+    ("قالت قناة الميادين", False),
+    ("مدينة الميادين ومراسل", False),                # 3 - 5 < 1
+    ("في حديث للميادين", False),                     # ل on the name and حديث before it: -4
+    ("في حديث الميادين", False),                     # without ل the clitic evidence is not there: 0
+])
+def test_scored_evidence(senses, text, expected):
+    assert counted(senses, text, "town") is expected
+
+
+def test_older_near_window_quoted_still_work(senses):
+    assert counted(senses, "قرب حقل العمر", "field")
+    assert not counted(senses, "حقل كبير جدا العمر", "field")  # window 2
+    assert counted(senses, "عن «العمر» كتبوا", "field")        # quoted
+    assert not counted(senses, "متوسط العمر", "field")
+
+
+def test_shapes_and_exclusions(senses):
+    assert counted(senses, "دخلت القوات العراقية القائم", "place")
+    assert not counted(senses, "ويرفضون الوضع القائم", "place")      # right after a definite masculine word
+    assert counted(senses, "البوكمال والقائم", "place")              # a clitic on the name: not an adjective
+    assert not counted(senses, "وعين القائم مقام", "place")           # exclusion
+    assert not counted(senses, "زار القائم مقام المدينة وقال إن القناة", "place")  # the other sense is the topic
+
+
+def test_explain_lists_every_occurrence_and_its_evidence(senses):
+    ev = senses.evaluate(title="Townsville", body="نقلت الميادين عن مراسل في مدينة الميادين", explain=True)
+    by_reason = {}
+    for d in ev.decisions:
+        by_reason.setdefault(d.reason, []).append(d)
+    (plain,) = by_reason["alias"]
+    assert (plain.hit.field, plain.hit.text, plain.counted) == ("title", "Townsville", True)
+    first, second = sorted(by_reason["sense"], key=lambda d: d.hit.start)
+    assert not first.counted and first.score == -5 and first.threshold == 1
+    assert [(e.weight, e.found) for e in first.evidence] == [(-5.0, "نقلت")]
+    assert second.counted and any(e.found == "مدينه" and e.weight == 3 for e in second.evidence)
+    assert first.hit.text == "الميادين" and ev.entities == ["town"]
+    assert senses.evaluate(body="نقلت الميادين").decisions == []  # only when asked
+
+
+def test_evidence_errors_are_located(tmp_path):
+    p = write(tmp_path, """entities:
+  - id: town
+    ambiguous:
+      - aliases: [الميادين]
+        for:
+          - {where: sentence}
+        against:
+          - {words: [x], where: sentence, within: 3}
+          - {words: [y], weight: -1}
+""")
+    errs = errors_of(p)
+    text = "\n".join(map(str, errs))
+    assert f"{p}:6:13: entities[0].ambiguous[0].for[0]: evidence needs words, vocabulary, terms, a shape or a clitic" \
+        in text
+    assert "within does not apply to where: sentence" in text
+    assert "entities[0].ambiguous[0].against[1].weight" in text
+    assert all(e.line for e in errs)
+
+
+def test_evidence_references_are_checked(tmp_path):
+    p = write(tmp_path, """vocabularies:
+  - id: heads
+    words: [مدينة]
+entities:
+  - id: town
+    ambiguous:
+      - aliases: [الميادين]
+        for:
+          - {vocabulary: [haeds], weight: 2}
+          - {terms: [nowhere]}
+""")
+    errs = errors_of(p)
+    vocab, term = sorted(errs, key=lambda e: e.line or 0)
+    assert (vocab.line, vocab.suggestion) == (9, "heads") and "unknown vocabulary 'haeds'" in vocab.message
+    assert term.line == 10 and "unknown entity or keyword set 'nowhere'" in term.message
+
+
+def test_fast_decisions_equal_explained_ones(pack):
+    """``evaluate`` decides without listing evidence (a tighter loop); the verdicts must be the same."""
+    for path in sorted(CORPUS.glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        quick = pack.evaluate(body=text)
+        explained = pack.evaluate(body=text, explain=True)
+        assert quick.entities == explained.entities
+        assert quick.hits == explained.hits
+
+
+def test_rule_set_and_results_pickle(pack):
+    """The workers get the rule set pickled once and send rule matches back."""
+    body = (CORPUS / "001_4fb5f3bba6b62c31.txt").read_text(encoding="utf-8")
+    again = pickle.loads(pickle.dumps(pack))
+    ev = pack.evaluate(body=body)
+    assert again.evaluate(body=body).matches == ev.matches
+    matches = pickle.loads(pickle.dumps(ev.matches))
+    assert matches == ev.matches and matches[0].hits == ev.matches[0].hits
+    hit = matches[0].hits[0]
+    assert body[hit.start:hit.end] == hit.text
+
+
+WORDS = st.lists(st.sampled_from(["قسد", "البوكمال", "كلمة", "و", "دير الزور", ".", "،", "«", "قسد."]), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(WORDS, st.integers(1, 6))
+def test_near_counts_words_like_word_index(tmp_path_factory, words, within):
+    """``near`` bisects to the nearest mention; it must agree with comparing word indexes pairwise."""
+    rs = load_rules([write(tmp_path_factory.mktemp("near"), BASE + f"""
+  - {{id: n, title: t, near: [{{terms: [a, b], within: {within}}}]}}
+""")])
+    text = " ".join(words)
+    ev = rs.evaluate(body=text)
+    prepared = PreparedText(text)
+    found = rs._matcher.find(prepared)
+    a = [prepared.word_index(s) for p, s, _ in found if p.group == "a"]
+    b = [prepared.word_index(s) for p, s, _ in found if p.group == "b"]
+    expected = any(abs(x - y) <= within for x in a for y in b)
+    assert ("n" in [m.rule_id for m in ev.matches]) is expected
+
+
+# --- issue 14: the variants real outlets write, through the default pack -------------------------------
+
+@pytest.mark.parametrize("text, entity", [
+    # informal hamza
+    ("وصلت تعزيزات عراقية إلى مدينة القايم", "qaim"),
+    ("أعلن تنظيم الدولة الاسلامية مسؤوليته عن الهجوم", "isis"),
+    ("قال اللوا سهيل الحسن إن", "suheil_hassan"),
+    # a dropped letter or article
+    ("قصفت الطائرات مدينة البوكمل", "bukamal"),
+    ("وقالت قوات سوريا الدمقراطية في بيان", "qasad"),
+    ("وصل الرتل إلى دير لزور", "deir_ez_zor"),
+    ("دخلت القوات مدينة ميادين", "mayadin"),
+    ("تظاهر أهالي بلدة بصيرة", "busayrah"),
+    ("وصلت تعزيزات إلى قاعدة الشددي", "shaddadi"),
+    # the SDF's short and long forms
+    ("وسيطرت قوات سورية الديموقراطية على القرية", "qasad"),
+    ("وسيطرت القوات السورية الديمقراطية على القرية", "qasad"),
+    ("وتمكنت سوريا الديمقراطية من السيطرة على القرية", "qasad"),
+    ("وقالت «سورية الديموقراطية» إن مقاتليها تقدموا", "qasad"),
+    # the group's derived adjectives and plurals, and its name without تنظيم
+    ("اعتقل عنصر داعشي قرب الحدود", "isis"),
+    ("وطرد الأهالي الخلايا الداعشية", "isis"),
+    ("وفر دواعش من القرية", "isis"),
+    ("وتبنت الدولة الإسلامية الهجوم على الحاجز", "isis"),
+    ("وشن تنظيم الدولة هجوما على مواقع الجيش", "isis"),
+    # proclitic chains in front of ambiguous names
+    ("وبالقائم تكتمل السيطرة على الحدود العراقية", "qaim"),
+    ("وللميادين أهمية كبرى لأنها كانت معقلا للتنظيم", "mayadin"),
+    ("وللرقة رمزية خاصة", "raqqa"),
+    ("وكالبصيرة، تعرضت بلدات الريف لقصف عنيف", "busayrah"),
+    # hashtags of ambiguous names
+    ("#البصيرة | مقتل شخصين", "busayrah"),
+    ("#الميادين الآن", "mayadin"),
+    ("#القائم: عودة النازحين", "qaim"),
+    # bidi embedding controls around Latin aliases, in a Syrian context
+    ("وقال متحدث باسم \u2066SDF\u2069 إن مقاتليه تقدموا في ريف دير الزور", "qasad"),
+    ("سيطرت القوات على \u202aAl-Bukamal\u202c قرب الحدود", "bukamal"),
+    # zero-width characters inside a word
+    ("سيطرت القوات على البو\u200cكمال", "bukamal"),
+    ("وصل رتل إلى الش\u200dدادي", "shaddadi"),
+    ("تظاهر أهالي بلدة البص\u200bيرة", "busayrah"),
+    # a name glued to the next word, or to the word before it
+    ("قالت قسدفي بيان إنها", "qasad"),
+    ("وصلت تعزيزات إلى قاعدة الشداديجنوب الحسكة", "shaddadi"),
+    ("عاد التيار إلى أحياء الرقةالشمالية", "raqqa"),
+    ("قصف الطيران مواقع فيالميادين", "mayadin"),
+])
+def test_default_pack_finds_the_variant(pack, text, entity):
+    assert entity in pack.evaluate(body=text).entities, text
+
+
+@pytest.mark.parametrize("text, entity", [
+    ("أفادت الميادين بأن الوفد وصل", "mayadin"),            # the channel as a source
+    ("وقال مصدر دبلوماسي للميادين إن", "mayadin"),          # ... told the channel
+    ("احتشد المتظاهرون في الميادين العامة", "mayadin"),       # squares
+    ("وتوفي عن العمر ثمانين عاما", "omar_field"),            # age
+    ("قال الباحث أحمد العمر إن", "omar_field"),               # a surname
+    ("هاجم النمر الحارس داخل القفص", "suheil_hassan"),      # the animal
+    ("وقاتلوا كالنمر في المعركة", "suheil_hassan"),           # a simile
+    ("وقال القائم بأعمال السفارة إن", "qaim"),               # the one in charge
+    ("ويرفض المحتجون النظام القائم", "qaim"),                 # existing
+    ("وتتميز لوحاته بالرقة والبساطة", "raqqa"),               # tenderness
+    ("وشهدت منطقة الرقة في الكويت ازدحاما", "raqqa"),         # al-Riqqa in Kuwait
+    ("قال المحامي خالد الشدادي إن", "shaddadi"),              # a surname
+    ("قال أبو كمال، وهو بائع في السوق، إن", "bukamal"),       # a kunya
+    ("ويحتاج الساسة إلى البصيرة في هذه المرحلة", "busayrah"),  # insight
+    ("زار البابا الدير التاريخي", "deir_ez_zor"),              # a monastery
+    ("ودعا الحزب إلى إقامة الدولة الإسلامية عبر الانتخابات", "isis"),
+    ("وطالب النواب بإعادة تنظيم الدولة", "isis"),
+    ("وأرسلت اليابان وحدات من SDF", "qasad"),
+    ("واجتمع مجلس سوريا الديمقراطية أمس", "qasad"),
+])
+def test_default_pack_leaves_the_other_sense(pack, text, entity):
+    assert entity not in pack.evaluate(body=text).entities, text
+
+
+def test_every_ambiguous_group_of_the_pack_has_evidence(pack):
+    for entity_id in pack.entity_ids:
+        for group in pack.entity(entity_id).ambiguous:
+            assert group.evidence_for() or group.against, (entity_id, group.aliases)
+            # counted by default (prior >= threshold) only where the pack says why: against evidence
+            if group.prior >= group.threshold:
+                assert group.against, (entity_id, group.aliases)
+
+
+def test_cli_explain_text_and_json(tmp_path):
+    from click.testing import CliRunner
+
+    from monitor.cli.rules import rules
+
+    doc = tmp_path / "doc.jsonl"
+    doc.write_text('{"id": "a", "text": "نقلت الميادين عن مصدر أن الجيش دخل مدينة الميادين"}\n', encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(rules, ["test", "--rules", str(ROOT / "rules"), "--format", "json", "--explain", str(doc)])
+    assert result.exit_code == 0, result.output
+    obj = json.loads(result.output)
+    decisions = [d for d in obj["decisions"] if d["entity"] == "mayadin"]
+    assert [d["counted"] for d in decisions] == [False, True]
+    channel, town = decisions
+    assert channel["reason"] == "sense" and channel["score"] < channel["threshold"]
+    assert any(e["found"] == "نقلت" and e["weight"] < 0 for e in channel["evidence"])
+    assert any(e["weight"] > 0 for e in town["evidence"])
+    text = "نقلت الميادين عن مصدر أن الجيش دخل مدينة الميادين"
+    assert all(text[d["start"]:d["end"]] == d["text"] for d in obj["decisions"])
+    assert "mayadin" in obj["entities"]
+    result = runner.invoke(rules, ["test", "--rules", str(ROOT / "rules"), "--explain", str(doc)])
+    assert result.exit_code == 0, result.output
+    assert "not counted" in result.output and "score" in result.output and "نقلت" in result.output
+    plain = runner.invoke(rules, ["test", "--rules", str(ROOT / "rules"), "--format", "json", str(doc)])
+    assert "decisions" not in json.loads(plain.output)
+
+
+def test_hit_dicts_are_the_hits(pack):
+    title = "قسد تقترب من البوكمال"
+    body = (CORPUS / "002_173f9dae85055ffa.txt").read_text(encoding="utf-8")
+    dicts = pack.evaluate(title=title, body=body).hit_dicts({"body": len(title) + 1})
+    hits = pack.evaluate(title=title, body=body).hits
+    document = f"{title}\n{body}"
+    assert [(d["entity"], d["alias"], d["text"]) for d in dicts] == [(h.entity, h.alias, h.text) for h in hits]
+    assert [d["start"] for d in dicts] == [h.start + (len(title) + 1 if h.field == "body" else 0) for h in hits]
+    assert all(document[d["start"]:d["end"]] == d["text"] for d in dicts)

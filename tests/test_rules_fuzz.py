@@ -11,9 +11,12 @@ from monitor.rules import load_rules
 
 KEYS = ["entities", "keywords", "rules", "id", "aliases", "labels", "ar", "en", "ambiguous", "near", "window",
         "quoted", "exclude", "words", "suffixes", "title", "any", "all", "none", "terms", "within",
-        "same_sentence", "fields", "min_mentions", "severity", "channels", "cooldown", "x"]
+        "same_sentence", "fields", "min_mentions", "severity", "channels", "cooldown", "x",
+        "vocabularies", "vocabulary", "for", "against", "prior", "threshold", "weight", "where", "shape", "clitic",
+        "spelling_variants", "missing_spaces"]
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, width=16),
-                    st.sampled_from(["", "a", "قسد", "ـــ", "title", "body", "critical", "2h", "-1", "id"]))
+                    st.sampled_from(["", "a", "قسد", "ـــ", "title", "body", "critical", "2h", "-1", "id", "before",
+                                     "sentence", "quoted", "ل", "مدينة، بلدة", "x*"]))
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)), max_leaves=12)
 
@@ -29,7 +32,7 @@ def test_random_documents_never_crash(tmp_path, data):
         assert all(e.file == str(path) for e in exc.errors)
         assert str(exc)
     else:
-        ruleset.evaluate(title="قسد", body="البوكمال")
+        ruleset.evaluate(title="قسد", body="البوكمال في مدينة الميادين", explain=True)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -56,3 +56,16 @@ def test_quotes_and_clitics_are_split_as_camel_does():
 def test_astral_punctuation_and_symbols_match_camel():
     for text in ["قسد𐄀داعش", "نص 𝄞 موسيقى", "𝐀𝐁 كلمة", "a\U0001d7ceb"]:
         assert token_strings(text) == _camel(text)
+
+
+def test_punctuation_and_symbols_exist_only_in_the_first_two_planes():
+    """The token pattern is built from planes 0-1 (fast); a new Unicode version must not add
+    punctuation or symbols beyond them unnoticed."""
+    import sys
+    import unicodedata
+
+    from monitor.text import tokenize as tok
+
+    beyond = [cp for cp in range(tok._LAST_PLANE_WITH_PUNCTUATION + 1, sys.maxunicode + 1)
+              if unicodedata.category(chr(cp))[0] in "PS"]
+    assert beyond == []

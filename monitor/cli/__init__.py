@@ -8,7 +8,6 @@ never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -57,6 +56,8 @@ def run(config_path: Path | None, once: bool) -> None:
     Exits non-zero only when the config or rules are invalid: a feed that
     fails is reported and the others go on.
     """
+    import asyncio
+
     from monitor.service.daemon import Daemon
 
     daemon = Daemon(_config_path(config_path))
@@ -259,6 +260,8 @@ def notify_test(config_path: Path | None, channel: str) -> None:
         raise _fail(exc) from None
     if channel not in config.channels:
         raise click.UsageError(f"no channel named {channel!r}; known: {', '.join(sorted(config.channels)) or 'none'}")
+    import asyncio
+
     try:
         result = asyncio.run(send_test_message(channel, config.channels[channel]))
     except MonitorError as exc:

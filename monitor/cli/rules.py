@@ -8,16 +8,18 @@ Exit codes: 0 ok, 1 validation errors, 2 usage.
 
 from __future__ import annotations
 
-import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
+import orjson
 
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
 from monitor.feeds.settings import FetchSettings
-from monitor.rules import RuleSet, load_rules
+from monitor.rules import Decision, RuleSet, load_rules
 
 DEFAULT_RULES = Path("rules")
 
@@ -58,15 +60,15 @@ def _documents(source: str) -> Iterator[tuple[str, str, str]]:
         for p in sorted(path.glob("*.txt")):
             yield str(p), "", p.read_text(encoding="utf-8", errors="replace")
     elif path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
+        with path.open("rb") as fh:
             for n, line in enumerate(fh, 1):
-                if not line.strip():
+                if len(line) < 8 and not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = orjson.loads(line)
                     yield str(obj.get("id", f"{path}:{n}")), "", str(obj["text"])
                 except (ValueError, KeyError, AttributeError) as exc:
-                    raise click.BadParameter(f"{path}:{n}: not a {{\"id\", \"text\"}} object ({exc})")
+                    raise click.BadParameter(f"{path}:{n}: not a {{\"id\", \"text\"}} object ({exc})") from None
     elif path.is_file():
         yield str(path), "", path.read_text(encoding="utf-8", errors="replace")
     else:
@@ -118,16 +120,32 @@ def _fetch_settings() -> FetchSettings:
         return FetchSettings()
 
 
-def _result(ruleset: RuleSet, doc_id: str, title: str, body: str) -> tuple[dict, str]:
+def _result(ruleset: RuleSet, doc_id: str, title: str, body: str, *,
+            explain: bool = False) -> tuple[dict[str, Any], str]:
     """JSON object for one document, and the document text its offsets index."""
-    ev = ruleset.evaluate(title=title, body=body)
+    ev = ruleset.evaluate(title=title, body=body, explain=explain)
     text = f"{title}\n{body}" if title else body
-    shift = len(title) + 1 if title else 0
-    hits = [{"entity": h.entity, "alias": h.alias,
-             "start": h.start + (shift if h.field == "body" else 0),
-             "end": h.end + (shift if h.field == "body" else 0), "text": h.text} for h in ev.hits]
-    return {"id": doc_id, "rules": [m.rule_id for m in ev.matches], "entities": ev.entities,
-            "hits": hits}, text
+    shift = {"body": len(title) + 1} if title else {}
+    obj: dict[str, Any] = {"id": doc_id, "rules": [m.rule_id for m in ev.matches], "entities": ev.entities,
+                           "hits": ev.hit_dicts(shift)}
+    if explain:
+        moved = shift.get("body", 0)
+        obj["decisions"] = [
+            _decision({"entity": d.hit.entity, "alias": d.hit.alias,
+                       "start": d.hit.start + (moved if d.hit.field == "body" else 0),
+                       "end": d.hit.end + (moved if d.hit.field == "body" else 0), "text": d.hit.text}, d)
+            for d in ev.decisions]
+    return obj, text
+
+
+def _decision(where: dict[str, Any], d: Decision) -> dict[str, Any]:
+    out = {**where, "counted": d.counted, "reason": d.reason}
+    if d.score is not None:
+        out.update(score=d.score, threshold=d.threshold,
+                   evidence=[{"cue": e.label, "weight": e.weight, "found": e.found} for e in d.evidence])
+    if d.detail:
+        out["detail"] = d.detail
+    return out
 
 
 def _context(text: str, start: int, end: int, width: int = 40) -> str:
@@ -136,30 +154,49 @@ def _context(text: str, start: int, end: int, width: int = 40) -> str:
     return f"…{left}[{click.style(text[start:end], bold=True, fg='red')}]{right}…"
 
 
+def _why(d: dict[str, Any]) -> str:
+    """One line of text output for a decision: the verdict, then what decided it."""
+    if d["reason"] == "sense":
+        cues = "; ".join(f"{e['weight']:+g} {e['cue']} ({e['found']})" for e in d["evidence"]) or "no evidence"
+        sign = ">=" if d["counted"] else "<"
+        return f"score {d['score']:g} {sign} {d['threshold']:g}: {cues}"
+    detail: str = d.get("detail") or {"alias": "an unambiguous alias"}.get(d["reason"], d["reason"])
+    return detail
+
+
 @rules.command("test")
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=DEFAULT_RULES,
               show_default=True, help="Rule file or directory.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--explain", is_flag=True,
+              help="Also every occurrence of an alias: counted or not, its score and the evidence that decided it.")
 @click.argument("inputs", nargs=-1, required=True)
-def test(rules_dir: Path, fmt: str, inputs: tuple[str, ...]) -> None:
+def test(rules_dir: Path, fmt: str, explain: bool, inputs: tuple[str, ...]) -> None:
     """Run the rules over INPUT: a .txt file, a directory of .txt, a .jsonl of {"id","text"}, or a feed URL.
 
     JSON output is one object per line: {"id", "rules", "entities", "hits": [{"entity",
     "alias", "start", "end", "text"}]}, offsets into the document text (for a feed
-    item: title + newline + summary).
+    item: title + newline + summary). With --explain each object also has "decisions":
+    one per occurrence of an alias, with the keys of a hit plus "counted", "reason"
+    (alias, sense, excluded, covered) and, for a sense decision, "score", "threshold"
+    and "evidence" [{"cue", "weight", "found"}].
     """
     ruleset = _load_or_exit([rules_dir])
+    out = sys.stdout.buffer
     for source in inputs:
         for doc_id, title, body in _documents(source):
-            obj, text = _result(ruleset, doc_id, title, body)
+            obj, text = _result(ruleset, doc_id, title, body, explain=explain)
             if fmt == "json":
-                click.echo(json.dumps(obj, ensure_ascii=False))
+                out.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
                 continue
             click.echo(f"== {doc_id}")
             click.echo(f"   rules:    {', '.join(obj['rules']) or '-'}")
             click.echo(f"   entities: {', '.join(obj['entities']) or '-'}")
             for h in obj["hits"]:
                 click.echo(f"   {h['entity']:<22} {h['start']:>6}-{h['end']:<6} {_context(text, h['start'], h['end'])}")
+            for d in obj.get("decisions", ()):
+                mark = "counted    " if d["counted"] else "not counted"
+                click.echo(f"   {mark} {d['entity']:<16} {d['start']:>6}-{d['end']:<6} {d['text']!r}: {_why(d)}")
 
 
 # ------------------------------------------------------------------------------ suggest

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.rules.evaluate import RuleSet
-from monitor.rules.schema import RulesFile
+from monitor.rules.schema import Entity, KeywordSet, Rule, RulesFile, Vocabulary
 from monitor.yamlfile import (
+    Path_,
     YamlDocument,
     errors_from_validation,
     load_yaml,
@@ -30,6 +31,7 @@ __all__ = ["load_rules", "MAX_ALIASES"]
 
 MAX_ALIASES = 200_000
 _KNOWN = model_field_names(RulesFile)
+
 
 def _expand(paths: Iterable[Path | str]) -> list[Path]:
     out: list[Path] = []
@@ -73,25 +75,31 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
         except ValidationError as exc:
             errors += errors_from_validation(exc, doc, known_names=_KNOWN)
     # whole-set checks: unique ids, known references
-    seen: dict[str, tuple[str, YamlDocument, tuple]] = {}
+    seen: dict[str, tuple[YamlDocument, Path_]] = {}
     terms: dict[str, str] = {}
+    vocabularies: set[str] = set()
     for doc, rf in parsed:
-        for section, items in (("entities", rf.entities), ("keywords", rf.keywords), ("rules", rf.rules)):
+        sections: tuple[tuple[str, Sequence[Vocabulary | Entity | KeywordSet | Rule]], ...] = (
+            ("vocabularies", rf.vocabularies), ("entities", rf.entities), ("keywords", rf.keywords),
+            ("rules", rf.rules))
+        for section, items in sections:
             for i, item in enumerate(items):
-                kind = "rule" if section == "rules" else "term"
+                kind = {"rules": "rule", "vocabularies": "vocabulary"}.get(section, "term")
                 key = f"{kind}:{item.id}"
                 if key in seen:
-                    other = seen[key]
-                    line = other[1].locate(other[2])[0]
+                    other_doc, other_path = seen[key]
+                    line = other_doc.locate(other_path)[0]
                     errors.append(doc.error((section, i, "id"),
-                                            f"duplicate id {item.id!r} (first defined in {other[1].file}:{line})"))
+                                            f"duplicate id {item.id!r} (first defined in {other_doc.file}:{line})"))
                     continue
-                seen[key] = (section, doc, (section, i, "id"))
+                seen[key] = (doc, (section, i, "id"))
                 if kind == "term":
                     terms[item.id] = section
+                elif kind == "vocabulary":
+                    vocabularies.add(item.id)
     for doc, rf in parsed:
         for i, rule in enumerate(rf.rules):
-            refs: list[tuple[tuple, str]] = []
+            refs: list[tuple[Path_, str]] = []
             for name in ("any", "all", "none"):
                 refs += [((name, j), t) for j, t in enumerate(getattr(rule, name))]
             for j, n in enumerate(rule.near):
@@ -100,19 +108,37 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
                 refs += [(("same_sentence", j, k), t) for k, t in enumerate(g)]
             for sub, term in refs:
                 if term not in terms:
-                    close = difflib.get_close_matches(term, list(terms), n=1, cutoff=0.5)
-                    errors.append(doc.error(("rules", i) + sub, f"unknown entity or keyword set {term!r}",
-                                            suggestion=close[0] if close else None))
+                    errors.append(_unknown(doc, ("rules", i) + sub, "entity or keyword set", term, terms))
             if not (rule.any or rule.all or rule.near or rule.same_sentence):
                 errors.append(doc.error(("rules", i, "id"),
                                         "a rule needs at least one of any, all, near, same_sentence"))
+        for i, entity in enumerate(rf.entities):
+            for a_index, amb in enumerate(entity.ambiguous):
+                for side, evidence_list in (("for", amb.for_), ("against", amb.against)):
+                    for e_index, evidence in enumerate(evidence_list):
+                        where: Path_ = ("entities", i, "ambiguous", a_index, side, e_index)
+                        for t_index, term in enumerate(evidence.terms):
+                            if term not in terms:
+                                errors.append(_unknown(doc, where + ("terms", t_index), "entity or keyword set",
+                                                       term, terms))
+                        for v_index, vocabulary in enumerate(evidence.vocabulary):
+                            if vocabulary not in vocabularies:
+                                errors.append(_unknown(doc, where + ("vocabulary", v_index), "vocabulary",
+                                                       vocabulary, vocabularies))
     if errors:
         raise ConfigErrors(errors)
+    vocabulary_list = [v for _, rf in parsed for v in rf.vocabularies]
     entities = [e for _, rf in parsed for e in rf.entities]
     keywords = [k for _, rf in parsed for k in rf.keywords]
     rules = [r for _, rf in parsed for r in rf.rules]
-    count = sum(len(e.aliases) + len(e.exclude) + sum(len(a.aliases) + len(a.near) for a in e.ambiguous)
-                for e in entities) + sum(len(k.words) for k in keywords)
+    count = sum(len(e.aliases) + len(e.exclude) + sum(len(a.aliases) for a in e.ambiguous) for e in entities)
+    count += sum(len(k.words) for k in keywords)
     if count > MAX_ALIASES:
         raise ConfigErrors([ConfigError(f"more than {MAX_ALIASES} aliases in total", file=str(files[0]))])
-    return RuleSet(entities, keywords, rules, sources=[str(f) for f in files], fingerprint=digest.hexdigest()[:16])
+    return RuleSet(entities, keywords, rules, vocabularies=vocabulary_list, sources=[str(f) for f in files],
+                   fingerprint=digest.hexdigest()[:16])
+
+
+def _unknown(doc: YamlDocument, path: Path_, what: str, name: str, known: Iterable[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return doc.error(path, f"unknown {what} {name!r}", suggestion=close[0] if close else None)

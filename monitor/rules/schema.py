@@ -1,4 +1,4 @@
-"""The YAML rule language: entities, keyword sets and rules, compiled once.
+"""The YAML rule language: entities, keyword sets, vocabularies and rules, compiled once.
 
 People edit these files, so loading never raises a traceback: every problem
 becomes a ``ConfigError`` with file:line:column, the field and a "did you
@@ -6,18 +6,31 @@ mean" suggestion, and all of them are reported together as ``ConfigErrors``.
 A ``RuleSet`` is immutable after ``load_rules``; the daemon swaps the whole
 object on reload, so a bad file keeps the old rules running.
 
-File shape (any file may hold any of the three lists)::
+File shape (any file may hold any of the four lists)::
 
+    vocabularies:                   # word lists the sense evidence below shares
+      - id: place_heads
+        words: [مدينة, بلدة, ريف, قرب, معبر, قضاء, محافظة]   # or one string: "مدينة، بلدة، ريف"
     entities:
       - id: omar_field
         labels: {ar: حقل العمر, en: al-Omar oil field}
         aliases: [حقل العمر, al-Omar oil field]
-        ambiguous:                  # aliases that only count with context
+        ambiguous:                  # aliases whose sense is decided from their context
           - aliases: [العمر]
-            near: [حقل, نفط, قسد]   # within `window` words, same field
+            prior: 0                # the score before any evidence
+            threshold: 1            # counted when prior + for - against >= threshold
+            for:
+              - {words: [حقل, نفط], where: around, within: 6, weight: 2}
+              - {terms: [qasad], where: sentence, weight: 1}
+            against:
+              - {words: [متوسط, طول], where: before, weight: 3}
+              - {vocabulary: [given_names], where: before, weight: 3}
+            near: [قسد]             # older form: each a `for` word around `window`, weight 1
             window: 8
-            quoted: false          # true: «العمر» on its own also counts
+            quoted: false          # older form: «العمر» in quotes is `for` evidence, weight 1
         exclude: [متوسط العمر]      # phrases that are never this entity
+        spelling_variants: true    # find informal spellings (القايم, البوكمل, دير لزور)
+        missing_spaces: true       # find the name glued to the word before or after it
     keywords:
       - id: fighting
         words: [اشتباك, هجوم]
@@ -35,19 +48,37 @@ File shape (any file may hold any of the three lists)::
         min_mentions: 1
         channels: []               # empty: every channel
         cooldown: 2h               # seconds or 90s / 30m / 2h / 1d
+
+Evidence (one item of ``for`` or ``against``) is found when any of its
+``words`` (a word, ``stem*`` for any ending, or several words for a phrase;
+matched with proclitics and the usual suffixes), any word of its
+``vocabulary`` lists, any of its ``terms`` (entities or keyword sets found
+without ambiguity) or its ``shape`` is there, in the scope ``where`` says:
+``before`` / ``after`` (the ``within`` words on that side, default 1),
+``around`` (both sides, default 6), ``sentence`` or ``document``. Words do not
+cross a sentence end. ``clitic: ل`` makes an item count only when the name
+carries that preposition (للميادين); alone it is the evidence. Shapes: ``quoted`` (the alias in quotes), ``hashtag``,
+``after_definite_masculine`` (right after a definite masculine word: الوضع
+القائم reads as an adjective), ``exclusion_in_document`` (an ``exclude`` phrase
+of this entity is in the document: the other sense is the topic).
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from monitor.text.matcher import match_form
 from monitor.types import Duration, Severity
 
-__all__ = ["FIELDS", "Labels", "Ambiguous", "Entity", "KeywordSet", "Near", "Rule", "RulesFile"]
+__all__ = ["FIELDS", "SHAPES", "SCOPES", "Labels", "Vocabulary", "Evidence", "Ambiguous", "Entity", "KeywordSet",
+           "Near", "Rule", "RulesFile"]
 
 FIELDS = ("title", "body")
+FieldName = Literal["title", "body"]
+_EVERY_FIELD: tuple[FieldName, ...] = ("title", "body")
 _ID_RE = r"^[a-z][a-z0-9_]*$"
 
 
@@ -69,11 +100,75 @@ class Labels(_Model):
     en: str | None = None
 
 
+Shape = Literal["quoted", "hashtag", "after_definite_masculine", "exclusion_in_document"]
+Scope = Literal["before", "after", "around", "sentence", "document"]
+SHAPES: tuple[str, ...] = get_args(Shape)
+SCOPES: tuple[str, ...] = get_args(Scope)
+#: ``within`` when an evidence item does not say: the next word on one side, six words around.
+DEFAULT_WITHIN = {"before": 1, "after": 1, "around": 6, "sentence": 0, "document": 0}
+
+
+def _comma_list(value: object) -> object:
+    """A long word list may be one string, the words separated by commas (, or ،): a YAML file
+    of a few long strings parses ten times faster than one of a thousand list items."""
+    if isinstance(value, str):
+        return [w.strip() for w in re.split(r"[,،\n]", value) if w.strip()]
+    return value
+
+
+class Vocabulary(_Model):
+    """A named word list that evidence items share (``vocabulary: [id]``)."""
+
+    id: str = Field(pattern=_ID_RE)
+    description: str = ""
+    words: Annotated[list[AliasText], BeforeValidator(_comma_list)] = Field(min_length=1)
+
+
+class Evidence(_Model):
+    """One piece of evidence about the sense of an ambiguous alias (module docstring)."""
+
+    words: list[AliasText] = []
+    vocabulary: list[str] = []
+    terms: list[str] = []
+    shape: Shape | None = None
+    clitic: str | None = None
+    where: Scope = "around"
+    within: int | None = Field(None, ge=1, le=200)
+    weight: float = Field(1.0, gt=0, le=100)
+    name: str = ""
+
+    @model_validator(mode="after")
+    def _something_to_find(self) -> Evidence:
+        if not (self.words or self.vocabulary or self.terms or self.shape or self.clitic):
+            raise ValueError("evidence needs words, vocabulary, terms, a shape or a clitic")
+        if self.within is not None and self.where in ("sentence", "document"):
+            raise ValueError(f"within does not apply to where: {self.where}")
+        return self
+
+    @property
+    def span(self) -> int:
+        """The number of words the scope reaches (0: the whole sentence or document)."""
+        return self.within if self.within is not None else DEFAULT_WITHIN[self.where]
+
+
 class Ambiguous(_Model):
     aliases: list[AliasText] = Field(min_length=1)
     near: list[AliasText] = []
     window: int = Field(8, ge=1, le=200)
     quoted: bool = False
+    prior: float = Field(0.0, ge=-100, le=100)
+    threshold: float = Field(1.0, ge=-100, le=100)
+    for_: list[Evidence] = Field([], alias="for")
+    against: list[Evidence] = []
+
+    def evidence_for(self) -> list[Evidence]:
+        """``for`` with the older ``near``/``quoted`` keys as the evidence items they stand for."""
+        out = list(self.for_)
+        if self.near:
+            out.append(Evidence(words=self.near, where="around", within=self.window, weight=1.0, name="near"))
+        if self.quoted:
+            out.append(Evidence(shape="quoted", weight=1.0, name="quoted"))
+        return out
 
 
 class Entity(_Model):
@@ -84,6 +179,8 @@ class Entity(_Model):
     ambiguous: list[Ambiguous] = []
     exclude: list[AliasText] = []
     clitics: bool = True
+    spelling_variants: bool = True
+    missing_spaces: bool = True
 
 
 class KeywordSet(_Model):
@@ -106,7 +203,7 @@ class Rule(_Model):
     severity: Severity = Severity.INFO
     channels: list[str] = []
     cooldown: Duration | None = None
-    fields: list[Literal["title", "body"]] = Field(default_factory=lambda: list(FIELDS), min_length=1)
+    fields: list[FieldName] = Field(default_factory=lambda: list(_EVERY_FIELD), min_length=1)
     any: list[str] = []
     all: list[str] = []
     none: list[str] = []
@@ -133,6 +230,7 @@ class Rule(_Model):
 
 
 class RulesFile(_Model):
+    vocabularies: list[Vocabulary] = []
     entities: list[Entity] = []
     keywords: list[KeywordSet] = []
     rules: list[Rule] = []

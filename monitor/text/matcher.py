@@ -14,19 +14,33 @@ proclitic chain (و ف ب ل ك س ال and their chains: وبال، فلل، و
 that starts with ال is also found after لل (للبوكمال). On the right only the
 suffixes a keyword set asks for are allowed, so البوكمالية is not البوكمال.
 
+Two opt-ins per pattern, for the names of a rule pack (off by default, so a
+plain ``Pattern`` finds exactly what the frozen reference matcher finds):
+
+* ``variants``: the spellings informal writers use (``informal_variants``):
+  hamza seats as plain letters (القايم، القاءم), a dropped final hamza
+  (اللوا), a long vowel dropped from a long word (البوكمل، الدمقراطية), the
+  article's alef dropped inside a name (دير لزور), one letter dropped from a
+  later word of a longer name (تنظيم الدوة الإسلامية);
+* ``glue``: a missing space. A preposition glued in front (فيالميادين،
+  منقسد), the next word's article or a short function word glued behind
+  (العمرالنفطي، قسدفي، البصيرةشرق), and for a Latin alias the change of
+  script as a boundary (باسمSDF, after bidi controls are deleted).
+
 Offsets of a hit point into the ORIGINAL text: they are mapped back through
 the whitespace collapse and the normalization (deletions, ligature
-expansions) only for texts that have hits.
+expansions) only for the hits someone displays (``original_span``).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import re
 import unicodedata
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import product, repeat
 from typing import Any
@@ -34,21 +48,22 @@ from typing import Any
 import ahocorasick
 
 from monitor.text.normalize import (
-    SPECIAL_CHARS,
+    FAST,
+    FAST_SPECIAL_CHARS,
     exact_normalize,
     normalize_with_path,
+    special_chars,
     table_output,
 )
 
-__all__ = ["Pattern", "Occurrence", "PreparedText", "Matcher", "match_form", "is_arabic",
-           "PROCLITICS", "DEFAULT_SUFFIXES"]
+__all__ = ["Pattern", "PLAIN", "SENSE", "EXCLUDE", "Occurrence", "PreparedText", "Matcher", "match_form",
+           "match_forms", "is_arabic", "informal_variants", "PROCLITICS", "DEFAULT_SUFFIXES", "GLUE_BEFORE",
+           "GLUE_AFTER", "fold"]
 
 _SEPARATORS = (
     "\"'`«»“”„‟‘’‚‹›″´"  # quotes and guillemets
     "-‐‑‒–—―_#@()[]{}<>/\\|*~^=+"  # dashes, hashtag and mention marks, brackets
 )
-
-
 
 
 def fold(normalized: str) -> str:
@@ -58,18 +73,44 @@ def fold(normalized: str) -> str:
     if len(lowered) == len(spaced):
         return lowered
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in spaced)  # İ and friends
+
+
+def _char_class(chars: Iterable[str]) -> str:
+    cps = sorted(ord(c) for c in chars)
+    parts, i = [], 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        lo, hi = re.escape(chr(cps[i])), re.escape(chr(cps[j]))
+        parts.append(lo if i == j else f"{lo}-{hi}")
+        i = j + 1
+    return "[" + "".join(parts) + "]"
+
+
 # Every separator and every whitespace character except the plain space (already a space:
-# replacing the ~500 spaces of an article with themselves cost 3/4 of fold's time).
-# All whitespace is in the BMP (tests/test_match.py checks all of Unicode): a Python loop
-# over all 1.1M code points cost 0.9 s at every import (CLI, each worker), this 10 ms.
-_WHITESPACE = "".join(re.findall(r"[^\S ]", "".join(map(chr, range(0x10000)))))
+# replacing the ~500 spaces of an article with themselves cost 3/4 of fold's time). Written
+# out (tests/test_match.py checks it is exactly what str.isspace says in all of Unicode):
+# computing it cost 10 ms at every import (CLI, each worker).
+_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+               "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 _SEP_RE = re.compile("[" + re.escape(_SEPARATORS + _WHITESPACE) + "]")
 _MULTI_SPACE = re.compile("  +")
 _SPACE_RE = re.compile(" ")
 _SENTENCE_END = re.compile(r"[.!?؟؛;:،,…]")
 _WORD_TAIL = re.compile(r"[^\W_]+")
 _NON_WORD_RE = re.compile(r"[^\w ]")  # one char in, one space out; [^\W_] is exactly str.isalnum
+_ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
 _DIACRITICS = frozenset("\u064b\u064c\u064d\u064e\u064f\u0650\u0651\u0652\u0670\u0640")
+
+
+@functools.cache
+def _non_word_bmp() -> re.Pattern[str]:
+    """``[^\\w ]`` for text without astral characters, as an explicit class: sre tests a BMP class
+    with a bitmap, ``\\w`` with a Unicode category lookup per character (2x slower)."""
+    return re.compile(_char_class(c for c in map(chr, range(0x10000))
+                                  if not (c.isalnum() or c in "_ ") and not "\ud800" <= c <= "\udfff"))
+
 
 # Proclitic chains a word may carry before an alias: conjunction, then
 # preposition/future marker, then the article.
@@ -81,7 +122,14 @@ _PROCLITICS_WITH_ARTICLE: frozenset[str] = frozenset(
     PROCLITICS | {c + p + "ال" for c in _CONJ for p in ("", "ب", "ك")} | {c + "لل" for c in _CONJ})
 # An alias starting with ال written after ل: ل + البوكمال -> للبوكمال (we match لبوكمال after ل).
 _LAM_PREFIXES: frozenset[str] = frozenset({"ل", "ول", "فل"})
-_MAX_PREFIX = max(len(p) for p in _PROCLITICS_WITH_ARTICLE)
+
+# Missing spaces (``Pattern.glue``), in match-string spelling (ى -> ي): prepositions written
+# against the name that follows them, and short words written against the name before them.
+GLUE_BEFORE: tuple[str, ...] = ("في", "من", "علي", "الي", "عن", "مع")
+GLUE_AFTER: tuple[str, ...] = ("في", "من", "علي", "الي", "عن", "مع", "بين", "قرب", "بعد", "قبل", "منذ", "خلال",
+                               "حيث", "ضد", "شرق", "غرب", "شمال", "جنوب", "شرقي", "غربي", "شمالي", "جنوبي")
+_GLUED_CHAINS: frozenset[str] = frozenset(c + g for c in _CONJ for g in GLUE_BEFORE)
+_MAX_PREFIX = max(len(p) for p in _PROCLITICS_WITH_ARTICLE | {g + "ا" for g in _GLUED_CHAINS})
 
 # Suffixes a keyword may carry when its set asks for them (normalized spelling:
 # ة is already ه). Plural, dual, nisba and the attached pronouns.
@@ -96,7 +144,6 @@ _SPLIT_PREFIXES = ("البو", "ابو", "عبد")
 # One scan decides whether an alias can have spacing variants at all (most cannot).
 _VARIANT_HINT_RE = re.compile(
     r"(?:^| )(?:[^ ]{1,4} ال|(?:البو|ابو|عبد)[^\W\d_]{3}|(?:" + "|".join(sorted(_JOIN_LEFT)) + ") )")
-_SPLIT_RE = re.compile(r"(?:^| )(?:البو|ابو|عبد)\w{3}")
 # The same test over many forms at once ("\n" + "\n".join(forms)): a leading [ \n] instead of
 # (?:^| ) lets the regex engine skip ahead to the next space or newline in C.
 _VARIANT_JOINED_RE = re.compile(
@@ -117,8 +164,12 @@ def _scan_forms(keys: list[str]) -> list[str]:
     """Keys as they appear in a scan string: non-alphanumeric characters -> spaces (one pass)."""
     out = _NON_WORD_KEY_RE.sub(" ", "\x00".join(keys)).replace("_", " ").split("\x00")
     if len(out) != len(keys):  # pragma: no cover - keys never hold NUL (match_forms)
-        return [_NON_WORD_KEY_RE.sub(" ", k).replace("_", " ") for k in keys]
+        return [_scan_form(k) for k in keys]
     return out
+
+
+def _scan_form(key: str) -> str:
+    return _NON_WORD_KEY_RE.sub(" ", key).replace("_", " ")
 
 
 # and "_" (a str.replace after it: one character class alone scans twice as fast as "[...]|_")
@@ -126,6 +177,7 @@ _NON_WORD_KEY_RE = re.compile(r"[^\w \x00]")
 
 
 _ARABIC_RE = re.compile("[\u0600-\u06ff]")
+_ARABIC_WORD_RE = re.compile("[\u0621-\u064a]+")
 
 
 def is_arabic(text: str) -> bool:
@@ -152,21 +204,14 @@ def match_forms(texts: list[str]) -> list[str]:
     return out
 
 
-
-def spelling_variants(form: str) -> set[str]:
-    """Spacing variants real news uses: دير الزور / ديرالزور, البو كمال / البوكمال."""
-    if _VARIANT_HINT_RE.search(form) is None:
-        return {form}
-    return _variants(form)
-
-
 def _variants(form: str) -> set[str]:
+    """Spacing variants real news uses: دير الزور / ديرالزور, البو كمال / البوكمال."""
     tokens = form.split(" ")
     out = {form}
     # split a fused kunya/abd prefix: البوكمال -> البو كمال
     split = False
+    split_tokens: list[str] = []
     if "بو" in form or "عبد" in form:  # in البو and ابو
-        split_tokens: list[str] = []
         for tok in tokens:
             if tok.startswith(_SPLIT_PREFIXES):
                 for pre in _SPLIT_PREFIXES:
@@ -198,9 +243,57 @@ def _variants(form: str) -> set[str]:
         seps = [" "] * len(toks)
         seps[-1] = ""
         for choice in product((" ", ""), repeat=len(gaps)):
-            for g, sep in zip(gaps, choice):
+            for g, sep in zip(gaps, choice, strict=False):
                 seps[g] = sep
-            out.add("".join([t + sep for t, sep in zip(toks, seps)]))
+            out.add("".join([t + sep for t, sep in zip(toks, seps, strict=True)]))
+    return out
+
+
+_HAMZA_SEATS = {"ئ": "يء", "ؤ": "وء"}
+_LONG_VOWELS = frozenset("اوي")
+
+
+def informal_variants(form: str) -> set[str]:
+    """One-edit spellings of an Arabic alias (match form) that informal writers use.
+
+    Kept to edits that rarely make another word or phrase: a hamza seat written
+    as its plain letter or a bare hamza (القائم -> القايم، القاءم), a final
+    hamza dropped (اللواء -> اللوا), the article's alef dropped in a later word
+    of a name (دير لزور), and a dropped letter:
+
+    * a long vowel inside a word of at least six letters after its article
+      (البوكمال -> البوكمل; never بوكمال -> بكمال "with perfection", nor
+      البصيرة -> البصرة: too short);
+    * in a later word of a two-word name, a long vowel if the word has five
+      letters or more after the article (سوريا الدمقراطية; not الجيش السري);
+    * in a later word of a longer name, any inner letter of a word of four
+      letters or more (تنظيم الدوة الإسلامية): the other words pin the phrase down.
+    """
+    words = form.split(" ")
+    out: set[str] = set()
+    for wi, word in enumerate(words):
+        if _ARABIC_WORD_RE.fullmatch(word) is None:
+            continue
+
+        def put(new: str, wi: int = wi) -> None:
+            out.add(" ".join(words[:wi] + [new] + words[wi + 1:]))
+
+        for i, c in enumerate(word):
+            for seat in _HAMZA_SEATS.get(c, ""):
+                put(word[:i] + seat + word[i + 1:])
+        if word.endswith("اء") and len(word) > 3:
+            put(word[:-1])
+        article = word.startswith("ال") and len(word) > 4
+        core = len(word) - 2 if article else len(word)
+        later = wi > 0
+        if later and article:
+            put(word[1:])
+        for i in range((2 if article else 0) + 1, len(word) - 1):
+            vowel = word[i] in _LONG_VOWELS
+            if ((vowel and article and core >= 6) or (later and len(words) == 2 and vowel and core >= 5)
+                    or (later and len(words) > 2 and core >= 4)):
+                put(word[:i] + word[i + 1:])
+    out.discard(form)
     return out
 
 
@@ -210,7 +303,11 @@ class Pattern:
 
     ``kind`` lets the caller tell aliases from context words and exclusion
     phrases; ``clitics`` allows proclitic chains; ``suffixes`` lists the
-    word endings allowed after the alias (empty: whole word only).
+    word endings allowed after the alias (empty: whole word only);
+    ``variants`` adds ``informal_variants``; ``glue`` finds the alias when a
+    space is missing before or after it (see the module docstring).
+    ``article=False`` keeps the article out of the proclitics of an alias that
+    has none (حدود when الحدود is listed too: one occurrence, not two).
     """
 
     group: str
@@ -219,27 +316,46 @@ class Pattern:
     clitics: bool = True
     suffixes: frozenset[str] = frozenset()
     tag: int = 0
+    variants: bool = False
+    glue: bool = False
+    role: int = 0  # for the caller: PLAIN, SENSE or EXCLUDE (one int test per occurrence)
+    article: bool = True  # an alias without the article may be found with it (False: its group lists that form)
+
+
+#: ``Pattern.role`` values a rule set gives its patterns.
+PLAIN, SENSE, EXCLUDE = 0, 1, 2
 
 
 # A pattern found in a ``PreparedText``: ``(pattern, start, end)``, ``[start, end)`` in
 # match-string coordinates. A plain tuple: building a NamedTuple per raw match costs ~4x.
 Occurrence = tuple[Pattern, int, int]
+_Append = Callable[[Occurrence], None]
+# (pattern, found through its article-less key, the proclitic chains it accepts)
+_Entry = tuple[Pattern, bool, frozenset[str]]
+# An automaton value: (chars back to the key's start, kind flags, patterns at a word start,
+# patterns found through their article-less key after a bare alef, entries (for _MULTI: values),
+# the key (verified against the match string), the accepted chains of a single-pattern key
+# (None: look at each entry), characters to trim off the end (glued words)).
+_Value = tuple[int, int, tuple[Pattern, ...], tuple[Pattern, ...], tuple[Any, ...], str,
+               frozenset[str] | None, int]
 
 
 class PreparedText:
     """One field's text in the forms the matcher needs; maps offsets back lazily."""
 
-    __slots__ = ("original", "_normalized", "per_char", "match", "_runs", "_pieces", "_sentences", "_spaces",
+    __slots__ = ("original", "_normalized", "mode", "match", "_runs", "_pieces", "_sentences", "_spaces",
                  "_scan")
 
     def __init__(self, original: str) -> None:
         self.original = original
-        # One translate does normalization and separator folding at once; the
-        # normalized text itself is only built when a hit needs it.
-        self._normalized, self.per_char = normalize_with_path(original)
+        # Normalization then separator folding; offsets are mapped back only for displayed hits.
+        self._normalized, self.mode = normalize_with_path(original)
         spaced = fold(self._normalized)
+        # The runs of spaces the collapse removed are only looked for when an offset is mapped back:
+        # until then ``_runs`` holds the uncollapsed string.
+        self._runs: str | tuple[list[int], list[int]] | None
         if "  " in spaced:
-            self._runs: Any = [(m.start(), m.end()) for m in _MULTI_SPACE.finditer(spaced)]
+            self._runs = spaced
             self.match = _MULTI_SPACE.sub(" ", spaced)
         else:
             self._runs = None
@@ -251,14 +367,14 @@ class PreparedText:
 
     def scan(self) -> tuple[str, bytes]:
         """The scan string (every non-alphanumeric character a space, one space appended; same
-        offsets as ``match``) and its ASCII image (``b[i] == 32`` iff a word boundary at ``i``, 1 for alef;
-        ``b[-1]`` is the appended space, so index -1 reads as "start of text")."""
+        offsets as ``match``) and its ASCII image (``b[i] == 32`` iff a word boundary at ``i``, 1 for alef,
+        63 for any other non-ASCII character; ``b[-1]`` is the appended space, so index -1 reads as
+        "start of text")."""
         sc = self._scan
         if sc is None:
-            s = _NON_WORD_RE.sub(" ", self.match)
-            if "_" in s:  # pragma: no cover - fold() already made underscores spaces
-                s = s.replace("_", " ")
-            s += " "
+            m = self.match
+            pattern = _NON_WORD_RE if _ASTRAL_RE.search(m) is not None else _non_word_bmp()
+            s = pattern.sub(" ", m) + " "
             # alef -> byte 1 (the article's alef before a key stored without it), other non-ASCII -> "?"
             sc = self._scan = (s, s.replace("ا", "\x01").encode("ascii", "replace"))
         return sc
@@ -267,15 +383,22 @@ class PreparedText:
     def normalized(self) -> str:
         return self._normalized
 
+    @property
+    def per_char(self) -> bool:
+        """Whether normalization mapped character by character (offsets map without clusters)."""
+        return bool(self.mode)
+
     # --- match string -> normalized text -------------------------------------------------
-    def _to_normalized(self, p: int) -> int:
+    def to_normalized(self, p: int) -> int:
+        """A match-string offset -> the offset of the same character in the normalized text."""
         runs = self._runs
-        if not runs:
+        if runs is None:
             return p
-        if isinstance(runs, list):
+        if isinstance(runs, str):
             # -> (run starts in match-string coordinates, characters removed up to and including each run)
             starts, removed, total = [], [], 0
-            for a, b in runs:
+            for m in _MULTI_SPACE.finditer(runs):
+                a, b = m.span()
                 starts.append(a - total)
                 total += (b - a) - 1
                 removed.append(total)
@@ -284,14 +407,25 @@ class PreparedText:
         i = bisect_right(starts, p - 1) - 1  # runs that start strictly before p
         return p + removed[i] if i >= 0 else p
 
+    def normalized_span(self, start: int, end: int) -> tuple[int, int]:
+        """``[start, end)`` in match-string coordinates -> the same span of the normalized text."""
+        return self.to_normalized(start), self.to_normalized(end - 1) + 1
+
     # --- normalized text -> original -------------------------------------------------------
     def _build_pieces(self) -> tuple[list[int], list[tuple[int, int, int, int]]]:
         """Non-identity pieces (x_start, x_len, n_start, n_len) of the original->normalized map."""
         pieces: list[tuple[int, int, int, int]] = []
         x = self.original
-        if self.per_char:
+        if self.mode == FAST:  # deletions, and ﷽ expanded
             shift = 0
-            for m in _SPECIAL_RE.finditer(x):
+            for m in _FAST_SPECIAL_RE.finditer(x):
+                i = m.start()
+                out_len = 0 if m.group() != "\ufdfd" else len(table_output("\ufdfd"))
+                pieces.append((i, 1, i + shift, out_len))
+                shift += out_len - 1
+        elif self.mode:
+            shift = 0
+            for m in _special_re().finditer(x):
                 i = m.start()
                 out_len = len(table_output(m.group()))
                 pieces.append((i, 1, i + shift, out_len))
@@ -304,7 +438,7 @@ class PreparedText:
             starts.append(len(x))
             n = 0
             ok = True
-            for a, b in zip(starts, starts[1:]):
+            for a, b in zip(starts, starts[1:], strict=False):
                 seg = exact_normalize(x[a:b])
                 if self.normalized[n:n + len(seg)] != seg:
                     ok = False
@@ -347,9 +481,89 @@ class PreparedText:
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """``[start, end)`` in match-string coordinates -> offsets into the original text."""
-        n_start = self._to_normalized(start)
-        n_end = self._to_normalized(end - 1) + 1
+        n_start = self.to_normalized(start)
+        n_end = self.to_normalized(end - 1) + 1
         return self._x_start(n_start), self._x_end(n_end)
+
+    def original_spans(self, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``original_span`` of many spans in one loop (what ``rules test`` shows: every hit)."""
+        self.to_normalized(0)  # the run table, if the text had runs
+        runs = self._runs
+        starts, removed = runs if isinstance(runs, tuple) else ([], [])
+        if self._pieces is None:
+            self._pieces = self._build_pieces()
+        n_starts, pieces = self._pieces
+        if not starts and not pieces:
+            return list(spans)  # nothing collapsed, deleted or expanded: the identity
+        if all(xl == 1 and nl == 0 for _, xl, _, nl in pieces):
+            return self._shifted_spans(spans, starts, removed, n_starts)
+        x = self.original
+        size = len(x)
+        diacritics = _DIACRITICS
+        out = []
+        for start, end in spans:
+            i = bisect_right(starts, start - 1) - 1
+            n = start + removed[i] if i >= 0 else start
+            j = bisect_right(n_starts, n) - 1
+            if j < 0:
+                a = n
+            else:
+                xs, xl, ns, nl = pieces[j]
+                a = xs if n < ns + nl else xs + xl + (n - ns - nl)
+            i = bisect_right(starts, end - 2) - 1
+            n = end - 1 + (removed[i] if i >= 0 else 0)  # the last character, normalized
+            if n < 0:
+                out.append((a, 0))
+                continue
+            j = bisect_right(n_starts, n) - 1
+            if j >= 0:
+                xs, xl, ns, nl = pieces[j]
+                b = xs + xl if n < ns + nl else xs + xl + (n - ns - nl) + 1
+            else:
+                b = n + 1
+            while b < size and x[b] in diacritics:  # keep harakat on the last letter
+                b += 1
+            out.append((a, b))
+        return out
+
+    def _shifted_spans(self, spans: Iterable[tuple[int, int]], starts: list[int], removed: list[int],
+                       deleted: list[int]) -> list[tuple[int, int]]:
+        """``original_spans`` when normalization only deleted characters (the common case): the
+        original offset of match position ``p`` is ``p`` plus a shift that changes only where a run
+        of spaces was collapsed or a character deleted, so one bisection in those breakpoints maps it."""
+        points, shifts = [0], [0]
+        i = j = 0
+        collapsed = count = 0
+        at = 0
+        end_of_runs, end_of_deleted = len(starts), len(deleted)
+        while i < end_of_runs or j < end_of_deleted:
+            run_at = starts[i] + 1 if i < end_of_runs else None  # p > a run's start: its spaces are behind
+            deleted_at = max(deleted[j] - collapsed, at) if j < end_of_deleted else None
+            if deleted_at is None or (run_at is not None and run_at <= deleted_at):
+                assert run_at is not None
+                at, collapsed = run_at, removed[i]
+                i += 1
+            else:
+                at = deleted_at  # p + collapsed reaches the normalized position the character left
+                count += 1
+                j += 1
+            if points[-1] == at:
+                shifts[-1] = collapsed + count
+            else:
+                points.append(at)
+                shifts.append(collapsed + count)
+        x = self.original
+        size = len(x)
+        diacritics = _DIACRITICS
+        out = []
+        for start, end in spans:
+            a = start + shifts[bisect_right(points, start) - 1]
+            last = end - 1
+            b = last + shifts[bisect_right(points, last) - 1] + 1 if last >= 0 else 0
+            while b < size and x[b] in diacritics:  # keep harakat on the last letter
+                b += 1
+            out.append((a, b))
+        return out
 
     # --- positions for proximity rules -------------------------------------------------------
     def word_index(self, pos: int) -> int:
@@ -365,28 +579,21 @@ class PreparedText:
 
     def is_quoted(self, start: int, end: int) -> bool:
         """True when the occurrence is directly wrapped in quotes: «النمر», "العمر"."""
-        n_start = self._to_normalized(start)
-        n_end = self._to_normalized(end - 1) + 1
+        n_start, n_end = self.normalized_span(start, end)
         text = self.normalized
         before = text[n_start - 1] if n_start > 0 else ""
         after = text[n_end] if n_end < len(text) else ""
         return before in _QUOTES and after in _QUOTES
 
 
-def _char_class(chars: Iterable[str]) -> str:
-    cps = sorted(ord(c) for c in chars)
-    parts, i = [], 0
-    while i < len(cps):
-        j = i
-        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
-            j += 1
-        lo, hi = re.escape(chr(cps[i])), re.escape(chr(cps[j]))
-        parts.append(lo if i == j else f"{lo}-{hi}")
-        i = j + 1
-    return "[" + "".join(parts) + "]"
+_FAST_SPECIAL_RE = re.compile(_char_class(FAST_SPECIAL_CHARS))
 
 
-_SPECIAL_RE = re.compile(_char_class(SPECIAL_CHARS))
+@functools.cache
+def _special_re() -> re.Pattern[str]:
+    return re.compile(_char_class(special_chars()))
+
+
 _QUOTES = frozenset("\"'«»“”„‟‘’‹›")
 
 
@@ -404,8 +611,10 @@ class Matcher:
     that end inside a longer word (most of them). Keys that may carry a suffix
     are stored a second time without the space, for the suffixed forms only.
     Keys holding a space or punctuation are checked against the match string
-    (``دير الزور`` must not match ``دير.الزور``). Per raw match, the common
-    case is one byte lookup (start of word) and a tuple append.
+    (``دير الزور`` must not match ``دير.الزور``). Glued forms are keys of their
+    own (the alias followed by the glued word), so a text without a missing
+    space costs nothing for them. Per raw match, the common case is one byte
+    lookup (start of word) and a tuple append.
     """
 
     def __init__(self, patterns: Iterable[Pattern]) -> None:
@@ -428,60 +637,81 @@ class Matcher:
         # One regex pass over all forms picks the few that can have spacing variants.
         hinted = _hinted_forms(forms)
         scans = _scan_forms(forms)
-        pwa, pro, none = _PROCLITICS_WITH_ARTICLE, PROCLITICS, frozenset()
-        ok_pwa = _NO_PREFIX | pwa
+        pwa, pro, none = _PROCLITICS_WITH_ARTICLE, PROCLITICS, frozenset[str]()
+        ok_pwa, ok_pro = _NO_PREFIX | pwa, _NO_PREFIX | pro
         # key -> its automaton value, built once; keys shared by several patterns are rebuilt
         # from their entry lists after the loop (``shared``); keys stored under another scan
         # key or with a suffix copy are added last (``special``: key -> scan-string key).
-        values: dict[str, tuple] = {}
-        shared: dict[str, list[tuple]] = {}
+        values: dict[str, _Value] = {}
+        shared: dict[str, list[_Entry]] = {}
         special: dict[str, str] = {}
-        suffixable: set[str] = set()
+        suffixable: dict[str, set[str]] = {}  # key -> the first letters of the suffixes it may carry
+        glued: dict[str, str] = {}  # key -> its scan key, for patterns that accept a missing space
         late = False  # a key became special after other keys were added: ``special`` is out of order
         get = values.get
-        for pat, form, sform in zip(pats, forms, scans):
+        for pat, form, sform in zip(pats, forms, scans, strict=True):
             if not form:
                 continue
             c0 = form[0]
             clitics = pat.clitics and (
                 "\u0600" <= c0 <= "\u06ff" or (not form.isascii() and _ARABIC_RE.search(form) is not None))
             suffixed = bool(pat.suffixes)
-            if form not in hinted:  # nearly all forms: one key, its scan form already known
+            glue = pat.glue and not suffixed
+            before, ok = (pwa, ok_pwa) if pat.article else (pro, ok_pro)
+            keyed: Iterable[tuple[str, _Entry, str]]
+            if form not in hinted and not pat.variants:  # nearly all forms: one key, its scan form known
                 if clitics and c0 == "ا" and form.startswith("ال") and len(form) > 3:
-                    keyed: Iterable[tuple[str, tuple, str]] = ((form[1:], (pat, True, pro), sform[1:]),)
+                    keyed = ((form[1:], (pat, True, _glued(pro, glue)), sform[1:]),)
                 else:
-                    keyed = ((form, (pat, False, pwa if clitics else none), sform),)
+                    keyed = ((form, (pat, False, _glued(before if clitics else none, glue)), sform),)
+                if glue:
+                    for key, _entry, skey in keyed:
+                        glued[key] = skey
             else:
                 punct = sform != form
+                spaced = _variants(form) if form in hinted else {form}
+                every = set(spaced)
+                if pat.variants and clitics:
+                    for variant in spaced:
+                        every |= informal_variants(variant)
                 keyed = []
-                for variant in _variants(form):
+                for variant in sorted(every):
                     if clitics and variant.startswith("ال") and len(variant) > 3:
-                        key, entry = variant[1:], (pat, True, pro)
+                        key, entry = variant[1:], (pat, True, _glued(pro, glue))
                     else:
-                        key, entry = variant, (pat, False, pwa if clitics else none)
-                    skey = _NON_WORD_KEY_RE.sub(" ", key).replace("_", " ") if punct else key
+                        key, entry = variant, (pat, False, _glued(before if clitics else none, glue))
+                    skey = _scan_form(key) if punct else key
                     keyed.append((key, entry, skey))
+                    if glue and variant in spaced:
+                        glued[key] = skey
             for key, entry, skey in keyed:
                 old = get(key)
                 if old is None:
                     verify = _VERIFY if (skey != key or " " in key) else 0
+                    if glue and key.isascii():
+                        verify |= _SCRIPT  # a Latin alias glued to Arabic letters: the general path
                     if entry[1]:
-                        values[key] = (len(key), verify, (), (pat,), (entry,), key, _LAM_OK)
+                        values[key] = (len(key), verify, (), (pat,), (entry,), key, _lam_ok(glue), 0)
                     else:
                         values[key] = (len(key), verify, (pat,), (), (entry,), key,
-                                       ok_pwa if clitics else _NO_PREFIX)
+                                       (ok | _GLUED_CHAINS if glue else ok) if clitics else _NO_PREFIX, 0)
                     if suffixed or skey != key:
                         special[key] = skey
                         if suffixed:
-                            suffixable.add(key)
+                            suffixable.setdefault(key, set()).update(x[0] for x in pat.suffixes if x)
                     continue
                 lst = shared.get(key)
+                same = (pat.group, pat.role, pat.tag, entry[1], entry[2])
+                if any((e[0].group, e[0].role, e[0].tag, e[1], e[2]) == same for e in (lst or old[4])):
+                    continue  # another spelling of the same entity that finds the same: one occurrence
                 if lst is None:
                     shared[key] = [old[4][0], entry]
                 else:
                     lst.append(entry)
+                if glue and key.isascii() and not old[1] & _SCRIPT:
+                    values[key] = (old[0], old[1] | _SCRIPT) + old[2:]
                 if suffixed:
-                    suffixable.add(key)
+                    suffixable.setdefault(key, set()).update(x[0] for x in pat.suffixes if x)
                     if key not in special:
                         special[key] = key  # no punctuation (else it would be there already)
                         late = True
@@ -489,29 +719,33 @@ class Matcher:
             plain = tuple(e[0] for e in entries if not e[1])
             lamp = tuple(e[0] for e in entries if e[1])
             old = values[key]
-            values[key] = (old[0], old[1], plain, lamp, tuple(entries), key, None)
+            values[key] = (old[0], old[1], plain, lamp, tuple(entries), key, None, 0)
         automaton = ahocorasick.Automaton()
         add = automaton.add_word
         regular = {k: v for k, v in values.items() if k not in special} if special else values
         # every key with its trailing space, the loop in C
         deque(map(add, map(str.__add__, regular, repeat(" ")), regular.values()), maxlen=0)
+        later: list[tuple[str, _Value]] = []
         if special:
-            later: list[tuple[str, tuple]] = []
             for key in ([k for k in values if k in special] if late else special):
                 skey = special[key]
                 value = values[key]
                 later.append((skey + " ", value))
-                if key in suffixable:
-                    later.append((skey, (value[0] - 1, value[1] | _SUFFIXED) + value[2:]))
-            # Keys with punctuation and the suffix copies may look like another key in the scan
-            # string (U.S. / u s, "X." bare / "X" + space): such values are merged, both checked.
-            aget = automaton.get
-            for s_key, v in later:
-                other = aget(s_key, None)
-                if other is not None:
-                    subs = other[4] if other[1] & _MULTI else (other,)
-                    v = (0, _MULTI, (), (), subs + (v,), "", None)
-                add(s_key, v)
+                # the suffixed forms: one key per letter a suffix can start with, so a key
+                # followed by a space (the copy above reports it) is not a raw match here
+                for initial in sorted(suffixable.get(key, ())):
+                    later.append((skey + initial, (value[0], value[1] | _SUFFIXED) + value[2:]))
+        for key, skey in glued.items():
+            later += _glue_keys(values[key], skey)
+        # Keys with punctuation, the suffix copies and the glued forms may look like another key in
+        # the scan string (U.S. / u s, "X." bare / "X" + space): such values are merged, each checked.
+        aget = automaton.get
+        for s_key, v in later:
+            other = aget(s_key, None)
+            if other is not None:
+                subs = other[4] if other[1] & _MULTI else (other,)
+                v = (0, _MULTI, (), (), subs + (v,), "", None, 0)
+            add(s_key, v)
         self.size = len(values)
         self._automaton = automaton
         if values:
@@ -534,10 +768,10 @@ class Matcher:
         out: list[Occurrence] = []
         append = out.append
         for end, value in self._automaton.iter(s):
-            back, kind, plain, lamp, entries, key, ok = value
+            back, kind, plain, lamp, entries, key, ok, _trim = value
             st = end - back
             if kind:
-                if kind != _VERIFY:  # suffixes, look-alike keys: the general path
+                if kind != _VERIFY:  # suffixes, look-alike keys, glued forms: the general path
                     if kind & _MULTI:
                         for sub in entries:
                             _find_one(append, m, s, b, end, sub)
@@ -568,26 +802,62 @@ class Matcher:
         return out
 
 
-def _find_one(append, m: str, s: str, b: bytes, end: int, value: tuple) -> None:
+def _glued(allowed: frozenset[str], glue: bool) -> frozenset[str]:
+    return allowed | _GLUED_CHAINS if glue and allowed else allowed
+
+
+def _lam_ok(glue: bool) -> frozenset[str]:
+    return _LAM_OK_GLUED if glue else _LAM_OK
+
+
+def _glue_keys(value: _Value, skey: str) -> list[tuple[str, _Value]]:
+    """The automaton entries that find an alias with a word glued behind it (one key per word).
+
+    Only the patterns that accept a missing space; the alias keeps its own span (the glued word
+    is trimmed off). A Latin key also gets a copy without its trailing space: the script change
+    to an Arabic letter is its boundary.
+    """
+    entries = tuple(e for e in value[4] if e[0].glue)
+    plain = tuple(e[0] for e in entries if not e[1])
+    lamp = tuple(e[0] for e in entries if e[1])
+    ok = value[6] if len(entries) == len(value[4]) else None
+    back, kind, key = value[0], value[1] & (_VERIFY | _SCRIPT), value[5]
+    if skey.isascii():
+        return [(skey, (back - 1, kind | _GLUED | _SCRIPT_AFTER, plain, lamp, entries, key, ok, -1))]
+    out: list[tuple[str, _Value]] = [
+        (skey + "ال", (back + 1, kind | _GLUED | _GLUED_ARTICLE, plain, lamp, entries, key, ok, 1))]
+    out += [(skey + word + " ", (back + len(word), kind | _GLUED, plain, lamp, entries, key, ok, len(word)))
+            for word in GLUE_AFTER]
+    return out
+
+
+def _find_one(append: _Append, m: str, s: str, b: bytes, end: int, value: _Value) -> None:
     """``Matcher.find`` for one raw match of any kind (the loop inlines the common kind 0)."""
-    back, kind, plain, lamp, entries, key, _ok = value
+    back, kind, plain, lamp, entries, key, _ok, trim = value
     st = end - back
     if kind & _VERIFY and not m.startswith(key, st):
         return
-    if kind & _SUFFIXED:
-        e = end + 1
-        if b[e] == 32:  # no suffix: the copy with the trailing space reports it
+    if kind & _GLUED:
+        if kind & _GLUED_ARTICLE and b[end + 1] == 32:  # the glued ال must start a word
             return
+        if kind & _SCRIPT_AFTER and b[end + 1] not in _NON_ASCII:
+            return
+        e = we = end - trim
+        suffix = ""
+    elif kind & _SUFFIXED:
+        e = end  # the key ends with the suffix's first letter
         we = _WORD_TAIL.match(s, e).end()  # type: ignore[union-attr]  # s[e] is alphanumeric
         suffix = s[e:we]
     else:
         e = we = end
         suffix = ""
-        if b[st - 1] == 32:
+    if not suffix:
+        c = b[st - 1]
+        if c == 32 or (kind & _SCRIPT and c in _NON_ASCII):
             for pat in plain:
                 append((pat, st, e))
             return
-        if b[st - 1] == 1 and lamp and b[st - 2] == 32:
+        if c == 1 and lamp and b[st - 2] == 32:
             for pat in lamp:
                 append((pat, st - 1, e))
             return
@@ -599,9 +869,15 @@ def _find_one(append, m: str, s: str, b: bytes, end: int, value: tuple) -> None:
 _VERIFY = 1
 _SUFFIXED = 2
 _MULTI = 4
+_GLUED = 8  # a word glued behind the alias: trim it off the end
+_GLUED_ARTICLE = 16  # ... that word is the next word's article: a letter must follow it
+_SCRIPT = 32  # a Latin alias of a glue pattern: an Arabic letter before it is a boundary
+_SCRIPT_AFTER = 64  # ... and after it (the copy without the trailing space)
+_NON_ASCII = frozenset({1, 63})  # alef and every other non-ASCII character in the scan bytes
 # What a single-pattern key accepts before it (the rules of ``_add_general`` as sets).
 _NO_PREFIX: frozenset[str] = frozenset({""})
 _LAM_OK: frozenset[str] = frozenset({"ا"} | {p + "ا" for p in PROCLITICS}) | _LAM_PREFIXES
+_LAM_OK_GLUED: frozenset[str] = _LAM_OK | {g + "ا" for g in _GLUED_CHAINS}
 
 
 def _word_start(s: str, st: int) -> int:
@@ -613,7 +889,8 @@ def _word_start(s: str, st: int) -> int:
     return -1 if lo > 0 else 0
 
 
-def _add_general(append, entries, prefix: str, suffix: str, ws: int, we: int) -> None:
+def _add_general(append: _Append, entries: tuple[_Entry, ...], prefix: str, suffix: str, ws: int,
+                 we: int) -> None:
     """An occurrence with a proclitic chain and/or a suffix: check each pattern's allowances."""
     for pat, lam, allowed in entries:
         if suffix and suffix not in pat.suffixes:

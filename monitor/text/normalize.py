@@ -19,18 +19,27 @@ Documented extras (not done by camel-tools, needed for news text):
   tatweel U+0640, zero-width and bidi marks U+200B-U+200F, U+202A-U+202E,
   U+2066-U+2069, U+061C, BOM U+FEFF, soft hyphen U+00AD;
 * mapped *after* the chain: Persian/Urdu yeh and keheh (ی ے -> ي, ک -> ك),
-  Arabic-Indic and Persian digits -> ASCII digits; the deletions above are
-  applied again (NFKC turns presentation-form marks such as U+FE77 into
-  tatweel + mark), so ``normalize`` is idempotent.
+  the heh and teh marbuta forms of Kurdish, Persian and Urdu keyboards
+  (ە ھ ہ ۃ -> ه: الرقە is الرقة), Arabic-Indic and Persian digits -> ASCII
+  digits; the deletions above are applied again (NFKC turns presentation-form
+  marks such as U+FE77 into tatweel + mark), so ``normalize`` is idempotent.
+
+The full per-character table (~120,000 entries, 50 ms to build) is only needed
+for text that is not already NFKC (presentation forms, ligatures): it is built
+on first use, so importing this module (every CLI command, every worker) does
+not pay for it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import unicodedata
 
-__all__ = ["normalize", "normalize_reference", "EXTRA_DELETIONS", "EXTRA_MAPPINGS", "char_output"]
+__all__ = ["normalize", "normalize_reference", "normalize_with_path", "EXTRA_DELETIONS", "EXTRA_MAPPINGS",
+           "char_output", "table_output", "exact_normalize", "special_chars", "FAST_SPECIAL_CHARS", "FAST", "TABLE",
+           "EXACT"]
 
 EXTRA_DELETIONS = frozenset(
     "\u0640\u00ad\u061c\ufeff"
@@ -42,6 +51,10 @@ EXTRA_MAPPINGS = {
     "\u06cc": "\u064a",  # Persian yeh ی
     "\u06d2": "\u064a",  # Urdu yeh barree ے
     "\u06a9": "\u0643",  # keheh ک
+    "\u06d5": "\u0647",  # Kurdish ae ە (written for ة/ه)
+    "\u06be": "\u0647",  # heh doachashmee ھ
+    "\u06c1": "\u0647",  # heh goal ہ
+    "\u06c3": "\u0647",  # teh marbuta goal ۃ
     **{chr(0x0660 + i): str(i) for i in range(10)},  # Arabic-Indic digits
     **{chr(0x06F0 + i): str(i) for i in range(10)},  # Persian digits
 }
@@ -57,10 +70,13 @@ def _post(s: str) -> str:
                    if c not in _AR_DIAC and c not in EXTRA_DELETIONS)
 
 
-_POST_TABLE = {ord(c): None for c in _AR_DIAC | EXTRA_DELETIONS}
+_POST_TABLE: dict[int, str | None] = {ord(c): None for c in _AR_DIAC | EXTRA_DELETIONS}
 _POST_TABLE.update({ord(k): v for k, v in {**_ALEF, **EXTRA_MAPPINGS}.items()})
-_PRE_TABLE = {ord(c): None for c in EXTRA_DELETIONS}
+_PRE_TABLE: dict[int, str | None] = {ord(c): None for c in EXTRA_DELETIONS}
 _PRE_TABLE.update({ord(k): v for k, v in _CAMEL_FIX.items()})
+
+#: How ``normalize_with_path`` got its output, which decides how offsets map back.
+FAST, TABLE, EXACT = 1, 2, 0  # EXACT is falsy: "not per character"
 
 
 def char_output(c: str) -> str:
@@ -70,7 +86,9 @@ def char_output(c: str) -> str:
     return _post(unicodedata.normalize("NFKC", _CAMEL_FIX.get(c, c)))
 
 
-def _build_table() -> dict[int, str | None]:
+@functools.cache
+def _table() -> dict[int, str | None]:
+    """The per-character table of path 2, built on first use (50 ms)."""
     # Identity entries for the scripts news text is made of: str.translate raises and
     # swallows a LookupError for every unmapped char, which costs ~2x.
     table: dict[int, str | None] = {}
@@ -90,15 +108,28 @@ def _build_table() -> dict[int, str | None]:
     return table
 
 
-_TABLE = _build_table()
-_DELETE_RE = re.compile("[" + "".join(sorted(_AR_DIAC | EXTRA_DELETIONS)) + "]")
+_DELETED = _AR_DIAC | EXTRA_DELETIONS
+_DELETE_RE = re.compile("[" + "".join(sorted(_DELETED)) + "]")
 _FREQUENT = tuple(_ALEF.items())
 # ﷽ (U+FDFD) has no NFKC decomposition, so it survives the NFKC gate: camel expands it.
 _RARE = {**EXTRA_MAPPINGS, "\ufdfd": char_output("\ufdfd")}
-_RARE_TABLE = {ord(k): v for k, v in _RARE.items()}
 _RARE_RE = re.compile("[" + "".join(sorted(_RARE)) + "]")
-# Characters whose output is not exactly one character: offset mapping must look at them.
-SPECIAL_CHARS = frozenset(chr(cp) for cp, out in _TABLE.items() if out is None or len(out) != 1)
+#: The characters whose output on the fast path is not exactly one character (the deletions
+#: and ﷽): what offset mapping must look at in a text normalized by path 1.
+FAST_SPECIAL_CHARS = frozenset(_DELETED | {"\ufdfd"})
+
+
+@functools.cache
+def special_chars() -> frozenset[str]:
+    """Characters whose table output is not exactly one character (path 2's offset mapping)."""
+    return frozenset(chr(cp) for cp, out in _table().items() if out is None or len(out) != 1)
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    # ``SPECIAL_CHARS`` stays importable (tests' frozen oracle) without building the table at import.
+    if name == "SPECIAL_CHARS":
+        return special_chars()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def normalize(text: str) -> str:
@@ -109,8 +140,8 @@ def normalize(text: str) -> str:
     return normalize_with_path(text)[0]
 
 
-def normalize_with_path(text: str) -> tuple[str, bool]:
-    """``normalize`` plus whether it was per-character (``True``: offsets map char by char).
+def normalize_with_path(text: str) -> tuple[str, int]:
+    """``normalize`` plus the path taken: ``FAST`` or ``TABLE`` (offsets map char by char) or ``EXACT``.
 
     Three paths, cheapest first:
 
@@ -122,7 +153,7 @@ def normalize_with_path(text: str) -> tuple[str, bool]:
        the exact path: deletions, NFKC, then the per-character maps.
     """
     if text.isascii():
-        return text, True
+        return text, FAST
     s = text.replace("\xa0", " ") if "\xa0" in text else text
     if _DELETE_RE.search(s) is not None:
         s = _DELETE_RE.sub("", s)
@@ -131,20 +162,26 @@ def normalize_with_path(text: str) -> tuple[str, bool]:
             if old in s:
                 s = s.replace(old, new)
         if _RARE_RE.search(s) is not None:
-            s = s.translate(_RARE_TABLE)
-        return s, True
-    out = text.translate(_TABLE)
+            # str.replace per character present: a dict translate of an Arabic article costs ~250 µs
+            for c in set(_RARE_RE.findall(s)):
+                s = s.replace(c, _RARE[c])
+        return s, FAST
+    out = text.translate(_table())
     if not out.isascii() and not unicodedata.is_normalized("NFC", out):
         # Decomposed hamza/madda (ا + U+0654) or out-of-order marks: NFKC
         # composes/reorders across characters, which a per-character table
         # cannot. Rare, so take the exact (slower) path for this text.
-        return exact_normalize(text), False
-    return out, True
+        return exact_normalize(text), EXACT
+    return out, TABLE
 
 
 def table_output(c: str) -> str:
-    """What the fast path's table makes of ``c`` (identity when not in the table)."""
-    out = _TABLE.get(ord(c), c)
+    """What the per-character table makes of ``c`` (identity when not in the table)."""
+    if c in _DELETED:
+        return ""
+    if c == "\ufdfd":
+        return _RARE[c]
+    out = _table().get(ord(c), c)
     return "" if out is None else out
 
 
