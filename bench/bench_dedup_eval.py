@@ -199,6 +199,7 @@ def run_order(eval_set: EvalSet, order: str, server: FeedServer, workdir: Path) 
                   for outlet, items in feeds],
         "channels": {"console": {"url": "console://"}},
         "fetch": {"allow_private_addresses": True},  # the outlets are on loopback
+        "defaults": {"first_poll": "all"},  # a new cycle of dated items, all of them alerting
     }, allow_unicode=True), encoding="utf-8")
     started = time.perf_counter()
     with open(folder / "console.txt", "w", encoding="utf-8") as console:

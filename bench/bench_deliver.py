@@ -151,13 +151,16 @@ def run(code: Path, label: str, seconds: float, current: bool) -> dict[str, obje
         rule = {"attempts": 1000, "deadline": "20s"}
         hook["give_up"] = {"unknown": rule}
         mail["give_up"] = {"server_error": rule}
-    config = folder / "config.json"  # JSON is YAML: no yaml import needed here
-    config.write_text(json.dumps({
+    settings: dict[str, object] = {
         "state_path": str(folder / "state.sqlite3"), "rules": [str(ROOT / "rules")], "log_level": "WARNING",
         "feeds": [{"name": "bulletins", "url": f"http://127.0.0.1:{servers.http_port}/feed.xml", "interval": "1h"}],
         "channels": {"hook": hook, "mail": mail},
         "fetch": {"allow_private_addresses": True},  # the feeds are on loopback
-    }, ensure_ascii=False), encoding="utf-8")
+    }
+    if current:
+        settings["defaults"] = {"first_poll": "all"}  # dated bulletins, all of them alerting on the first poll
+    config = folder / "config.json"  # JSON is YAML: no yaml import needed here
+    config.write_text(json.dumps(settings, ensure_ascii=False), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(code)}
     env.pop("NOTIFY_SOCKET", None)
     started = time.monotonic()

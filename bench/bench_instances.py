@@ -57,16 +57,10 @@ def write_config(directory: Path, state: str, urls: list[str], channel: str) -> 
         "feeds": [{"name": f"feed-{i}", "url": url} for i, url in enumerate(urls)],
         "channels": {CHANNEL: {"url": channel}},
         "fetch": {"allow_private_addresses": True},
-        "defaults": {"first_poll": "all"} if _knows_first_poll() else {},
+        "defaults": {"first_poll": "all"},  # a new cycle: every dated item alerts
         "log_level": "WARNING",
     }, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def _knows_first_poll() -> bool:
-    from monitor.feeds.settings import PollDefaults
-
-    return "first_poll" in PollDefaults.model_fields
 
 
 def run_instances(configs: list[Path]) -> dict[str, Any]:

@@ -365,6 +365,7 @@ def write_monitor_config(directory: Path, urls: list[str], channel: str) -> Path
         "feeds": [{"name": f"feed-{i}", "url": url} for i, url in enumerate(urls)],
         "channels": {CHANNEL_NAME: {"url": channel}},
         "fetch": {"allow_private_addresses": True},  # the farm is on loopback
+        "defaults": {"first_poll": "all"},  # a new cycle of dated items, all of them alerting
     }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")

@@ -97,7 +97,8 @@ def test_run_alerts_the_100_newest_matching_items_of_a_600_item_feed(tmp_path, f
     config.write_text(yaml.safe_dump({
         "state_path": str(tmp_path / "state.sqlite3"), "rules": [str(ROOT / "rules")],
         "feeds": [{"name": "big-feed", "url": feed_server.url("/big.xml")}],
-        "channels": {"console": {"url": "console://"}}, "fetch": LOOPBACK_FETCH}, allow_unicode=True),
+        "channels": {"console": {"url": "console://"}}, "fetch": LOOPBACK_FETCH,
+        "defaults": {"first_poll": "all"}}, allow_unicode=True),  # the items are from 2017
         encoding="utf-8")
     result = run_cli("run", "--once", "--config", str(config))
     assert result.returncode == 0, result.stderr

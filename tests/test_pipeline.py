@@ -52,6 +52,8 @@ def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, c
         "rules": [str(rules_dir or ROOT / "rules")],
         "feeds": [{"name": n, "url": u, **feed_options} for n, u in feeds.items()],
         "channels": {"console": {"url": "console://"}},
+        # The pipeline's clock is in 2027, a month after the items' date: not a first-contact backlog.
+        "defaults": {"first_poll": "all"},
         "fetch": {"allow_private_addresses": True},  # feeds on 127.0.0.1
     }, allow_unicode=True), encoding="utf-8")
     config = load_config(config_path, environ={})
@@ -319,3 +321,29 @@ def test_full_text_feeds_match_the_article_page(tmp_path, feed_server):
     feed_server.set("/a.xml", rss_feed([headline_only, {"title": "الطقس", "link": other, "description": ""}]))
     assert poll(full).new_items == 1
     assert feed_server.hits["/article/1"] == 1 and feed_server.hits["/article/2"] == 1
+
+
+def test_a_feeds_first_poll_alerts_only_for_its_recent_items_unless_it_asks_for_more(tmp_path, feed_server):
+    import email.utils
+
+    clock = Clock()
+    old = email.utils.formatdate(clock.now - 10 * 86400, usegmt=True)
+    recent = email.utils.formatdate(clock.now - 3600, usegmt=True)
+    backlog = [{**SDF_BUKAMAL, "link": f"https://a.example/old/{i}", "date": old} for i in range(5)]
+    fresh = {**SDF_BUKAMAL, "link": "https://a.example/fresh", "title": "قسد على أبواب البوكمال", "date": recent}
+    for policy, expected in (("recent", {"guid:https://a.example/fresh"}), ("none", set()),
+                             ("all", {"guid:https://a.example/fresh"} | {f"guid:https://a.example/old/{i}"
+                                                                          for i in range(5)})):
+        url = feed_server.set(f"/{policy}.xml", rss_feed([*backlog, fresh]))
+        p = make(tmp_path / policy, {"a": url}, clock=clock, first_poll=policy)
+        outcome = poll(p)
+        assert outcome.new_items == 6
+        alerted = {r["item_key"] for r in alerts(p)}
+        # Dedup folds identical copies into one story: compare the items that alerted, not the stories.
+        assert alerted <= expected and bool(alerted) == bool(expected), (policy, alerted)
+        # After the first poll every new item alerts, however old its date: it is news to this feed.
+        late = {**SDF_BUKAMAL, "link": "https://a.example/late", "title": "تقدم جديد لقسد نحو البوكمال",
+                "description": "قالت قوات سوريا الديمقراطية إنها دخلت أطراف مدينة البوكمال.", "date": old}
+        feed_server.set(f"/{policy}.xml", rss_feed([*backlog, fresh, late]))
+        clock.now += pipeline_module.FULL_FETCH_EVERY + 1
+        assert poll(p).alerts_new >= 1, policy

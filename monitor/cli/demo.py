@@ -72,13 +72,15 @@ def serve_directory(directory: Path, port: int = 0) -> Iterator[str]:
 def write_demo_config(state_dir: Path, base_url: str) -> Path:
     """The config the demo runs with, written beside its state so a user can read it."""
     config = {
-        "state_path": "state.sqlite3",
+        "state": "state.sqlite3",
         "rules": [str(bundled_rules())],
         "feeds": [{"name": name, "url": f"{base_url}/{file}", "interval": "10m"}
                   for file, name in FEED_NAMES.items()],
         "channels": {"console": {"url": "console://"}},
         # The sample feeds are served on 127.0.0.1, which a real config refuses by default.
         "fetch": {"allow_private_addresses": True},
+        # Their articles are from 2017: a real first poll alerts only for the last day's items.
+        "defaults": {"first_poll": "all"},
         "log_level": "WARNING",
     }
     path = state_dir / "demo-config.yaml"

@@ -9,15 +9,21 @@ from __future__ import annotations
 import codecs
 import re
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor import __version__
 from monitor.feeds.schedule import MAX_RETRY_AFTER
 from monitor.types import Duration
 
-__all__ = ["FeedSettings", "PollDefaults", "FetchSettings", "DEFAULT_USER_AGENT"]
+__all__ = ["FeedSettings", "PollDefaults", "FetchSettings", "FirstPoll", "DEFAULT_USER_AGENT"]
 
 DEFAULT_USER_AGENT = f"arabic-news-monitor/{__version__} (+https://github.com/; feed alert daemon)"
+
+
+#: What a feed's first poll alerts for (see ``PollDefaults.first_poll``).
+FirstPoll = Literal["recent", "all", "none"]
 
 
 class _Settings(BaseModel):
@@ -36,6 +42,8 @@ class FeedSettings(_Settings):
                                                    "that declares a wrong one.")
     full_text: bool = Field(False, description="Fetch each new item's page and match its article text too "
                                                "(for feeds that carry only headlines).")
+    first_poll: FirstPoll | None = Field(None, description="What the feed's first poll alerts for (default: "
+                                         "defaults.first_poll).")
     enabled: bool = True
 
     @field_validator("name")
@@ -78,6 +86,12 @@ class PollDefaults(_Settings):
     concurrency: int = Field(32, ge=1, le=512, description="Feeds polled at the same time (each host also has "
                              "fetch.per_host).")
     max_item_age: Duration | None = Field(None, description="Items published longer ago than this never alert.")
+    first_poll: FirstPoll = Field("recent", description="What a feed's first poll (a new install, a feed added "
+                                  "later, an OPML import) alerts for: `recent` only items published within "
+                                  "first_poll_window (and undated ones), `all` its whole backlog, `none` nothing "
+                                  "(every item is marked seen). Later polls alert for every new item.")
+    first_poll_window: Duration = Field(86400.0, gt=0, description="With first_poll: recent, how recent an item "
+                                        "must be to alert on a feed's first poll.")
 
 
 class FetchSettings(_Settings):

@@ -39,7 +39,7 @@ from monitor.feeds.fetch import Fetcher
 from monitor.feeds.schedule import parse_max_age, publishing_stats
 from monitor.feeds.settings import FeedSettings
 from monitor.ingest.analysis import AnalysisContext, ItemAnalysis, analyze_item
-from monitor.ingest.decide import ItemIntent, ItemStatus, decide_item
+from monitor.ingest.decide import AlertWindow, ItemIntent, ItemStatus, decide_item
 from monitor.ingest.workers import WorkerPool
 from monitor.state import feeds as state_feeds
 from monitor.state import items as state_items
@@ -164,7 +164,8 @@ class Pipeline:
                 return self._same_body_again(feed, record, result, started)
             parsed = await self.parse(feed, result)
             analyzed = await self.analyze(parsed)
-            return self.record(feed, result, parsed, analyzed, started)
+            first_contact = record is None or record.last_full_fetch_at is None
+            return self.record(feed, result, parsed, analyzed, started, first_contact=first_contact)
         except (FetchError, ParseError) as exc:
             return self._failed(feed, exc, started)
         except StateError as exc:
@@ -202,19 +203,27 @@ class Pipeline:
         return [Analyzed(item, digest, analysis_of.get(i)) for i, (item, digest) in enumerate(hashed)]
 
     def record(self, feed: FeedSettings, result: FetchResult, parsed: ParsedFeed, analyzed: list[Analyzed],
-               started: float) -> PollOutcome:
-        """Decide and record every item, and the feed's success, in one transaction."""
+               started: float, *, first_contact: bool = False) -> PollOutcome:
+        """Decide and record every item, and the feed's success, in one transaction.
+
+        ``first_contact``: the feed's first processed body (a new install, a feed added
+        later): its backlog alerts as ``first_poll`` says (by default only recent items).
+        """
         per_week, window = publishing_stats([i.published for i in parsed.items])
         outcome = PollOutcome(feed.name, PollStatus.OK, items=len(parsed.items), ttl_seconds=parsed.ttl_seconds,
                               max_age=parse_max_age(result.headers.get("cache-control")),
                               entries_per_week=per_week, feed_window_seconds=window)
         now = self.clock()
+        defaults = self.config.model.defaults
+        first_poll = (feed.first_poll or defaults.first_poll) if first_contact else None
+        window = AlertWindow.of(now, max_item_age=defaults.max_item_age, first_poll=first_poll,
+                                first_poll_window=defaults.first_poll_window)
         with self.db.transaction():
             # Deciding which story an item joins must see every story other instances
             # committed: one recording transaction at a time across instances.
             self.db.serialize("stories")
             for entry in analyzed:
-                self._record_item(entry, now, outcome)
+                self._record_item(entry, now, window, outcome)
             state_feeds.record_success(
                 self.db, feed.name, feed.url, polled_at=started, succeeded_at=self.clock(), etag=result.etag,
                 last_modified=result.last_modified, permanent_redirect=result.permanent_redirect,
@@ -237,7 +246,7 @@ class Pipeline:
             self.on_alerts(outcome.new_alert_ids)
         return outcome
 
-    def _record_item(self, entry: Analyzed, now: float, outcome: PollOutcome) -> None:
+    def _record_item(self, entry: Analyzed, now: float, window: AlertWindow, outcome: PollOutcome) -> None:
         item = entry.item
         # Read again inside the transaction: another feed may have recorded the
         # same item since the snapshot the workers used.
@@ -245,8 +254,7 @@ class Pipeline:
         analysis = entry.analysis
         if analysis is None and (seen is None or seen.content_hash != entry.digest):
             analysis = analyze_item(item, self.context)  # unchanged in the snapshot, changed since: rare
-        intent = decide_item(item, entry.digest, seen, analysis, now=now,
-                             max_item_age=self.config.model.defaults.max_item_age)
+        intent = decide_item(item, entry.digest, seen, analysis, window=window)
         outcome.alerts_already_sent += intent.already_sent
         if intent.status is ItemStatus.UNCHANGED:
             state_items.mark_seen_again(self.db, item.key, now)
