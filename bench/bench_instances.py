@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "tests")]
 
-from bench_job import _DELIVERY, _SUMMARY, received, run_recorder, start_farm  # noqa: E402
+from bench_job import _DELIVERY, _SUMMARY, received, run_recorder, start_farm
 
 CHANNEL = "bench"
 

@@ -594,7 +594,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     medians = {key: {system: _median(runs) for system, runs in by_system.items() if runs}
                for key, by_system in rows.items()}
     return {"params": {"feeds": args.feeds, "items": args.items, "latency": args.latency,
-                       "match_share": args.match_share, "outlets": args.outlets, "repeat": args.repeat, "cpus": os.cpu_count(),
+                       "match_share": args.match_share, "outlets": args.outlets, "repeat": args.repeat,
+                       "cpus": os.cpu_count(),
                        "reader_workers": READER_WORKERS},
             "cycles": medians, "history": history, "channel_send": send, "own_time": own_time(medians, history, send)}
 
@@ -655,12 +656,14 @@ def report(result: dict[str, Any]) -> str:
             if system == "monitor":
                 items = r["new_items"]
                 extra = (f"{r['alerts']:,} | {r['received']:,}{'' if r['complete'] else ' INCOMPLETE'} | "
-                         f"{_rate(r['received'], r['wall'])} | {_s(r['last_message'])} | {r['waiting']} | {r['failed']}")
+                         f"{_rate(r['received'], r['wall'])} | {_s(r['last_message'])} | {r['waiting']} | "
+                         f"{r['failed']}")
             else:
                 items = r.get("new_entries", r["entries"])
                 extra = f"- | - | - | - | - | {r['failed']}"
             lines.append(f"| {labels[key]} | {system} | {r['wall']:.1f}{_spread(r)} | {items:,} | "
-                         f"{_rate(items, r['wall'])} | {extra} | {r['cpu']:.1f} | {r['pss_mb']:.0f} | {r['rss_mb']:.0f} |")
+                         f"{_rate(items, r['wall'])} | {extra} | {r['cpu']:.1f} | {r['pss_mb']:.0f} | "
+                         f"{r['rss_mb']:.0f} |")
             rest = r.get("rest")
             if rest:
                 total = r["received"] + rest["messages"]
@@ -671,9 +674,11 @@ def report(result: dict[str, Any]) -> str:
     for key in ("all", "mix", "304"):
         m, rd = cycles[key].get("monitor"), cycles[key].get("reader")
         if m and rd:
-            ratios.append(f"{labels[key]}: wall {m['wall'] / rd['wall']:.2f}x, peak PSS {m['pss_mb'] / rd['pss_mb']:.2f}x")
+            ratios.append(f"{labels[key]}: wall {m['wall'] / rd['wall']:.2f}x, "
+                          f"peak PSS {m['pss_mb'] / rd['pss_mb']:.2f}x")
             if m.get("rest"):
-                ratios.append(f"{labels[key]} until every message is delivered: {_until_delivered(m) / rd['wall']:.2f}x")
+                ratios.append(f"{labels[key]} until every message is delivered: "
+                              f"{_until_delivered(m) / rd['wall']:.2f}x")
     if ratios:
         lines += ["", "monitor / reader: " + "; ".join(ratios)]
     for key in ("all", "mix", "304"):
@@ -681,7 +686,8 @@ def report(result: dict[str, Any]) -> str:
         if m is None:
             continue
         tail = "" if m["last_message"] is None else (
-            f" first message at {m['first_message']:.1f} s, last at {m['last_message']:.1f} s, exit at {m['wall']:.1f} s")
+            f" first message at {m['first_message']:.1f} s, last at {m['last_message']:.1f} s, "
+            f"exit at {m['wall']:.1f} s")
         extra = m["received"] - m["messages"]
         cut = (f" ({extra} more received than reported: cut in flight by the limit, so sent again, as a possible "
                f"repeat, by the next run)") if extra > 0 else ""
@@ -760,7 +766,8 @@ def targets(result: dict[str, Any]) -> list[str]:
                    f"alerts {item:.2f}x / {msg:.2f}x < 1.5x: {verdict(item < 1.5 and msg < 1.5)}")
     own = [o["own_wall"] for o in result["own_time"]]
     if own:
-        out.append(f"daemon's own time per message {1000 * max(own):.2f} ms (worst run) <= 1 ms: {verdict(max(own) <= 0.001)}")
+        out.append(f"daemon's own time per message {1000 * max(own):.2f} ms (worst run) <= 1 ms: "
+                   f"{verdict(max(own) <= 0.001)}")
     return out
 
 

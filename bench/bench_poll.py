@@ -309,7 +309,8 @@ async def _cycle(config_path: Path, case: str, sequential: bool) -> dict:
             workers_cpu = sum(_cpu_seconds(pid) - workers_cpu0.get(pid, 0.0) for pid in _tree(os.getpid())[1:])
     finally:
         await daemon.close()
-    return {"wall": wall, "cpu_main": cpu, "cpu_workers": workers_cpu, "rss_mb": memory.rss_kb / 1024, "pss_mb": memory.pss_kb / 1024,
+    return {"wall": wall, "cpu_main": cpu, "cpu_workers": workers_cpu, "rss_mb": memory.rss_kb / 1024,
+            "pss_mb": memory.pss_kb / 1024,
             "n": len(outcomes),
             "items": sum(o.items for o in outcomes), "new": sum(o.new_items for o in outcomes),
             "alerts": sum(o.alerts_new for o in outcomes),

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_text import articles  # noqa: E402
+from bench_text import articles
 
 CAMEL = """
 import json, sys

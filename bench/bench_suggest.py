@@ -29,9 +29,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.text.matcher import match_form
-
 from monitor.rules import RuleSet, load_rules
+from monitor.text.matcher import match_form
 
 REQUIRED = ["bukamal", "qasad", "omar_field", "deir_ez_zor", "mayadin", "isis", "qaim", "raqqa", "busayrah",
             "shaddadi", "suheil_hassan"]

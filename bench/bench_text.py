@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.rules import load_rules  # noqa: E402
-from monitor.text.matcher import Matcher, Pattern, PreparedText  # noqa: E402
-from monitor.text.normalize import normalize, normalize_reference  # noqa: E402
-from monitor.text.tokenize import token_strings  # noqa: E402
+from monitor.rules import load_rules
+from monitor.text.matcher import Matcher, Pattern, PreparedText
+from monitor.text.normalize import normalize, normalize_reference
+from monitor.text.tokenize import token_strings
 
 CORPUS = ROOT / "tests" / "data" / "corpus"
 

@@ -288,7 +288,7 @@ def _lying_length(handler: _Handler, route: Route) -> None:
 
 
 def _billion_laughs() -> bytes:
-    ents = ['<!ENTITY lol "lol">'] + [f'<!ENTITY lol{i} "{("&lol%d;" % (i - 1) if i > 1 else "&lol;") * 10}">'
+    ents = ['<!ENTITY lol "lol">'] + [f'<!ENTITY lol{i} "{(f"&lol{i - 1};" if i > 1 else "&lol;") * 10}">'
                                      for i in range(1, 10)]
     prolog = "<!DOCTYPE rss [" + "".join(ents) + "]>"
     return rss([("&lol9;", "https://example.com/a", "x")], extra_prolog=prolog).encode()

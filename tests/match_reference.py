@@ -137,7 +137,7 @@ def spelling_variants(form: str) -> set[str]:
                 if toks[i] in _JOIN_LEFT or (len(toks[i]) <= 4 and toks[i + 1].startswith("ال"))]
         gaps = gaps[:3]
         for choice in product((False, True), repeat=len(gaps)):
-            joined = set(g for g, j in zip(gaps, choice) if j)
+            joined = set(g for g, j in zip(gaps, choice, strict=True) if j)
             text = ""
             for i, tok in enumerate(toks):
                 text += tok
@@ -231,7 +231,7 @@ class PreparedText:
             starts.append(len(x))
             n = 0
             ok = True
-            for a, b in zip(starts, starts[1:]):
+            for a, b in zip(starts, starts[1:], strict=False):
                 seg = exact_normalize(x[a:b])
                 if self.normalized[n:n + len(seg)] != seg:
                     ok = False
@@ -330,7 +330,7 @@ class Matcher:
         keys: dict[str, list[tuple[Pattern, bool, frozenset[str]]]] = {}
         suffixable: set[str] = set()
         no_clitics: frozenset[str] = frozenset()
-        for pat, form in zip(self.patterns, match_forms([p.alias for p in self.patterns])):
+        for pat, form in zip(self.patterns, match_forms([p.alias for p in self.patterns]), strict=True):
             if not form:
                 continue
             clitics = pat.clitics and _ARABIC_RE.search(form) is not None

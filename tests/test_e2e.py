@@ -49,7 +49,7 @@ def summary(stdout: str) -> dict[str, int]:
                   r"alerts: (\d+) new / (\d+) already sent", stdout)
     assert m, stdout
     keys = ("feeds", "failed", "items", "new_items", "alerts_new", "already_sent")
-    return dict(zip(keys, map(int, m.groups())))
+    return dict(zip(keys, map(int, m.groups()), strict=True))
 
 
 @pytest.fixture
@@ -179,5 +179,6 @@ def test_example_config_is_valid(tmp_path):
     assert result.returncode == 0, result.stderr
     missing = run_cli("check", "--config", str(target))
     assert missing.returncode == 1
-    assert re.search(r"config.yaml:\d+:\d+: channels.telegram.url: \$\{TELEGRAM_BOT_TOKEN\} is not set", missing.stderr), \
+    assert re.search(r"config.yaml:\d+:\d+: channels.telegram.url: \$\{TELEGRAM_BOT_TOKEN\} is not set",
+                     missing.stderr), \
         missing.stderr

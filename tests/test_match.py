@@ -126,7 +126,7 @@ def test_hit_text_is_the_original_slice_and_contains_the_name(left, right):
 
 
 # --- the fast scan finds exactly what the pre-optimization matcher found ------------------------------
-import match_reference as ref  # noqa: E402  (frozen copy of the old monitor/match.py: the slow oracle)
+import match_reference as ref
 
 FRAGMENTS = ["البوكمال", "البو كمال", "كمال", "دير الزور", "ديرالزور", "الزور", "قسد", "هجوم", "هجمات", "معركة",
              "معركت", "حقل العمر", "العمر", "عبد الله", "عبدالله", "ابو كمال", "ابن", "سهيل", "الحسن", "Abu Kamal",
@@ -199,7 +199,7 @@ def test_separator_class_holds_every_whitespace_character_of_unicode():
 
 
 # --- issue 14: informal spellings and missing spaces (Pattern.variants / Pattern.glue) ----------------
-from monitor.text.matcher import informal_variants, match_form  # noqa: E402
+from monitor.text.matcher import informal_variants, match_form
 
 NAMES = Matcher([
     Pattern("qaim", "القائم", variants=True, glue=True),

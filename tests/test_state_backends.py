@@ -146,7 +146,8 @@ def test_an_interrupted_send_is_requeued_as_a_possible_repeat(db):
 def test_prune_deletes_only_what_is_finished_and_old(db):
     with db.transaction():
         old = state_stories.create(db, now=1.0, text_hash="o", sketch=None, title="t", shingles=0)
-        alert = alerts.insert(db, story_id=old, rule_id="r", item_key="k", severity="info", payload=alerts.AlertPayload(rule_id="r", rule_title="R", feed="a", title="t"),
+        alert = alerts.insert(db, story_id=old, rule_id="r", item_key="k", severity="info",
+                              payload=alerts.AlertPayload(rule_id="r", rule_title="R", feed="a", title="t"),
                               now=1.0)
         assert alert is not None
         sent = outbox.enqueue(db, alert_id=alert, channel="c", kind="alert", not_before=1.0, now=1.0)

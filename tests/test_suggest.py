@@ -16,6 +16,9 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from monitor.cli.rules import rules
+from monitor.rules import load_rules
 from monitor.rules.suggest import (
     Document,
     Settings,
@@ -25,9 +28,6 @@ from monitor.rules.suggest import (
     to_yaml,
     wordfreq_background,
 )
-
-from monitor.cli.rules import rules
-from monitor.rules import load_rules
 from monitor.text.matcher import PROCLITICS, match_form
 
 ROOT = Path(__file__).resolve().parent.parent

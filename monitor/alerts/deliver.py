@@ -74,8 +74,8 @@ from monitor.alerts.settings import ChannelSettings
 from monitor.alerts.silences import silencing
 from monitor.errors import DeliveryError
 from monitor.secrets import redact
-from monitor.state import meta as state_meta
 from monitor.state import instances as state_instances
+from monitor.state import meta as state_meta
 from monitor.state import outbox as state_outbox
 from monitor.state import silences as state_silences
 from monitor.state.db import Database, StateError

@@ -19,6 +19,8 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
 
 import yaml
 from defusedxml import DefusedXmlException
@@ -53,10 +55,13 @@ def read_opml(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
         raise ConfigError(f"cannot read OPML file: {exc.strerror or exc}", file=str(path)) from None
     except DefusedXmlException as exc:
         raise ConfigError(f"OPML file refused: {exc}", file=str(path)) from None
-    except Exception as exc:  # xml.etree.ElementTree.ParseError and friends
+    except (ElementTree.ParseError, ValueError, UnicodeError) as exc:
         raise ConfigError(f"not a valid OPML/XML file: {exc}", file=str(path)) from None
+    root = tree.getroot()
+    if root is None:
+        raise ConfigError("not a valid OPML/XML file: no root element", file=str(path))
     feeds: list[tuple[str, str]] = []
-    for outline in tree.getroot().iter():
+    for outline in root.iter():
         if not isinstance(outline.tag, str) or outline.tag.rsplit("}", 1)[-1].lower() != "outline":
             continue
         attrs = {k.lower(): v for k, v in outline.attrib.items()}
@@ -68,7 +73,7 @@ def read_opml(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     return feeds
 
 
-def _load_list(path: Path) -> tuple[str, list]:
+def _load_list(path: Path) -> tuple[str, list[Any]]:
     if not path.exists():
         return "", []
     text = path.read_text(encoding="utf-8")

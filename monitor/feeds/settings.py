@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import re
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator

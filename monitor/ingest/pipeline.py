@@ -209,10 +209,10 @@ class Pipeline:
         ``first_contact``: the feed's first processed body (a new install, a feed added
         later): its backlog alerts as ``first_poll`` says (by default only recent items).
         """
-        per_week, window = publishing_stats([i.published for i in parsed.items])
+        per_week, feed_window = publishing_stats([i.published for i in parsed.items])
         outcome = PollOutcome(feed.name, PollStatus.OK, items=len(parsed.items), ttl_seconds=parsed.ttl_seconds,
                               max_age=parse_max_age(result.headers.get("cache-control")),
-                              entries_per_week=per_week, feed_window_seconds=window)
+                              entries_per_week=per_week, feed_window_seconds=feed_window)
         now = self.clock()
         defaults = self.config.model.defaults
         first_poll = (feed.first_poll or defaults.first_poll) if first_contact else None

@@ -784,7 +784,8 @@ class _Ranker:
                         inside[a:b] = [True] * (b - a)
             if not inner:
                 continue
-            own = tuple(w for w, hidden in zip(words, inside) if not hidden and w not in self.corpus.function)
+            own = tuple(w for w, hidden in zip(words, inside, strict=True)
+                        if not hidden and w not in self.corpus.function)
             longest = max(inner, key=lambda k: (len(k), len(self.positions[k]), k))
             if not own or len(longest) == n - 1:
                 host[key] = longest

@@ -578,7 +578,8 @@ class Daemon:
 
     def _swap(self, reason: str, config: Config, ruleset: RuleSet, shape: RulesShape) -> None:
         old_model, new_model = self.config.model, config.model
-        fixed = [name for name in ("state", "state_path", "fetch", "http", "dedup", "templates_dir", "housekeeping", "cluster")
+        fixed = [name for name in ("state", "state_path", "fetch", "http", "dedup", "templates_dir", "housekeeping",
+                                   "cluster")
                  if getattr(old_model, name) != getattr(new_model, name)]
         if old_model.defaults.concurrency != new_model.defaults.concurrency:
             fixed.append("defaults.concurrency")

@@ -27,8 +27,7 @@ from monitor.state import instances as state_instances
 from monitor.state import meta as state_meta
 from monitor.state import open_readonly
 from monitor.state import outbox as state_outbox
-from monitor.state.db import private_url
-from monitor.state.db import StateLock
+from monitor.state.db import StateLock, private_url
 
 #: A health note older than this while the daemon runs is stale.
 STALE_AFTER = 3 * HEALTH_EVERY
