@@ -602,7 +602,7 @@ class Deliverer:
             pieces = renderer.telegram(alerts)
             return _Composed([OutgoingMessage(text=p, html=p, reply_to=root.message_id if root and i == 0 else None)
                               for i, p in enumerate(pieces)])
-        mail = renderer.email(alerts)
+        mail = renderer.email(alerts, with_html=sender.style is not MessageStyle.TEXT)
         subject = mail.subject
         if root is not None and root.subject:
             subject = clean_subject("Re: " + re.sub(r"^(?:Re:\s*)+", "", root.subject))

@@ -342,10 +342,12 @@ class Renderer:
         html = self._html.get_template("telegram.html.j2").render(**self._context(views, html=True)).strip()
         return split_telegram_html(html, limit)
 
-    def email(self, views: Sequence[AlertView]) -> EmailParts:
-        subject = self._text.get_template("email_subject.txt.j2").render(**self._context(views, html=False))
-        text = self._text.get_template("email.txt.j2").render(**self._context(views, html=False))
-        html = self._html.get_template("email.html.j2").render(**self._context(views, html=True))
+    def email(self, views: Sequence[AlertView], *, with_html: bool = True) -> EmailParts:
+        """Subject, text and (``with_html``: for a channel that shows it) HTML of one message."""
+        plain = self._context(views, html=False)  # one context for the subject and the text
+        subject = self._text.get_template("email_subject.txt.j2").render(**plain)
+        text = self._text.get_template("email.txt.j2").render(**plain)
+        html = self._html.get_template("email.html.j2").render(**self._context(views, html=True)) if with_html else ""
         return EmailParts(clean_subject(subject.replace(FSI, "").replace(PDI, "")), text, html)
 
     def console(self, views: Sequence[AlertView]) -> str:

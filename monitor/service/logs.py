@@ -114,7 +114,7 @@ def under_journald(stream: TextIO | None = None) -> bool:
 
 # Libraries that log every request at INFO; at INFO the daemon's own per-poll
 # lines say the same thing once.
-CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "apscheduler.executors", "apscheduler.scheduler")
+CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "apscheduler.executors", "apscheduler.scheduler", "apprise")
 
 
 def setup_logging(

@@ -177,10 +177,12 @@ def claim(db: Database, channel: str, now: float, max_group: int = 20,
                 if story is not None:
                     story_ids.append(story)
         if story_ids:
+            # From the stories' alerts to their rows (CROSS JOIN fixes that order in SQLite): from the
+            # channel's waiting rows it would walk the whole backlog for every message claimed.
             ids += [int(row["id"]) for row in db.all(
-                f"SELECT o.id AS id FROM outbox o JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? "
-                f"AND {waiting} AND o.kind = 'alert' AND a.story_id IN ({placeholders(story_ids)}) "
-                f"ORDER BY o.not_before, o.id", (channel, now, now, *excluded, *story_ids))
+                f"SELECT o.id AS id FROM alerts a CROSS JOIN outbox o WHERE o.alert_id = a.id "
+                f"AND a.story_id IN ({placeholders(story_ids)}) AND o.channel = ? AND o.kind = 'alert' "
+                f"AND {waiting} ORDER BY o.not_before, o.id", (*story_ids, channel, now, now, *excluded))
                 if int(row["id"]) not in ids]
         marks = placeholders(ids)
         db.execute(f"UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id IN ({marks})", ids)
