@@ -121,6 +121,45 @@ _V1 = (
     "CREATE INDEX outbox_due ON outbox(state, channel, not_before)",
 )
 
+_V4 = (
+    # One row per item folded into a story: its content as sorted uint32 shingle hashes, the
+    # int64 hashes of its content sentences, and the int32 band keys it is indexed under.
+    """CREATE TABLE story_members (
+        id         INTEGER PRIMARY KEY,
+        story_id   INTEGER NOT NULL,
+        item_key   TEXT NOT NULL,
+        feed       TEXT NOT NULL,
+        added      REAL NOT NULL,
+        shingles   BLOB NOT NULL,
+        sentences  BLOB NOT NULL,
+        bands      BLOB NOT NULL
+    )""",
+    "CREATE INDEX story_members_story ON story_members(story_id)",
+    "CREATE INDEX story_members_added ON story_members(added)",
+    """CREATE TABLE story_bands (
+        key        INTEGER NOT NULL,
+        member_id  INTEGER NOT NULL,
+        PRIMARY KEY (key, member_id)
+    ) WITHOUT ROWID""",
+    # Content sentences of live stories: a sentence that unrelated stories share is stock text.
+    """CREATE TABLE story_sentences (
+        hash      INTEGER NOT NULL,
+        story_id  INTEGER NOT NULL,
+        PRIMARY KEY (hash, story_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX story_sentences_story ON story_sentences(story_id)",
+    # Per feed: in how many stories its items carried a sentence (furniture when enough).
+    """CREATE TABLE feed_sentences (
+        feed        TEXT NOT NULL,
+        hash        INTEGER NOT NULL,
+        stories     INTEGER NOT NULL,
+        last_story  INTEGER,
+        last_seen   REAL NOT NULL,
+        PRIMARY KEY (feed, hash)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX feed_sentences_seen ON feed_sentences(last_seen)",
+)
+
 #: Step N brings a database from version N-1 to N.
 MIGRATIONS: dict[int, Sequence[str]] = {
     1: _V1,
@@ -128,6 +167,11 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     2: ("CREATE INDEX IF NOT EXISTS items_feed_seen ON items(feed, last_seen)",),
     # Housekeeping prunes items by last_seen (it used to create this index itself).
     3: ("CREATE INDEX IF NOT EXISTS items_last_seen ON items(last_seen)",),
+    # Story dedup from the database (several instances share it): each story is a cluster of
+    # members (an item's content shingles, furniture left out), found through the LSH band
+    # keys of their MinHash; sentences are counted per feed (furniture) and per story (stock
+    # text). Stories of earlier versions keep their exact keys (link, text hash) only.
+    4: _V4,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -1,4 +1,11 @@
-"""The ``stories`` and ``story_items`` tables: one event, the items that report it.
+"""The ``stories`` and ``story_items`` tables: one event, the items that report it; and the
+story index that lives beside them, so that every daemon instance on one database finds the
+story another created a second earlier:
+
+* ``story_members``: each folded item's content (shingle hashes), ``story_bands``: the LSH band
+  keys they are found by;
+* ``story_sentences``: the content sentences of each story (stock text is what unrelated
+  stories share), ``feed_sentences``: per feed, in how many stories a sentence came (furniture).
 
 Only lookups and records: deciding which story an item belongs to is
 ``monitor.stories``. "Live" stories (updated after ``cutoff``) are the only
@@ -7,13 +14,16 @@ ones a new item can join.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from monitor.state.db import Database
+from monitor.state.db import Database, placeholders
 
-__all__ = ["StorySource", "story_of_item", "touch", "live_by_link", "live_by_text_hash", "live_sketch",
-           "live_sketches", "create", "add_item", "sources"]
+__all__ = ["StorySource", "StoredMember", "story_of_item", "touch", "live_by_link", "live_by_text_hash", "create",
+           "add_item", "sources", "candidate_members", "add_member", "drop_members",
+           "add_story_sentences", "stories_with_sentences", "feed_sentence_counts", "count_feed_sentences",
+           "prune_index", "prune_feed_sentences", "live_count", "merge"]
 
 
 @dataclass(frozen=True)
@@ -48,23 +58,11 @@ def live_by_text_hash(db: Database, text_hash: str, cutoff: float) -> int | None
     return int(value) if value is not None else None
 
 
-def live_sketch(db: Database, story_id: int, cutoff: float) -> bytes | None:
-    """The stored MinHash of a live story (None: gone, expired, or too short to have one)."""
-    value = db.scalar("SELECT minhash FROM stories WHERE id = ? AND updated >= ?", (story_id, cutoff))
-    return bytes(value) if value is not None else None
-
-
-def live_sketches(db: Database, cutoff: float) -> Iterator[tuple[int, bytes, float]]:
-    """(id, MinHash, updated) of every live story that has a sketch (to rebuild an index)."""
-    for row in db.all("SELECT id, minhash, updated FROM stories WHERE updated >= ? AND minhash IS NOT NULL",
-                      (cutoff,)):
-        yield int(row["id"]), bytes(row["minhash"]), float(row["updated"])
-
-
-def create(db: Database, *, now: float, text_hash: str, sketch: bytes | None, title: str, shingles: int) -> int:
+def create(db: Database, *, now: float, text_hash: str, title: str, shingles: int) -> int:
+    """A new story (its ``minhash`` column, from before schema v4, stays empty)."""
     return db.insert_id(
-        "INSERT INTO stories(created, updated, text_hash, minhash, title, sources, shingles) "
-        "VALUES (?, ?, ?, ?, ?, 1, ?)", (now, now, text_hash, sketch, title, shingles))
+        "INSERT INTO stories(created, updated, text_hash, title, sources, shingles) VALUES (?, ?, ?, ?, 1, ?)",
+        (now, now, text_hash, title, shingles))
 
 
 def add_item(db: Database, story_id: int, *, item_key: str, feed: str, link: str | None, title: str,
@@ -89,3 +87,199 @@ def sources(db: Database, story_id: int) -> list[StorySource]:
     """The story's items in the order they joined."""
     return [StorySource(row["feed"], row["title"], row["link"]) for row in db.all(
         "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, rowid", (story_id,))]
+
+
+# -- the cluster index (schema v4): members, LSH bands, sentences ------------------------
+
+@dataclass(frozen=True)
+class StoredMember:
+    """A member of a live story found by the band index: its content shingles (sorted uint32
+    bytes), its content sentences (int64 hashes, bytes) and how many of the item's band keys
+    it shares."""
+
+    id: int
+    story_id: int
+    feed: str
+    shingles: bytes
+    sentences: bytes
+    hits: int
+
+
+def candidate_members(db: Database, keys: Sequence[int], *, min_hits: int, cutoff: float,
+                      limit: int) -> list[StoredMember]:
+    """Members of live stories sharing at least ``min_hits`` of ``keys``, most shared first."""
+    if not keys:
+        return []
+    rows = db.all(
+        f"SELECT m.id AS id, m.story_id AS story_id, m.feed AS feed, m.shingles AS shingles, "
+        f"m.sentences AS sentences, count(*) AS hits "
+        f"FROM story_bands b JOIN story_members m ON m.id = b.member_id JOIN stories s ON s.id = m.story_id "
+        f"WHERE b.key IN ({placeholders(keys)}) AND s.updated >= ? "
+        f"GROUP BY m.id HAVING count(*) >= ? ORDER BY hits DESC, m.id LIMIT ?",
+        (*keys, cutoff, min_hits, limit))
+    return [StoredMember(int(r["id"]), int(r["story_id"]), r["feed"], bytes(r["shingles"]), bytes(r["sentences"]),
+                         int(r["hits"])) for r in rows]
+
+
+def add_member(db: Database, *, story_id: int, item_key: str, feed: str, now: float, shingles: bytes,
+               sentences: bytes, band_keys: Sequence[int]) -> int:
+    """Store an item's content in its story and index it under ``band_keys``."""
+    member_id = db.insert_id(
+        "INSERT INTO story_members(story_id, item_key, feed, added, shingles, sentences, bands) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (story_id, item_key, feed, now, shingles, sentences, array("i", band_keys).tobytes()))
+    db.executemany("INSERT INTO story_bands(key, member_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                   [(key, member_id) for key in band_keys])
+    return member_id
+
+
+def drop_members(db: Database, member_ids: Sequence[int]) -> None:
+    """Delete members and their band keys (read back from the member row)."""
+    if not member_ids:
+        return
+    marks = placeholders(member_ids)
+    bands: list[tuple[int, int]] = []
+    for row in db.all(f"SELECT id, bands FROM story_members WHERE id IN ({marks})", member_ids):
+        keys = array("i")
+        keys.frombytes(bytes(row["bands"]))
+        bands += [(key, int(row["id"])) for key in keys]
+    db.executemany("DELETE FROM story_bands WHERE key = ? AND member_id = ?", bands)
+    db.execute(f"DELETE FROM story_members WHERE id IN ({marks})", member_ids)
+
+
+def add_story_sentences(db: Database, story_id: int, hashes: Iterable[int]) -> None:
+    db.executemany("INSERT INTO story_sentences(hash, story_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                   [(h, story_id) for h in hashes])
+
+
+def stories_with_sentences(db: Database, hashes: Sequence[int], cutoff: float) -> dict[int, set[int]]:
+    """Sentence hash -> the live stories carrying it (for the hashes some story carries)."""
+    out: dict[int, set[int]] = {}
+    if not hashes:
+        return out
+    for row in db.all(
+            f"SELECT ss.hash AS hash, ss.story_id AS story_id FROM story_sentences ss "
+            f"JOIN stories s ON s.id = ss.story_id WHERE ss.hash IN ({placeholders(hashes)}) AND s.updated >= ?",
+            (*hashes, cutoff)):
+        out.setdefault(int(row["hash"]), set()).add(int(row["story_id"]))
+    return out
+
+
+def feed_sentence_counts(db: Database, feed: str, hashes: Sequence[int]) -> dict[int, int]:
+    """Sentence hash -> in how many stories this feed's items carried it (hashes never seen are absent)."""
+    if not hashes:
+        return {}
+    return {int(r["hash"]): int(r["stories"]) for r in db.all(
+        f"SELECT hash, stories FROM feed_sentences WHERE feed = ? AND hash IN ({placeholders(hashes)})",
+        (feed, *hashes))}
+
+
+def count_feed_sentences(db: Database, feed: str, story_id: int, counts: Mapping[int, int], now: float) -> None:
+    """Count this feed's item of ``story_id`` for each of its sentences.
+
+    ``counts`` gives, per sentence, how many items of the item's own poll carried it (1 for most):
+    the count is at least that, so furniture a poll revealed is remembered at once. A sentence
+    counts once per story (the same story's items repeat each other, not furniture).
+    """
+    db.executemany(
+        "INSERT INTO feed_sentences(feed, hash, stories, last_story, last_seen) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(feed, hash) DO UPDATE SET "
+        "stories = max(excluded.stories, feed_sentences.stories + "
+        "(CASE WHEN feed_sentences.last_story = excluded.last_story THEN 0 ELSE 1 END)), "
+        "last_story = excluded.last_story, last_seen = excluded.last_seen",
+        [(feed, h, n, story_id, now) for h, n in counts.items()])
+
+
+def prune_index(db: Database, cutoff: float, limit: int) -> int:
+    """Forget members (and their bands and sentences) of stories no longer live; returns members dropped."""
+    rows = db.all(
+        "SELECT m.id AS id, m.story_id AS story_id FROM story_members m LEFT JOIN stories s ON s.id = m.story_id "
+        "WHERE m.added < ? AND (s.id IS NULL OR s.updated < ?) ORDER BY m.added LIMIT ?", (cutoff, cutoff, limit))
+    drop_members(db, [int(r["id"]) for r in rows])
+    story_ids = sorted({int(r["story_id"]) for r in rows})
+    if story_ids:
+        db.execute(f"DELETE FROM story_sentences WHERE story_id IN ({placeholders(story_ids)}) AND story_id NOT IN "
+                   f"(SELECT id FROM stories WHERE updated >= ?)", (*story_ids, cutoff))
+    return len(rows)
+
+
+def prune_feed_sentences(db: Database, *, singles_before: float, before: float, furniture: int,
+                         limit: int) -> int:
+    """Forget sentence counts: those below ``furniture`` not seen since ``singles_before``, all not
+    seen since ``before``."""
+    return db.execute(
+        "DELETE FROM feed_sentences WHERE (feed, hash) IN (SELECT feed, hash FROM feed_sentences "
+        "WHERE last_seen < ? AND (stories < ? OR last_seen < ?) LIMIT ?)",
+        (singles_before, furniture, before, limit)).rowcount
+
+
+def live_count(db: Database, cutoff: float) -> int:
+    return int(db.scalar("SELECT count(*) FROM stories WHERE updated >= ?", (cutoff,)))
+
+
+# -- merging two stories a later item shows to be one ------------------------------------
+
+_PROGRESS = {"sent": 3, "sending": 2, "pending": 1, "dead": 0}
+
+
+def merge(db: Database, survivor: int, absorbed: Sequence[int]) -> None:
+    """Fold the ``absorbed`` stories into ``survivor``: items, members, sentences and alerts.
+
+    Alerts keep ``UNIQUE (story_id, rule_id)``: of two alerts for one rule the earlier stays,
+    and takes over the other's delivery rows on channels where it has none. Where both have a
+    row (same channel and kind) the one further along stays (sent, then sending, then
+    pending): a message already sent is never queued again, and a pending duplicate of it is
+    dropped. The outbox rows reach the story through their alert, so they follow it.
+    """
+    others = [s for s in absorbed if s != survivor]
+    if not others:
+        return
+    everyone = [survivor, *others]
+    marks = placeholders(others)
+    # story_items: an item in two of the stories keeps one row (the survivor's, else the oldest story's).
+    db.execute(
+        f"DELETE FROM story_items WHERE story_id IN ({marks}) AND EXISTS (SELECT 1 FROM story_items o "
+        f"WHERE o.item_key = story_items.item_key AND (o.story_id = ? OR (o.story_id IN ({marks}) "
+        f"AND o.story_id < story_items.story_id)))", (*others, survivor, *others))
+    db.execute(f"UPDATE story_items SET story_id = ? WHERE story_id IN ({marks})", (survivor, *others))
+    db.execute(f"UPDATE items SET story_id = ? WHERE story_id IN ({marks})", (survivor, *others))
+    db.execute(f"UPDATE story_members SET story_id = ? WHERE story_id IN ({marks})", (survivor, *others))
+    db.execute(f"INSERT INTO story_sentences(hash, story_id) SELECT DISTINCT hash, ? FROM story_sentences "
+               f"WHERE story_id IN ({marks}) ON CONFLICT DO NOTHING", (survivor, *others))
+    db.execute(f"DELETE FROM story_sentences WHERE story_id IN ({marks})", others)
+    _merge_alerts(db, survivor, everyone)
+    every = placeholders(everyone)
+    db.execute(
+        f"UPDATE stories SET updated = (SELECT max(updated) FROM stories WHERE id IN ({every})), "
+        f"created = (SELECT min(created) FROM stories WHERE id IN ({every})), "
+        f"sources = (SELECT count(DISTINCT feed) FROM story_items WHERE story_id = ?) WHERE id = ?",
+        (*everyone, *everyone, survivor, survivor))
+    db.execute(f"DELETE FROM stories WHERE id IN ({marks})", others)
+
+
+def _merge_alerts(db: Database, survivor: int, stories: Sequence[int]) -> None:
+    kept: dict[str, int] = {}
+    for row in db.all(f"SELECT id, rule_id FROM alerts WHERE story_id IN ({placeholders(stories)}) "
+                      f"ORDER BY created, id", stories):
+        alert_id, rule = int(row["id"]), str(row["rule_id"])
+        if rule not in kept:
+            kept[rule] = alert_id
+            continue
+        _fold_alert(db, keep=kept[rule], drop=alert_id)
+    db.execute(f"UPDATE alerts SET story_id = ? WHERE story_id IN ({placeholders(stories)})", (survivor, *stories))
+
+
+def _fold_alert(db: Database, *, keep: int, drop: int) -> None:
+    """Move ``drop``'s delivery rows to ``keep`` (the further along of two rows for one channel
+    and kind stays), then delete ``drop``."""
+    have = {(r["channel"], r["kind"]): (int(r["id"]), str(r["state"])) for r in db.all(
+        "SELECT id, channel, kind, state FROM outbox WHERE alert_id = ?", (keep,))}
+    for row in db.all("SELECT id, channel, kind, state FROM outbox WHERE alert_id = ?", (drop,)):
+        mine = have.get((row["channel"], row["kind"]))
+        if mine is not None and _PROGRESS.get(mine[1], 0) >= _PROGRESS.get(str(row["state"]), 0):
+            db.execute("DELETE FROM outbox WHERE id = ?", (int(row["id"]),))
+            continue
+        if mine is not None:
+            db.execute("DELETE FROM outbox WHERE id = ?", (mine[0],))
+        db.execute("UPDATE outbox SET alert_id = ? WHERE id = ?", (keep, int(row["id"])))
+    db.execute("DELETE FROM alerts WHERE id = ?", (drop,))
