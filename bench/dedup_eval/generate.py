@@ -32,9 +32,13 @@ What is generated per split (kinds of items):
 * cosmetic noise on every item (HTML entities, NBSP, CRLF, tatweel, diacritics, Persian letters,
   Arabic-Indic digits).
 
-Ground truth: every item belongs to one cluster. Duplicate pairs are all pairs inside a cluster;
-distinct pairs are chosen across clusters, hard ones first (a related line quoting the other's
-headline, briefs under the same footer, shared stock sentences, same front, same outlet).
+Ground truth: every item belongs to one cluster. Duplicate pairs are all pairs inside a cluster,
+by kind: the copy's kind against the original, ``excerpt_vs_dropped`` and ``brief_vs_edited`` for
+those two copies against each other, ``copy_vs_copy`` for the other copy pairs. Distinct pairs
+are chosen across clusters, by kind (the first that applies): ``quoted_headline`` (a related line
+of one quotes the other's headline), ``same_footer`` (two briefs under one site footer),
+``shared_stock`` (a whole stock sentence in common), ``same_front`` (both made from the corpus
+articles: same places and actors), ``same_outlet``, ``other``; the easier kinds sampled.
 
 Arrival order: the members of a cluster sit on distinct outlets, and the original on the outlet
 that comes first in ``EvalSet.outlets``; so polling the outlets in that order brings every original
@@ -829,14 +833,14 @@ class _Generator:
             self.rng.shuffle(queue)
         republish = self.rng.randrange(2)
         while len(live := [q for q in queues if q]) >= 2:
-            picked: list[tuple[str, str]] = []
+            picked: list[tuple[str, str]] = []  # (sentence, unit), taken from the articles in turn
             turn = self.rng.randrange(len(live))
-            while live and (sum(len(s.split()) for s, _ in picked) < FRONT_WORDS[0] or len({u.split("#")[0] for _, u in picked}) < 2):
-                queue = live[turn % len(live)]
-                picked.append(queue.pop())
-                live = [q for q in queues if q]
-                turn += 1
-                if sum(len(s.split()) for s, _ in picked) > FRONT_WORDS[1]:
+            while live:
+                picked.append(live[turn % len(live)].pop())
+                live, turn = [q for q in queues if q], turn + 1
+                words = sum(len(s.split()) for s, _ in picked)
+                articles = {unit.split("#")[0] for _, unit in picked}
+                if words > FRONT_WORDS[1] or (words >= FRONT_WORDS[0] and len(articles) >= 2):
                     break
             stock = sorted(self.rng.sample(range(len(self.stock)), 2))
             text = [s for s, _ in picked]
