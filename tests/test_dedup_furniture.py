@@ -7,8 +7,7 @@ from dedup_variants import FOOTERS, brief
 
 from monitor.feeds.parse import html_to_text
 from monitor.state import open_state
-from monitor.state import stories as state_stories
-from monitor.stories.furniture import REMEMBER_DAYS, forget, furniture_mask
+from monitor.stories.furniture import REFRESH_SECONDS, REMEMBER_DAYS, forget, furniture_mask, remember
 from monitor.stories.index import StoryIndex
 from monitor.stories.key import batch_repeats, dedup_key, dedup_keys
 from monitor.stories.settings import DedupSettings
@@ -66,16 +65,16 @@ def test_a_poll_learns_its_footer_so_briefs_under_it_stay_apart_and_copies_meet(
     assert all(a.reason == "near" and a.similarity >= 0.8 for a in copies), copies
     # The footers now count as furniture in the database, at once.
     key = dedup_key(site_item("site-a", 9, brief(7)), SETTINGS, index.permutations)
-    mask = furniture_mask(db, "site-a", key, SETTINGS)
+    mask, _ = furniture_mask(db, "site-a", key)
     footer = len([s for s in FOOTERS["site-a"].split(".") if s.strip()])
     assert mask.tolist()[-footer:] == [True] * footer and not mask[:-footer].any()
     db.close()
 
 
 def test_furniture_learned_across_polls_survives_a_restart_and_is_shared(tmp_path):
-    """One item per poll (nothing to learn within a poll): the database counts the footer's
-    sentences per story; once three stories carried them, a new item is compared on its own
-    words. A second connection (another instance, or after a restart) sees the same counts."""
+    """One item per poll (nothing to learn within a poll): the second brief under the footer
+    shows it to be furniture, and a new item is compared on its own words. A second connection
+    (another instance, or after a restart) sees what was learned."""
     db = _db(tmp_path)
     index = StoryIndex(SETTINGS)
     for n in range(3):
@@ -83,9 +82,9 @@ def test_furniture_learned_across_polls_survives_a_restart_and_is_shared(tmp_pat
         assert made.new_story
     other = _db(tmp_path)
     key = dedup_key(site_item("site-a", 5, brief(5)), SETTINGS, index.permutations)
-    mask = furniture_mask(other, "site-a", key, SETTINGS)
+    mask, _ = furniture_mask(other, "site-a", key)
     assert mask.sum() == len([s for s in FOOTERS["site-a"].split(".") if s.strip()])
-    assert furniture_mask(other, "site-b", key, SETTINGS).sum() == 0, "furniture is per feed"
+    assert furniture_mask(other, "site-b", key)[0].sum() == 0, "furniture is per feed"
     db.close()
     other.close()
 
@@ -99,7 +98,7 @@ def test_two_items_of_one_feed_sharing_only_a_footer_stay_apart_and_teach_it(tmp
     [b] = poll(index, db, [site_item("site-a", 2, brief(2))], NOW + 1)
     assert b.new_story and b.story_id != a.story_id
     key = dedup_key(site_item("site-a", 3, brief(3)), SETTINGS, index.permutations)
-    assert furniture_mask(db, "site-a", key, SETTINGS).sum() >= 5
+    assert furniture_mask(db, "site-a", key)[0].sum() >= 5
     # An update of the first brief on the same site (same sentences, one more) still joins it.
     [c] = poll(index, db, [site_item("site-a", 4, brief(1) + " " + brief(6, 12))], NOW + 2)
     assert c.story_id == a.story_id
@@ -119,32 +118,27 @@ def test_a_brief_shorter_than_its_footer_is_compared_on_its_own_words(tmp_path):
     db.close()
 
 
-def test_learned_counts_are_bounded(tmp_path):
+def test_learned_furniture_is_refreshed_daily_and_forgotten_after_a_month_unseen(tmp_path):
     db = _db(tmp_path)
     index = StoryIndex(SETTINGS)
     poll(index, db, [site_item("site-a", n, brief(n)) for n in range(4)])
-    rows = db.scalar("SELECT count(*) FROM feed_sentences")
-    furniture = db.scalar("SELECT count(*) FROM feed_sentences WHERE stories >= ?", (SETTINGS.furniture_items,))
-    assert 0 < furniture < rows
+    footer = {r["hash"] for r in db.all("SELECT hash FROM feed_sentences WHERE feed = 'site-a'")}
+    assert len(footer) == len([s for s in FOOTERS["site-a"].split(".") if s.strip()])
+    assert db.scalar("SELECT count(*) FROM feed_sentences") == len(footer), "only furniture is stored"
+    key = dedup_key(site_item("site-a", 9, brief(5)), SETTINGS, index.permutations)
+
+    def seen(now: float) -> set[float]:
+        with db.transaction():
+            mask, known = furniture_mask(db, "site-a", key)
+            remember(db, "site-a", key, known, now)
+        return {r["last_seen"] for r in db.all("SELECT last_seen FROM feed_sentences")}
+
+    assert seen(NOW + 3600) == {NOW}, "seen again within a day: no write"
+    assert seen(NOW + REFRESH_SECONDS + 1) == {NOW + REFRESH_SECONDS + 1}
     with db.transaction():
-        forget(db, NOW + SETTINGS.window_hours * 3600 + 1, SETTINGS, 10_000)
-    assert db.scalar("SELECT count(*) FROM feed_sentences") == furniture, "singles go after the window"
+        forget(db, NOW + REFRESH_SECONDS + REMEMBER_DAYS * 86400, 10_000)
+    assert db.scalar("SELECT count(*) FROM feed_sentences") == len(footer)
     with db.transaction():
-        forget(db, NOW + REMEMBER_DAYS * 86400 + 1, SETTINGS, 10_000)
+        forget(db, NOW + REFRESH_SECONDS + 2 + REMEMBER_DAYS * 86400, 10_000)
     assert db.scalar("SELECT count(*) FROM feed_sentences") == 0
-    db.close()
-
-
-def test_sentence_counts_grow_once_per_story(tmp_path):
-    db = _db(tmp_path)
-    sentence = 123456789
-    with db.transaction():
-        for story in (1, 1, 2, 2, 3):
-            state_stories.count_feed_sentences(db, "f", story, {sentence: 1}, NOW)
-    assert state_stories.feed_sentence_counts(db, "f", [sentence, 5]) == {sentence: 3}
-    with db.transaction():
-        state_stories.count_feed_sentences(db, "f", 4, {sentence: 2}, NOW)
-        state_stories.count_feed_sentences(db, "g", 4, {sentence: 3}, NOW)
-    assert state_stories.feed_sentence_counts(db, "f", [sentence]) == {sentence: 4}
-    assert state_stories.feed_sentence_counts(db, "g", [sentence]) == {sentence: 3}
     db.close()

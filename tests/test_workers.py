@@ -159,7 +159,7 @@ def test_analysis_in_workers_equals_analysis_in_process(tmp_path):
     assert started == 1
     assert [[m.rule_id for m in a.matches] for a in expected] == [["bukamal"], ["bukamal", "omar"], [],
                                                                            ["bukamal", "omar"]]
-    assert expected[1].dedup.signatures.shape == (2, 128) and expected[0].dedup is not None
+    assert expected[1].dedup.signatures.shape == (2, context.dedup.num_perm) and expected[0].dedup is not None
     assert expected[0].dedup.fingerprint.word_count < context.dedup.min_words, "a headline alone: exact dedup only"
     assert expected[1].dedup.furniture == expected[3].dedup.furniture == set(), "one text, two headlines"
     assert expected[2].dedup is None, "no rule matched: no dedup work"

@@ -141,20 +141,19 @@ _V4 = (
         member_id  INTEGER NOT NULL,
         PRIMARY KEY (key, member_id)
     ) WITHOUT ROWID""",
-    # Content sentences of live stories: a sentence that unrelated stories share is stock text.
+    # Content sentences of live stories (the hash of their last words): a copy is found by one
+    # it keeps, and a sentence that unrelated stories share is stock text.
     """CREATE TABLE story_sentences (
         hash      INTEGER NOT NULL,
         story_id  INTEGER NOT NULL,
         PRIMARY KEY (hash, story_id)
     ) WITHOUT ROWID""",
     "CREATE INDEX story_sentences_story ON story_sentences(story_id)",
-    # Per feed: in how many stories its items carried a sentence (furniture when enough).
+    # The sentences learned as a feed's furniture (footer, share bar...), and when last seen.
     """CREATE TABLE feed_sentences (
-        feed        TEXT NOT NULL,
-        hash        INTEGER NOT NULL,
-        stories     INTEGER NOT NULL,
-        last_story  INTEGER,
-        last_seen   REAL NOT NULL,
+        feed       TEXT NOT NULL,
+        hash       INTEGER NOT NULL,
+        last_seen  REAL NOT NULL,
         PRIMARY KEY (feed, hash)
     ) WITHOUT ROWID""",
     "CREATE INDEX feed_sentences_seen ON feed_sentences(last_seen)",
@@ -169,8 +168,8 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     3: ("CREATE INDEX IF NOT EXISTS items_last_seen ON items(last_seen)",),
     # Story dedup from the database (several instances share it): each story is a cluster of
     # members (an item's content shingles, furniture left out), found through the LSH band
-    # keys of their MinHash; sentences are counted per feed (furniture) and per story (stock
-    # text). Stories of earlier versions keep their exact keys (link, text hash) only.
+    # keys of their MinHash or a sentence they carry; each feed's learned furniture. Stories of
+    # earlier versions keep their exact keys (link, text hash) only.
     4: _V4,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

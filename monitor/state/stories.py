@@ -5,7 +5,7 @@ story another created a second earlier:
 * ``story_members``: each folded item's content (shingle hashes), ``story_bands``: the LSH band
   keys they are found by;
 * ``story_sentences``: the content sentences of each story (stock text is what unrelated
-  stories share), ``feed_sentences``: per feed, in how many stories a sentence came (furniture).
+  stories share), ``feed_sentences``: the sentences learned as each feed's furniture.
 
 Only lookups and records: deciding which story an item belongs to is
 ``monitor.stories``. "Live" stories (updated after ``cutoff``) are the only
@@ -15,15 +15,16 @@ ones a new item can join.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from monitor.state.db import Database, placeholders
 
-__all__ = ["StorySource", "StoredMember", "story_of_item", "touch", "live_by_link", "live_by_text_hash", "create",
+__all__ = ["StorySource", "StoredMember", "ExactMatch", "exact_match", "story_of_item", "touch", "live_by_link",
+           "live_by_text_hash", "create",
            "add_item", "sources", "candidate_members", "add_member", "drop_members",
-           "add_story_sentences", "stories_with_sentences", "feed_sentence_counts", "count_feed_sentences",
-           "prune_index", "prune_feed_sentences", "live_count", "merge"]
+           "add_story_sentences", "stories_with_sentences", "members_of_stories", "feed_furniture",
+           "remember_furniture", "forget_furniture", "prune_index", "live_count", "merge"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,32 @@ def story_of_item(db: Database, item_key: str) -> int | None:
     """The story this very item joined earlier (a re-poll or an edit), whatever its age."""
     value = db.scalar("SELECT story_id FROM story_items WHERE item_key = ? ORDER BY added LIMIT 1", (item_key,))
     return int(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class ExactMatch:
+    """The stories an item's exact keys point at: its own (it was seen before, whatever its
+    age), the live story of its canonical link, the live story of its text hash."""
+
+    own: int | None
+    by_link: int | None
+    by_text: int | None
+
+
+def exact_match(db: Database, item_key: str, link: str | None, text_hash: str, cutoff: float) -> ExactMatch:
+    """The three exact lookups in one statement (one round trip per item instead of three)."""
+    row = db.one(
+        "SELECT (SELECT story_id FROM story_items WHERE item_key = ? ORDER BY added LIMIT 1) AS own, "
+        "(SELECT si.story_id FROM story_items si JOIN stories s ON s.id = si.story_id "
+        " WHERE si.link = ? AND s.updated >= ? ORDER BY s.updated DESC LIMIT 1) AS by_link, "
+        "(SELECT id FROM stories WHERE text_hash = ? AND updated >= ? ORDER BY updated DESC LIMIT 1) AS by_text",
+        (item_key, link, cutoff, text_hash, cutoff))
+    assert row is not None  # a SELECT of scalar subqueries always has its one row
+
+    def value(name: str) -> int | None:
+        return int(row[name]) if row[name] is not None else None
+
+    return ExactMatch(value("own"), value("by_link"), value("by_text"))
 
 
 def touch(db: Database, story_id: int, now: float) -> None:
@@ -107,18 +134,26 @@ class StoredMember:
 
 def candidate_members(db: Database, keys: Sequence[int], *, min_hits: int, cutoff: float,
                       limit: int) -> list[StoredMember]:
-    """Members of live stories sharing at least ``min_hits`` of ``keys``, most shared first."""
+    """Members of live stories sharing at least ``min_hits`` of ``keys``, most shared first.
+
+    Two steps: the band postings alone (an index range per key, no row read), then the few
+    members that pass, with their blobs and their story's liveness.
+    """
     if not keys:
         return []
+    hits = {int(r["member_id"]): int(r["hits"]) for r in db.all(
+        f"SELECT member_id, count(*) AS hits FROM story_bands WHERE key IN ({placeholders(keys)}) "
+        f"GROUP BY member_id HAVING count(*) >= ?", (*keys, min_hits))}
+    if not hits:
+        return []
+    best = sorted(hits, key=lambda m: (-hits[m], m))[:limit]
     rows = db.all(
-        f"SELECT m.id AS id, m.story_id AS story_id, m.feed AS feed, m.shingles AS shingles, "
-        f"m.sentences AS sentences, count(*) AS hits "
-        f"FROM story_bands b JOIN story_members m ON m.id = b.member_id JOIN stories s ON s.id = m.story_id "
-        f"WHERE b.key IN ({placeholders(keys)}) AND s.updated >= ? "
-        f"GROUP BY m.id HAVING count(*) >= ? ORDER BY hits DESC, m.id LIMIT ?",
-        (*keys, cutoff, min_hits, limit))
-    return [StoredMember(int(r["id"]), int(r["story_id"]), r["feed"], bytes(r["shingles"]), bytes(r["sentences"]),
-                         int(r["hits"])) for r in rows]
+        f"SELECT m.id AS id, m.story_id AS story_id, m.feed AS feed, m.shingles AS shingles, m.sentences AS sentences "
+        f"FROM story_members m JOIN stories s ON s.id = m.story_id WHERE m.id IN ({placeholders(best)}) "
+        f"AND s.updated >= ?", (*best, cutoff))
+    found = [StoredMember(int(r["id"]), int(r["story_id"]), r["feed"], bytes(r["shingles"]), bytes(r["sentences"]),
+                          hits[int(r["id"])]) for r in rows]
+    return sorted(found, key=lambda m: (-m.hits, m.id))
 
 
 def add_member(db: Database, *, story_id: int, item_key: str, feed: str, now: float, shingles: bytes,
@@ -152,42 +187,57 @@ def add_story_sentences(db: Database, story_id: int, hashes: Iterable[int]) -> N
                    [(h, story_id) for h in hashes])
 
 
-def stories_with_sentences(db: Database, hashes: Sequence[int], cutoff: float) -> dict[int, set[int]]:
-    """Sentence hash -> the live stories carrying it (for the hashes some story carries)."""
-    out: dict[int, set[int]] = {}
+def stories_with_sentences(db: Database, hashes: Sequence[int], most: int) -> tuple[dict[int, set[int]], set[int]]:
+    """For sentence hashes: the stories carrying each (live or not yet pruned), and apart the
+    hashes more than ``most`` stories carry (stock text: their stories are not listed)."""
+    carriers: dict[int, set[int]] = {}
     if not hashes:
-        return out
-    for row in db.all(
-            f"SELECT ss.hash AS hash, ss.story_id AS story_id FROM story_sentences ss "
-            f"JOIN stories s ON s.id = ss.story_id WHERE ss.hash IN ({placeholders(hashes)}) AND s.updated >= ?",
-            (*hashes, cutoff)):
-        out.setdefault(int(row["hash"]), set()).add(int(row["story_id"]))
+        return carriers, set()
+    for row in db.all(f"SELECT hash, story_id FROM story_sentences WHERE hash IN ({placeholders(hashes)}) LIMIT ?",
+                      (*hashes, (most + 1) * len(hashes))):
+        carriers.setdefault(int(row["hash"]), set()).add(int(row["story_id"]))
+    widespread = {h for h, stories in carriers.items() if len(stories) > most}
+    return {h: stories for h, stories in carriers.items() if h not in widespread}, widespread
+
+
+def members_of_stories(db: Database, story_ids: Sequence[int], cutoff: float, per_story: int) -> list[StoredMember]:
+    """The newest ``per_story`` members of each live story (for stories found by a shared sentence)."""
+    if not story_ids:
+        return []
+    rows = db.all(
+        f"SELECT m.id AS id, m.story_id AS story_id, m.feed AS feed, m.shingles AS shingles, m.sentences AS sentences "
+        f"FROM story_members m JOIN stories s ON s.id = m.story_id WHERE m.story_id IN ({placeholders(story_ids)}) "
+        f"AND s.updated >= ? ORDER BY m.id DESC", (*story_ids, cutoff))
+    taken: dict[int, int] = {}
+    out = []
+    for r in rows:
+        story = int(r["story_id"])
+        taken[story] = taken.get(story, 0) + 1
+        if taken[story] <= per_story:
+            out.append(StoredMember(int(r["id"]), story, r["feed"], bytes(r["shingles"]), bytes(r["sentences"]), 0))
     return out
 
 
-def feed_sentence_counts(db: Database, feed: str, hashes: Sequence[int]) -> dict[int, int]:
-    """Sentence hash -> in how many stories this feed's items carried it (hashes never seen are absent)."""
+def feed_furniture(db: Database, feed: str, hashes: Sequence[int]) -> dict[int, float]:
+    """Of these sentence hashes, the ones learned as this feed's furniture, with when each was last seen."""
     if not hashes:
         return {}
-    return {int(r["hash"]): int(r["stories"]) for r in db.all(
-        f"SELECT hash, stories FROM feed_sentences WHERE feed = ? AND hash IN ({placeholders(hashes)})",
+    return {int(r["hash"]): float(r["last_seen"]) for r in db.all(
+        f"SELECT hash, last_seen FROM feed_sentences WHERE feed = ? AND hash IN ({placeholders(hashes)})",
         (feed, *hashes))}
 
 
-def count_feed_sentences(db: Database, feed: str, story_id: int, counts: Mapping[int, int], now: float) -> None:
-    """Count this feed's item of ``story_id`` for each of its sentences.
+def remember_furniture(db: Database, feed: str, hashes: Iterable[int], now: float) -> None:
+    db.executemany("INSERT INTO feed_sentences(feed, hash, last_seen) VALUES (?, ?, ?) "
+                   "ON CONFLICT(feed, hash) DO UPDATE SET last_seen = excluded.last_seen",
+                   [(feed, h, now) for h in hashes])
 
-    ``counts`` gives, per sentence, how many items of the item's own poll carried it (1 for most):
-    the count is at least that, so furniture a poll revealed is remembered at once. A sentence
-    counts once per story (the same story's items repeat each other, not furniture).
-    """
-    db.executemany(
-        "INSERT INTO feed_sentences(feed, hash, stories, last_story, last_seen) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT(feed, hash) DO UPDATE SET "
-        "stories = max(excluded.stories, feed_sentences.stories + "
-        "(CASE WHEN feed_sentences.last_story = excluded.last_story THEN 0 ELSE 1 END)), "
-        "last_story = excluded.last_story, last_seen = excluded.last_seen",
-        [(feed, h, n, story_id, now) for h, n in counts.items()])
+
+def forget_furniture(db: Database, *, before: float, limit: int) -> int:
+    """Forget furniture not seen since ``before`` (at most ``limit`` rows)."""
+    return db.execute(
+        "DELETE FROM feed_sentences WHERE (feed, hash) IN (SELECT feed, hash FROM feed_sentences "
+        "WHERE last_seen < ? LIMIT ?)", (before, limit)).rowcount
 
 
 def prune_index(db: Database, cutoff: float, limit: int) -> int:
@@ -201,16 +251,6 @@ def prune_index(db: Database, cutoff: float, limit: int) -> int:
         db.execute(f"DELETE FROM story_sentences WHERE story_id IN ({placeholders(story_ids)}) AND story_id NOT IN "
                    f"(SELECT id FROM stories WHERE updated >= ?)", (*story_ids, cutoff))
     return len(rows)
-
-
-def prune_feed_sentences(db: Database, *, singles_before: float, before: float, furniture: int,
-                         limit: int) -> int:
-    """Forget sentence counts: those below ``furniture`` not seen since ``singles_before``, all not
-    seen since ``before``."""
-    return db.execute(
-        "DELETE FROM feed_sentences WHERE (feed, hash) IN (SELECT feed, hash FROM feed_sentences "
-        "WHERE last_seen < ? AND (stories < ? OR last_seen < ?) LIMIT ?)",
-        (singles_before, furniture, before, limit)).rowcount
 
 
 def live_count(db: Database, cutoff: float) -> int:

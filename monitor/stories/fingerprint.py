@@ -38,6 +38,8 @@ _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"[.!?؟؛;…\n\r|•·]+")
 _ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-f]+|[a-z]+);", re.IGNORECASE)
 _LINK_LINE_WORDS = 16  # a "read also" phrase and a headline
+#: Words of a sentence's end that identify it among stories (``Fingerprint.tails``).
+TAIL_WORDS = 8
 _POLY = 0x9E3779B97F4A7C15  # odd multiplier of the polynomial shingle hash (mod 2^64)
 _MASK64 = (1 << 64) - 1
 _SEED = 20171106  # of the permutations: stored band keys are only comparable under the same ones
@@ -88,15 +90,12 @@ def sentence_words(text: str, seed: tuple[str, ...]) -> list[list[str]]:
     return out
 
 
-def _sentence_hash(words: list[str]) -> int:
-    """63 bits (a positive SQLite INTEGER) of the sentence's word sequence."""
-    digest = hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def sentence_hashes(text: str, seed: tuple[str, ...]) -> list[tuple[int, int]]:
-    """(hash, words) of each sentence of ``text`` (what furniture learning counts)."""
-    return [(_sentence_hash(words), len(words)) for words in sentence_words(text, seed)]
+def sentence_hashes(text: str, seed: tuple[str, ...], shingle_words: int) -> list[tuple[int, int]]:
+    """(hash, words) of each sentence of ``text``, as ``fingerprint`` hashes them (for the
+    furniture vote of a poll's items that need no full key)."""
+    sentences = sentence_words(text, seed)
+    _, mixed, offsets = shingle_hashes(sentences, shingle_words)
+    return list(zip(_sentence_sums(mixed, offsets).tolist(), [len(w) for w in sentences], strict=True))
 
 
 # word -> 64-bit hash, shared by all texts: news vocabulary repeats, so most words are a
@@ -113,20 +112,42 @@ def _word_hash(word: str) -> int:
     return value
 
 
-def _avalanche(h: NDArray[np.uint64]) -> NDArray[np.uint32]:
-    """MurmurHash3's 64-bit finalizer, folded to the top 32 bits."""
+def _mix(h: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """MurmurHash3's 64-bit finalizer (in place)."""
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xC4CEB9FE1A85EC53)
     h ^= h >> np.uint64(33)
-    return (h >> np.uint64(32)).astype(np.uint32)
+    return h
 
 
-def shingle_hashes(sentences: list[list[str]], k: int) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
-    """32-bit hashes of the ``k``-word shingles inside each sentence (a shorter sentence is one
-    shingle of all its words), concatenated, and the offsets where each sentence's start
-    (``len(sentences) + 1`` of them).
+def _avalanche(h: NDArray[np.uint64]) -> NDArray[np.uint32]:
+    """``_mix``, folded to the top 32 bits."""
+    return (_mix(h) >> np.uint64(32)).astype(np.uint32)
+
+
+def _sentence_sums(mixed: NDArray[np.uint64], offsets: NDArray[np.int64], last: int | None = None
+                   ) -> NDArray[np.int64]:
+    """63-bit hash of each sentence: the (mixed) sum of its shingles' 64-bit hashes, or of its
+    ``last`` shingles only. The shingles overlap, so together they spell the sentence out."""
+    if not len(mixed):
+        return np.zeros(len(offsets) - 1, dtype=np.int64)
+    total = np.zeros(len(mixed) + 1, dtype=np.uint64)
+    np.cumsum(mixed, out=total[1:])
+    ends = offsets[1:]
+    starts = offsets[:-1] if last is None else np.maximum(offsets[:-1], ends - last)
+    sums = total[ends] - total[starts]
+    if last is not None:
+        sums ^= np.uint64(0x5851F42D4C957F2D)  # a tail never equals a whole sentence's hash
+    return (_mix(sums) >> np.uint64(1)).astype(np.int64)
+
+
+def shingle_hashes(sentences: list[list[str]], k: int
+                   ) -> tuple[NDArray[np.uint32], NDArray[np.uint64], NDArray[np.int64]]:
+    """Hashes of the ``k``-word shingles inside each sentence (a shorter sentence is one shingle
+    of all its words), concatenated: 32 bits (MinHash input) and the 64 bits they are folded
+    from (sentence hashes); and the offsets where each sentence's start (``len(sentences) + 1``).
 
     A shingle's hash is the polynomial ``((w_0 * P + w_1) * P + w_2 ...) mod 2^64`` of its
     words' hashes (order-sensitive), vectorised over the whole text, then avalanched.
@@ -139,7 +160,7 @@ def shingle_hashes(sentences: list[list[str]], k: int) -> tuple[NDArray[np.uint3
     offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     if not len(w):
-        return np.empty(0, dtype=np.uint32), offsets
+        return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.uint64), offsets
     n = max(len(w) - k + 1, 1)
     window = w[:n].copy()
     poly = np.uint64(_POLY)
@@ -158,7 +179,8 @@ def shingle_hashes(sentences: list[list[str]], k: int) -> tuple[NDArray[np.uint3
         for word_hash in w[starts[index]:starts[index] + lengths[index]].tolist():
             value = (value * _POLY + word_hash) & _MASK64
         hashes[offsets[index]] = value
-    return _avalanche(hashes), offsets
+    mixed = _mix(hashes)
+    return (mixed >> np.uint64(32)).astype(np.uint32), mixed, offsets
 
 
 @dataclass(frozen=True)
@@ -166,12 +188,14 @@ class Fingerprint:
     """What dedup needs from one text, furniture still in.
 
     ``text_hash`` identifies the normalized word sequence (exact duplicates);
-    ``hashes[i]`` is sentence i's hash, ``words[i]`` its word count, and its shingles are
-    ``shingles[offsets[i]:offsets[i + 1]]``.
+    ``hashes[i]`` is sentence i's hash, ``tails[i]`` the hash of its last ``TAIL_WORDS`` words
+    (what a copy keeps when another site glues its dateline or byline to the start of a lede),
+    ``words[i]`` its word count, and its shingles are ``shingles[offsets[i]:offsets[i + 1]]``.
     """
 
     text_hash: str
     hashes: NDArray[np.int64]
+    tails: NDArray[np.int64]
     words: NDArray[np.int64]
     offsets: NDArray[np.int64]
     shingles: NDArray[np.uint32]
@@ -188,8 +212,9 @@ def fingerprint(text: str, seed: tuple[str, ...], shingle_words: int) -> Fingerp
     """Normalize ``text``, cut it into sentences without the seed furniture, hash and shingle them."""
     sentences = sentence_words(text, seed)
     digest = hashlib.sha1(" ".join(" ".join(words) for words in sentences).encode("utf-8")).hexdigest()
-    shingles, offsets = shingle_hashes(sentences, shingle_words)
-    return Fingerprint(digest, np.array([_sentence_hash(words) for words in sentences], dtype=np.int64),
+    shingles, mixed, offsets = shingle_hashes(sentences, shingle_words)
+    tail = max(TAIL_WORDS - shingle_words + 1, 1)
+    return Fingerprint(digest, _sentence_sums(mixed, offsets), _sentence_sums(mixed, offsets, tail),
                        np.array([len(words) for words in sentences], dtype=np.int64), offsets, shingles)
 
 

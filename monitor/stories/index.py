@@ -12,9 +12,9 @@ Order of checks (cheapest and surest first):
 3. the hash of the normalized text matches a live story;
 4. the item's *content* (its sentences without the site's learned furniture,
    ``monitor.stories.furniture``) is contained in a member of a live story or contains one
-   (``monitor.stories.cluster``): candidates come from the LSH band keys stored with every
-   member, verified on the stored shingles. Matching members of several stories that are
-   one merges them;
+   (``monitor.stories.cluster``): candidates are the members sharing LSH band keys with it
+   and the stories carrying one of its sentences word for word (both indexed tables),
+   verified on the stored shingles. Matching members of several stories merges them;
 5. otherwise a new story.
 
 Everything is read from and written to the state database inside the caller's transaction:
@@ -42,6 +42,10 @@ __all__ = ["DedupSettings", "StoryAssignment", "StoryIndex"]
 
 #: Members a candidate query verifies at most (the most band keys shared first).
 MAX_CANDIDATES = 32
+#: Members verified per story found through a shared sentence (the newest).
+MEMBERS_PER_STORY = 8
+#: A sentence more live stories than this carry is stock text, not a way to find candidates.
+MOST_CARRIERS = 8
 #: Shingles an item must share with a member, whatever the containment (short texts).
 MIN_SHARED = 6
 #: A member this close (Jaccard) to the one it matched adds nothing to the index.
@@ -103,7 +107,7 @@ class StoryIndex:
     def _prune(self, db: Database, now: float) -> int:
         from monitor.stories.furniture import forget
 
-        forget(db, now, self.settings, PRUNE_BATCH)
+        forget(db, now, PRUNE_BATCH)
         return state_stories.prune_index(db, now - self.window, PRUNE_BATCH)
 
     def key(self, item: Item) -> DedupKey:
@@ -118,6 +122,8 @@ class StoryIndex:
         ``key`` may come precomputed (``dedup_keys`` in a worker process); it is computed
         here when missing.
         """
+        import numpy as np
+
         from monitor.stories.cluster import content_of
         from monitor.stories.furniture import furniture_mask
 
@@ -125,17 +131,17 @@ class StoryIndex:
         if self._assigns % PRUNE_EVERY == 0:
             self._prune(db, now)
         cutoff = now - self.window
-        story_id = state_stories.story_of_item(db, item.key)
-        if story_id is not None:
-            state_stories.touch(db, story_id, now)
-            return StoryAssignment(story_id, False, "exact", None, new_source=False)
-
         key = key or self.key(item)
         fp = key.fingerprint
-        content = content_of(fp, key.signatures, furniture_mask(db, item.feed, key, self.settings))
-        story_id = state_stories.live_by_link(db, key.link, cutoff) if key.link else None
-        if story_id is None:
-            story_id = state_stories.live_by_text_hash(db, fp.text_hash, cutoff)
+        exact = state_stories.exact_match(db, item.key, key.link, fp.text_hash, cutoff)
+        if exact.own is not None:
+            state_stories.touch(db, exact.own, now)
+            return StoryAssignment(exact.own, False, "exact", None, new_source=False)
+
+        furniture, known = furniture_mask(db, item.feed, key)
+        content = key.content if np.array_equal(np.flatnonzero(~furniture), key.content.kept) else content_of(
+            fp, key.signatures, furniture)
+        story_id = exact.by_link if exact.by_link is not None else exact.by_text
         decision = None
         if story_id is None and content.words >= self.settings.min_words:
             decision = self._near(db, item.feed, content, cutoff)
@@ -148,7 +154,7 @@ class StoryIndex:
                                             shingles=len(content.shingles))
         state_stories.add_item(db, story_id, item_key=item.key, feed=item.feed, link=key.link, title=item.title,
                                now=now, new_story=new_story)
-        self._record(db, item, key, content, story_id, now, decision)
+        self._record(db, item, key, content, known, story_id, now, decision)
         if new_story:
             return StoryAssignment(story_id, True, "new")
         if decision is None or decision.story_id is None:
@@ -156,33 +162,35 @@ class StoryIndex:
         return StoryAssignment(story_id, False, "near", decision.similarity, merged_from=decision.merged)
 
     def _near(self, db: Database, feed: str, content: Content, cutoff: float) -> Decision | None:
-        from monitor.stories.cluster import Candidate, decide
-        from monitor.stories.fingerprint import band_keys
-
-        assert content.signature is not None
+        """Candidates by two ways, both from the database: members sharing LSH bands with the
+        content (edited copies), and stories carrying one of its sentences word for word
+        (copies, excerpts); then ``decide``."""
         import numpy as np
 
-        members = state_stories.candidate_members(db, band_keys(content.signature).tolist(),
+        from monitor.stories.cluster import Candidate, decide
+
+        members = state_stories.candidate_members(db, content.bands,
                                                   min_hits=self.settings.band_hits, cutoff=cutoff,
                                                   limit=MAX_CANDIDATES)
+        hashes = sorted({h for _, h in content.stock_candidates()})
+        carriers, widespread = state_stories.stories_with_sentences(db, hashes, MOST_CARRIERS)
+        found = {m.story_id for m in members}
+        by_sentence = sorted({s for stories in carriers.values() for s in stories} - found, reverse=True)
+        members += state_stories.members_of_stories(db, by_sentence[:MAX_CANDIDATES], cutoff, MEMBERS_PER_STORY)
         if not members:
             return None
         candidates = [Candidate(m.id, m.story_id, m.feed, np.frombuffer(m.shingles, dtype=np.uint32),
                                 np.frombuffer(m.sentences, dtype=np.int64)) for m in members]
-        hashes = sorted({h for _, h in content.stock_candidates()})
-        sentence_stories = state_stories.stories_with_sentences(db, hashes, cutoff)
-        return decide(content, feed, candidates, sentence_stories, threshold=self.settings.threshold,
+        return decide(content, feed, candidates, carriers, widespread, threshold=self.settings.threshold,
                       min_shared=MIN_SHARED)
 
-    def _record(self, db: Database, item: Item, key: DedupKey, content: Content, story_id: int, now: float,
-                decision: Decision | None) -> None:
-        """Count the item's sentences for its feed; store its content as a member (unless it is
+    def _record(self, db: Database, item: Item, key: DedupKey, content: Content, known: dict[int, float],
+                story_id: int, now: float, decision: Decision | None) -> None:
+        """Remember the furniture the item showed; store its content as a member (unless it is
         too short, or near-identical to the member it matched) and its sentences for the story."""
-        from monitor.stories.fingerprint import band_keys
-        from monitor.stories.furniture import count_sentences
+        from monitor.stories.furniture import remember
 
-        learned = decision.furniture if decision is not None else frozenset()
-        count_sentences(db, item.feed, story_id, key, self.settings, now, learned)
+        remember(db, item.feed, key, known, now, decision.furniture if decision is not None else frozenset())
         if content.signature is None or content.words < self.settings.min_words:
             return
         if decision is not None and decision.story_id is not None and decision.jaccard >= NEAR_IDENTICAL:
@@ -190,5 +198,5 @@ class StoryIndex:
         sentences = content.fingerprint.hashes[content.kept]
         state_stories.add_member(db, story_id=story_id, item_key=item.key, feed=item.feed, now=now,
                                  shingles=content.shingles.tobytes(), sentences=sentences.tobytes(),
-                                 band_keys=band_keys(content.signature).tolist())
+                                 band_keys=content.bands)
         state_stories.add_story_sentences(db, story_id, sorted({h for _, h in content.stock_candidates()}))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from monitor.feeds.links import canonical_url
+from monitor.stories.cluster import Content, content_of
 from monitor.stories.fingerprint import (
     Fingerprint,
     Permutations,
@@ -32,13 +33,24 @@ __all__ = ["DedupKey", "dedup_key", "dedup_keys", "batch_repeats"]
 
 @dataclass(frozen=True)
 class DedupKey:
-    """An item's canonical link, fingerprint and per-sentence MinHash values, plus the
-    sentences of it that its poll's other items repeat (``furniture``, by hash)."""
+    """An item's canonical link, fingerprint and per-sentence MinHash values, the sentences of
+    it that its poll's other items repeat (``furniture``, by hash), and its content without
+    them (what ``assign`` uses as is unless the state knows more furniture)."""
 
     link: str | None
     fingerprint: Fingerprint
     signatures: NDArray[np.uint32]
-    furniture: frozenset[int] = field(default_factory=frozenset)
+    furniture: frozenset[int]
+    content: Content
+
+    def furniture_mask(self) -> NDArray[np.bool_]:
+        """Per sentence: is it furniture by this poll's vote?"""
+        return np.array([h in self.furniture for h in self.fingerprint.hashes.tolist()], dtype=np.bool_)
+
+
+def _key(link: str | None, fp: Fingerprint, signatures: NDArray[np.uint32], furniture: frozenset[int]) -> DedupKey:
+    mask = np.array([h in furniture for h in fp.hashes.tolist()], dtype=np.bool_)
+    return DedupKey(link, fp, signatures, furniture, content_of(fp, signatures, mask))
 
 
 def batch_repeats(per_item: Sequence[Sequence[tuple[int, int]]], furniture_items: int,
@@ -64,7 +76,7 @@ def batch_repeats(per_item: Sequence[Sequence[tuple[int, int]]], furniture_items
 def dedup_key(item: Item, settings: DedupSettings, perms: Permutations) -> DedupKey:
     """The key of one item alone (nothing learned from its poll's other items)."""
     fp = fingerprint(item.text, tuple(settings.boilerplate), settings.shingle_words)
-    return DedupKey(canonical_url(item.link), fp, sentence_signatures(fp, perms))
+    return _key(canonical_url(item.link), fp, sentence_signatures(fp, perms), frozenset())
 
 
 def dedup_keys(items: Sequence[Item], fold: Sequence[bool], settings: DedupSettings,
@@ -75,9 +87,13 @@ def dedup_keys(items: Sequence[Item], fold: Sequence[bool], settings: DedupSetti
     keys: list[DedupKey | None] = [dedup_key(item, settings, perms) if wanted else None
                                    for item, wanted in zip(items, fold, strict=True)]
     per_item = [list(zip(key.fingerprint.hashes.tolist(), key.fingerprint.words.tolist(), strict=True))
-                if key is not None else sentence_hashes(item.text, seed) for item, key in zip(items, keys, strict=True)]
+                if key is not None else sentence_hashes(item.text, seed, settings.shingle_words)
+                for item, key in zip(items, keys, strict=True)]
     repeats = batch_repeats(per_item, settings.furniture_items, settings.min_words) if len(items) > 1 else frozenset()
     if not repeats:
         return keys
-    return [DedupKey(key.link, key.fingerprint, key.signatures, repeats.intersection(h for h, _ in sentences))
-            if key is not None else None for key, sentences in zip(keys, per_item, strict=True)]
+    out: list[DedupKey | None] = []
+    for key, sentences in zip(keys, per_item, strict=True):
+        mine = repeats.intersection(h for h, _ in sentences) if key is not None else frozenset()
+        out.append(_key(key.link, key.fingerprint, key.signatures, mine) if key is not None and mine else key)
+    return out
