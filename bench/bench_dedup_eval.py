@@ -30,6 +30,8 @@ before issue 13, frozen in ``dedup_eval.baseline``, and today's): per-item key t
 assignment (one write transaction per feed, as the daemon), with ratios against the first method
 measured in the same run. The methods run one after another.
 
+The cost table alone (no daemon runs): ``--split dev --orders ""``.
+
 Targets (issue 13): recall >= 0.95, false merges <= 1 %, in every order, on ``heldout``;
 per-item cost <= 2x today's. Tune on ``dev`` only.
 """
@@ -41,6 +43,7 @@ import gc
 import json
 import os
 import random
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -207,6 +210,7 @@ class OrderResult:
     score: Score
     messages: int
     wall_seconds: float
+    cpu_seconds: float  # of the ``run --once`` process (user + system)
     order_checked: bool
 
 
@@ -228,10 +232,11 @@ def run_order(eval_set: EvalSet, order: str, server: FeedServer, workdir: Path, 
                   for outlet, items in feeds],
         "channels": {"console": {"url": "console://"}},
     }, allow_unicode=True), encoding="utf-8")
-    started = time.perf_counter()
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(folder / "console.txt", "w", encoding="utf-8") as console:
         result = _monitor("run", "--once", "--config", str(config), root=code.root, stdout=console)
-    wall = time.perf_counter() - started
+    wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if result.returncode:
         raise RuntimeError(f"monitor run --once failed ({result.returncode}) in {folder}: {result.stderr.strip()}")
     memberships = story_memberships(folder / "state.sqlite3")
@@ -240,7 +245,7 @@ def run_order(eval_set: EvalSet, order: str, server: FeedServer, workdir: Path, 
     realised = [key.removeprefix("guid:") for key, _ in memberships]
     messages = delivered_messages(config, limit=len(eval_set.items) * 4, root=code.root)
     return OrderResult(code.label, eval_set.seed, eval_set.split, order, score(eval_set, story_of), messages, wall,
-                       realised == intended)
+                       cpu, realised == intended)
 
 
 # --------------------------------------------------------------------------- micro-benchmark
@@ -316,15 +321,17 @@ def micro_benchmark(methods: Sequence[DedupMethod], sets: Sequence[EvalSet], sto
     slows all of them, and the figures are medians.
     """
     items = [item for eval_set in sets for item in eval_items(eval_set)]
+    batches = [[item for item in items if item.feed == feed] for feed in dict.fromkeys(item.feed for item in items)]
+    items = [item for batch in batches for item in batch]
     key_times: list[list[float]] = [[] for _ in methods]
     keys: list[list[Any]] = [[] for _ in methods]
     for _ in range(repeats):
         keys = [[] for _ in methods]
-        for item in items:
+        for batch in batches:  # the keys of one poll's items, as a worker computes them
             for n, method in enumerate(methods):
                 started = time.perf_counter()
-                keys[n].append(method.key(item))
-                key_times[n].append(time.perf_counter() - started)
+                keys[n] += method.keys(batch)
+                key_times[n] += [(time.perf_counter() - started) / len(batch)] * len(batch)
 
     stores, fills, rss, disks = [], [], [], []
     for method in methods:
@@ -398,11 +405,11 @@ def _pooled(results: Sequence[OrderResult]) -> list[tuple[str, list[OrderResult]
 def quality_table(results: Sequence[OrderResult]) -> str:
     lines = [("| code seed split order | recall (duplicate pairs) | false merges (distinct pairs) "
               "| false merges (all cross-cluster pairs) | messages / true clusters | items folded "
-              "| run --once s, order as intended (pooled rows: range over the seeds) |"),
+              "| run --once wall s, CPU s, order as intended (pooled rows: range over the seeds) |"),
              "|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(_quality_row(f"{r.code} {r.seed} {r.split} {r.order}", r.score, r.messages,
-                                  f"{r.wall_seconds:.1f}, {'yes' if r.order_checked else 'NO'}"))
+                                  f"{r.wall_seconds:.1f}, {r.cpu_seconds:.2f}, {'yes' if r.order_checked else 'NO'}"))
     if len({r.seed for r in results}) > 1:
         for label, found in _pooled(results):
             recalls = [r.score.recall for r in found]
@@ -411,6 +418,12 @@ def quality_table(results: Sequence[OrderResult]) -> str:
                                       sum(r.messages for r in found),
                                       f"recall {min(recalls):.3f}-{max(recalls):.3f}, "
                                       f"false merges {_pct(min(merges))}-{_pct(max(merges))}"))
+    codes = list(dict.fromkeys(r.code for r in results))
+    if len(codes) > 1:
+        cpu = {code: statistics.median(r.cpu_seconds for r in results if r.code == code) for code in codes}
+        lines.append("")
+        lines.append("CPU of one `run --once` (median over the runs above): " + ", ".join(
+            f"{code} {seconds:.2f} s ({seconds / cpu[codes[0]]:.2f}x)" for code, seconds in cpu.items()))
     return "\n".join(lines)
 
 
@@ -522,16 +535,19 @@ def report(results: Sequence[OrderResult], micro: Sequence[tuple[str, dict[str, 
                          "distinct_by_kind": {k: [t.hits, t.pairs] for k, t in r.score.distinct_by_kind.items()},
                          "messages": r.messages, "clusters": r.score.clusters, "stories": r.score.stories,
                          "unassigned": len(r.score.unassigned), "run_once_seconds": r.wall_seconds,
+                         "run_once_cpu_seconds": r.cpu_seconds,
                          "order_as_intended": r.order_checked} for r in results],
             "micro": {"stored": args.stored, "methods": [{"name": n, **m} for n, m in micro]},
         }, ensure_ascii=False, indent=1))
     else:
-        print(f"\nseeds {', '.join(map(str, args.seeds))}; the kinds are explained in bench/dedup_eval/generate.py\n")
-        print(quality_table(results))
-        print()
-        print(kind_table(results, duplicates=True))
-        print()
-        print(kind_table(results, duplicates=False))
+        if results:
+            print(f"\nseeds {', '.join(map(str, args.seeds))}; "
+                  "the kinds are explained in bench/dedup_eval/generate.py\n")
+            print(quality_table(results))
+            print()
+            print(kind_table(results, duplicates=True))
+            print()
+            print(kind_table(results, duplicates=False))
         if micro:
             print()
             print(micro_table(micro, args.stored))

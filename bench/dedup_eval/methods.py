@@ -4,7 +4,7 @@ current one in the same run: add a class with the ``DedupMethod`` shape to ``MET
 A method has three parts, measured separately:
 
 * ``key(item)``: the per-item work that needs no stored state (normalize, shingle, sketch), which
-  the daemon runs in a worker process;
+  the daemon runs in a worker process, for all new items of a feed poll at once (``keys(items)``);
 * ``story_store(folder)``: the stateful part the daemon runs in its write transaction (one per
   feed poll, ``batch()``): ``assign(item, key)`` folds one item into a story, returns its id;
 * ``store.candidates(key)``: the candidate lookup alone, against what the store holds (the step
@@ -13,7 +13,7 @@ A method has three parts, measured separately:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from dedup_eval.baseline import WholeTextKey, WholeTextStories, whole_text_key
 from monitor.state import open_state
 from monitor.state import stories as state_stories
 from monitor.stories.index import StoryIndex
-from monitor.stories.key import DedupKey, dedup_key
+from monitor.stories.key import DedupKey, dedup_key, dedup_keys
 from monitor.stories.settings import DedupSettings
 from monitor.types import Item
 
@@ -49,6 +49,9 @@ class DedupMethod(Protocol):
     name: str
 
     def key(self, item: Item) -> Any: ...
+
+    def keys(self, items: Sequence[Item]) -> list[Any]:
+        """The keys of one feed poll's new items (what a worker computes for the poll)."""
 
     def story_store(self, folder: Path) -> StoryStore: ...
 
@@ -95,6 +98,9 @@ class WholeTextMinHash:
     def key(self, item: Item) -> WholeTextKey:
         return whole_text_key(item)
 
+    def keys(self, items: Sequence[Item]) -> list[Any]:
+        return [whole_text_key(item) for item in items]
+
     def story_store(self, folder: Path) -> StoryStore:
         stories = WholeTextStories()
 
@@ -116,6 +122,10 @@ class SentenceContainment:
 
     def key(self, item: Item) -> DedupKey:
         return dedup_key(item, self.index.settings, self.index.permutations)
+
+    def keys(self, items: Sequence[Item]) -> list[Any]:
+        """With the furniture the poll's items repeat, as ``monitor.ingest.analysis``."""
+        return list(dedup_keys(items, [True] * len(items), self.index.settings, self.index.permutations))
 
     def story_store(self, folder: Path) -> StoryStore:
         index = self.index

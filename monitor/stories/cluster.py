@@ -122,13 +122,14 @@ class Candidate:
 @dataclass(frozen=True)
 class Decision:
     """The story the item joins (None: a new one), its containment there, the stories merged
-    into it, the Jaccard similarity to its closest member (a near-identical copy adds nothing
-    to the index), and the item's sentences found to be its feed's furniture."""
+    into it, the share of the item's content its closest member already holds (an item that
+    is little more than a member adds nothing to the index), and the item's sentences found
+    to be its feed's furniture."""
 
     story_id: int | None
     similarity: float | None = None
     merged: tuple[int, ...] = ()
-    jaccard: float = 0.0
+    covered: float = 0.0
     furniture: frozenset[int] = frozenset()
 
 
@@ -235,6 +236,5 @@ def decide(content: Content, feed: str, candidates: Sequence[Candidate], carrier
     best = final[0]
     merged = {s.candidate.story_id for s in final}
     survivor = min(merged)
-    union = len(q) + best.size - len(best.shared)
-    jaccard = len(best.shared) / union if union else 1.0
-    return Decision(survivor, best.score, tuple(sorted(merged - {survivor})), jaccard, learned)
+    covered = len(best.shared) / len(q) if len(q) else 1.0
+    return Decision(survivor, best.score, tuple(sorted(merged - {survivor})), covered, learned)

@@ -48,8 +48,9 @@ MEMBERS_PER_STORY = 8
 MOST_CARRIERS = 8
 #: Shingles an item must share with a member, whatever the containment (short texts).
 MIN_SHARED = 6
-#: A member this close (Jaccard) to the one it matched adds nothing to the index.
-NEAR_IDENTICAL = 0.9
+#: An item whose content the member it matched already holds to this share is not stored as a
+#: member itself: whatever finds it finds that member (an excerpt, a republished copy).
+COVERED = 0.9
 #: Every this many assignments, forget a bounded amount of what is no longer live.
 PRUNE_EVERY = 500
 PRUNE_BATCH = 1000
@@ -142,9 +143,9 @@ class StoryIndex:
         content = key.content if np.array_equal(np.flatnonzero(~furniture), key.content.kept) else content_of(
             fp, key.signatures, furniture)
         story_id = exact.by_link if exact.by_link is not None else exact.by_text
-        decision = None
+        decision, carriers = None, dict[int, set[int]]()
         if story_id is None and content.words >= self.settings.min_words:
-            decision = self._near(db, item.feed, content, cutoff)
+            decision = self._near(db, item.feed, content, cutoff, carriers)
         if decision is not None and decision.story_id is not None:
             story_id = decision.story_id
             state_stories.merge(db, story_id, decision.merged)
@@ -154,14 +155,15 @@ class StoryIndex:
                                             shingles=len(content.shingles))
         state_stories.add_item(db, story_id, item_key=item.key, feed=item.feed, link=key.link, title=item.title,
                                now=now, new_story=new_story)
-        self._record(db, item, key, content, known, story_id, now, decision)
+        self._record(db, item, key, content, known, story_id, now, decision, carriers)
         if new_story:
             return StoryAssignment(story_id, True, "new")
         if decision is None or decision.story_id is None:
             return StoryAssignment(story_id, False, "exact")
         return StoryAssignment(story_id, False, "near", decision.similarity, merged_from=decision.merged)
 
-    def _near(self, db: Database, feed: str, content: Content, cutoff: float) -> Decision | None:
+    def _near(self, db: Database, feed: str, content: Content, cutoff: float,
+              carriers: dict[int, set[int]]) -> Decision | None:
         """Candidates by two ways, both from the database: members sharing LSH bands with the
         content (edited copies), and stories carrying one of its sentences word for word
         (copies, excerpts); then ``decide``."""
@@ -173,7 +175,8 @@ class StoryIndex:
                                                   min_hits=self.settings.band_hits, cutoff=cutoff,
                                                   limit=MAX_CANDIDATES)
         hashes = sorted({h for _, h in content.stock_candidates()})
-        carriers, widespread = state_stories.stories_with_sentences(db, hashes, MOST_CARRIERS)
+        found_carriers, widespread = state_stories.stories_with_sentences(db, hashes, MOST_CARRIERS)
+        carriers.update(found_carriers)
         found = {m.story_id for m in members}
         by_sentence = sorted({s for stories in carriers.values() for s in stories} - found, reverse=True)
         members += state_stories.members_of_stories(db, by_sentence[:MAX_CANDIDATES], cutoff, MEMBERS_PER_STORY)
@@ -185,18 +188,20 @@ class StoryIndex:
                       min_shared=MIN_SHARED)
 
     def _record(self, db: Database, item: Item, key: DedupKey, content: Content, known: dict[int, float],
-                story_id: int, now: float, decision: Decision | None) -> None:
+                story_id: int, now: float, decision: Decision | None, carriers: dict[int, set[int]]) -> None:
         """Remember the furniture the item showed; store its content as a member (unless it is
-        too short, or near-identical to the member it matched) and its sentences for the story."""
+        too short, or the member it matched already holds it) and the sentences the story did
+        not carry yet (``carriers``: what the candidate lookup found)."""
         from monitor.stories.furniture import remember
 
         remember(db, item.feed, key, known, now, decision.furniture if decision is not None else frozenset())
         if content.signature is None or content.words < self.settings.min_words:
             return
-        if decision is not None and decision.story_id is not None and decision.jaccard >= NEAR_IDENTICAL:
+        if decision is not None and decision.story_id is not None and decision.covered >= COVERED:
             return
         sentences = content.fingerprint.hashes[content.kept]
         state_stories.add_member(db, story_id=story_id, item_key=item.key, feed=item.feed, now=now,
                                  shingles=content.shingles.tobytes(), sentences=sentences.tobytes(),
                                  band_keys=content.bands)
-        state_stories.add_story_sentences(db, story_id, sorted({h for _, h in content.stock_candidates()}))
+        state_stories.add_story_sentences(db, story_id, sorted(
+            {h for _, h in content.stock_candidates() if story_id not in carriers.get(h, ())}))
