@@ -14,8 +14,8 @@ content shingles. Two kinds of shared sentences are not evidence that two texts 
   both took from elsewhere;
 * furniture not learned yet: when the item and the candidate come from the same feed and
   share some sentences word for word while the rest of each is unrelated, those sentences
-  are the site's (two briefs under one footer). They are reported back, and counted as the
-  feed's furniture from then on.
+  are the site's (two briefs under one footer). They are reported back, and remembered as the
+  feed's furniture (``monitor.stories.furniture``).
 
 Pure numpy over values read from the state by ``monitor.stories.index``.
 """
@@ -187,7 +187,7 @@ def decide(content: Content, feed: str, candidates: Sequence[Candidate], carrier
            widespread: Set[int], *, threshold: float, min_shared: int) -> Decision:
     """The story ``content`` (an item of ``feed``) belongs to among ``candidates``.
 
-    ``carriers`` maps the content's sentence hashes to the live stories carrying them;
+    ``carriers`` maps the tail hashes of the content's sentences to the stories carrying them;
     ``widespread`` are those too many stories carry to list.
     """
     q = content.shingles

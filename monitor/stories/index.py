@@ -13,7 +13,7 @@ Order of checks (cheapest and surest first):
 4. the item's *content* (its sentences without the site's learned furniture,
    ``monitor.stories.furniture``) is contained in a member of a live story or contains one
    (``monitor.stories.cluster``): candidates are the members sharing LSH band keys with it
-   and the stories carrying one of its sentences word for word (both indexed tables),
+   and the stories carrying the end of one of its sentences word for word (both indexed tables),
    verified on the stored shingles. Matching members of several stories merges them;
 5. otherwise a new story.
 

@@ -4,7 +4,7 @@ One poll's new items come here together (``dedup_keys``), which is where a site'
 first learned: a sentence that several items of this one feed document carry (the footer, the
 share bar, the follow-us line) is marked in each item's key, before the state has seen any
 item of the feed. ``StoryIndex.assign`` then adds what the state has learned from earlier
-polls (``monitor.stories.furniture``), and records this poll's counts for the next.
+polls (``monitor.stories.furniture``), and stores what this poll taught.
 """
 
 from __future__ import annotations
