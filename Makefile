@@ -23,17 +23,26 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m monitor demo
 
-# The deploy tests run systemd-analyze (Debian package "systemd"); install it
-# when it is missing and we may (root, apt-get); otherwise those tests skip.
+# System packages the tests use, from Debian's archive, installed when missing and
+# when we may (root with apt-get); otherwise the tests that need them skip, saying why:
+#   systemd     - systemd-analyze verify/security for the unit in deploy/
+#   postgresql  - a real PostgreSQL server for the state-layer and multi-instance tests
 sysdeps:
-	@command -v systemd-analyze >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; } \
-	  || echo "note: systemd-analyze unavailable; the deploy checks that need it will be skipped"; }
+	@missing=""; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "note: missing$$missing (not root or no apt-get); the tests that need them will be skipped"; fi; \
+	fi
 
 test: $(STAMP) sysdeps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/run_all.py
 
 clean:

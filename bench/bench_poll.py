@@ -56,6 +56,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -108,20 +109,35 @@ def _other_news() -> list[str]:
     return OTHER_NEWS + negatives
 
 
-def build_feed(index: int, matching: list[str], other: list[str], share: float = 1.0) -> bytes:
-    """20 items; the first ``round(20 * share)`` from ``matching``, the rest from ``other``."""
-    n_matching = round(ITEMS * share)
+def build_feed(index: int, matching: list[str], other: list[str], share: float = 1.0, n_items: int = ITEMS,
+               outlets: int = 0) -> bytes:
+    """``n_items`` items; the first ``round(n_items * share)`` from ``matching``, the rest from ``other``.
+
+    ``outlets`` 0: a matching item is its corpus sentence alone, so every feed's matching
+    items fold into at most ``len(matching)`` stories. ``outlets`` k > 0: each matching item
+    is a story of its own, carried by the k neighbouring feeds ``index // k`` (as several
+    outlets carry one article, each with its own headline): its sentence goes on with
+    corpus words drawn for that story alone, 40 more than twice the sentence's, so two
+    stories on one sentence share under a fifth of their shingles (dedup threshold 0.4).
+    """
+    n_matching = round(n_items * share)
+    vocabulary = sorted({word for sentence in matching for word in sentence.split()}) if outlets else []
     items = []
-    for j in range(ITEMS):
-        n = index * ITEMS + j
-        if j < n_matching:
+    for j in range(n_items):
+        n = index * n_items + j
+        if j < n_matching and outlets:
+            story = (index // outlets) * n_items + j
+            s = matching[story % len(matching)]
+            tail = random.Random(story).choices(vocabulary, k=40 + 2 * len(s.split()))
+            summary = s + " " + " ".join(tail)
+        elif j < n_matching:
             s = matching[n % len(matching)]
             summary = (s + " ") * 3
         else:
             s = other[n % len(other)]
             summary = " ".join(other[(n + k) % len(other)] for k in range(3))
         title = escape(s[:90])
-        summary = escape(summary[:300])
+        summary = escape(summary if outlets else summary[:300])
         items.append(f"<item><title>{title} {index}-{j}</title><link>https://news.example/{index}/{j}?utm_source=rss"
                      f"</link><guid>https://news.example/{index}/{j}</guid><description>&lt;p&gt;{summary}&lt;/p&gt;"
                      f"</description><pubDate>Mon, 06 Nov 2017 10:{j:02d}:00 GMT</pubDate></item>")
@@ -132,12 +148,13 @@ def build_feed(index: int, matching: list[str], other: list[str], share: float =
 
 # --------------------------------------------------------------------------- the feed server
 
-def serve(ready, stop, n_feeds: int, latency: float, share: float, ports) -> None:
+def serve(ready, stop, n_feeds: int, latency: float, share: float, ports, n_items: int = ITEMS,
+          outlets: int = 0) -> None:
     """Minimal HTTP/1.1 keep-alive server on asyncio: GET /mix/N.xml (``share`` of the items
     matching) or /all/N.xml (all matching), 304 on a matching ETag."""
     matching, other = _sentences(), _other_news()
-    bodies = {"mix": [build_feed(i, matching, other, share) for i in range(n_feeds)],
-              "all": [build_feed(i, matching, other, 1.0) for i in range(n_feeds)]}
+    bodies = {"mix": [build_feed(i, matching, other, share, n_items, outlets) for i in range(n_feeds)],
+              "all": [build_feed(i, matching, other, 1.0, n_items, outlets) for i in range(n_feeds)]}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

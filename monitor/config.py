@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,7 +25,7 @@ from monitor.alerts.settings import ChannelSettings, RoutingSettings
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.feeds.settings import FeedSettings, FetchSettings, PollDefaults
 from monitor.secrets import BOT_TOKEN, SECRET_PARAMS
-from monitor.service.settings import HousekeepingSettings, HttpSettings
+from monitor.service.settings import ClusterSettings, HousekeepingSettings, HttpSettings
 from monitor.stories.settings import DedupSettings
 from monitor.yamlfile import (
     YamlDocument,
@@ -42,8 +43,11 @@ class _Strict(BaseModel):
 class ConfigModel(_Strict):
     """The whole file, as written (paths not yet resolved)."""
 
-    state_path: str | None = Field(None, description="SQLite state file (default: $STATE_DIRECTORY/state.sqlite3 "
-                                                     "under systemd, else ./state/state.sqlite3).")
+    state: str | None = Field(None, description="Where the state lives: a SQLite file (default: "
+                              "$STATE_DIRECTORY/state.sqlite3 under systemd, else ./state/state.sqlite3) or "
+                              "postgresql://USER@HOST/DB, shared by several daemon instances (the password only "
+                              "as ${NAME}).")
+    state_path: str | None = Field(None, description="Older name of `state` (a SQLite file path).")
     rules: list[str] = Field(default_factory=lambda: ["rules"], description="Rule files or folders.")
     templates_dir: str | None = Field(None, description="Folder with message templates overriding the built-ins.")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
@@ -60,6 +64,7 @@ class ConfigModel(_Strict):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
 
 @dataclass
@@ -70,7 +75,8 @@ class Config:
     model: ConfigModel
     feeds: list[FeedSettings]
     rules: list[Path]
-    state_path: Path
+    #: A SQLite file (Path) or a ``postgresql://`` URL (str, secrets expanded).
+    state: Path | str
     templates_dir: Path | None
     secrets: set[str] = field(default_factory=set)
     # Files whose change should trigger a reload (config, feed files).
@@ -130,38 +136,38 @@ def expand_secrets(doc: YamlDocument, environ: dict[str, str] | None = None) -> 
 
 
 
+def _holds_literal_secret(url: str) -> bool:
+    """True if ``url`` spells out a password or token instead of taking it from ``${VAR}``."""
+    probe = _VAR.sub("PLACEHOLDER", url)
+    try:
+        parts = urlsplit(probe)
+        password = parts.password
+    except ValueError:
+        return False  # not a URL at all: the field's own validation says so
+    return ((password not in (None, "", "PLACEHOLDER"))
+            or bool(BOT_TOKEN.search(probe))
+            or any(k.lower() in SECRET_PARAMS and v != "PLACEHOLDER" for k, v in parse_qsl(parts.query)))
+
+
 def inline_secret_errors(doc: YamlDocument) -> list[ConfigError]:
-    """Channel URLs must take passwords and tokens from ``${VAR}``, never spell them out.
+    """Channel URLs and the state URL must take passwords and tokens from ``${VAR}``, never spell them out.
 
     A secret written in the file ends up in backups, diffs and bug reports.
     Checked before expansion: a placeholder is fine, a literal password in
     ``user:pass@``, a Telegram bot token or a ``?pass=`` parameter is not.
     """
-    from urllib.parse import parse_qsl, urlsplit
-
-    errors = []
-    channels = doc.data.get("channels") if isinstance(doc.data, dict) else None
-    if not isinstance(channels, dict):
+    errors: list[ConfigError] = []
+    if not isinstance(doc.data, dict):
         return errors
-    for name, channel in channels.items():
-        url = channel.get("url") if isinstance(channel, dict) else None
-        if not isinstance(url, str):
-            continue
-        probe = _VAR.sub("PLACEHOLDER", url)
-        try:
-            parts = urlsplit(probe)
-            password = parts.password
-        except ValueError:
-            continue  # not a URL at all: the channel's own validation says so
-        literal = (
-            (password not in (None, "", "PLACEHOLDER"))
-            or bool(BOT_TOKEN.search(probe))
-            or any(k.lower() in SECRET_PARAMS and v != "PLACEHOLDER" for k, v in parse_qsl(parts.query))
-        )
-        if literal:
-            errors.append(doc.error(("channels", name, "url"),
-                                    "this URL holds a password or token in clear: write it as ${NAME} and set NAME "
-                                    "in the environment or as a systemd credential"))
+    located: list[tuple[tuple[str | int, ...], object]] = [(("state",), doc.data.get("state"))]
+    channels = doc.data.get("channels")
+    if isinstance(channels, dict):
+        located += [(("channels", name, "url"), channel.get("url")) for name, channel in channels.items()
+                    if isinstance(channel, dict)]
+    for where, url in located:
+        if isinstance(url, str) and _holds_literal_secret(url):
+            errors.append(doc.error(where, "this URL holds a password or token in clear: write it as ${NAME} and "
+                                           "set NAME in the environment or as a systemd credential"))
     return errors
 
 
@@ -206,6 +212,12 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> C
         seen.add(feed.name)
     feeds = [feed for feed, _, _ in located]
 
+    if model.cluster.lease <= model.fetch.timeout:
+        errors.append(doc.error(("cluster", "lease"), f"must exceed fetch.timeout ({model.fetch.timeout:g} s): a "
+                                "poll still running when its lease ends could be polled twice"))
+    if model.state and model.state_path:
+        errors.append(doc.error(("state_path",), "give the state once: `state` (state_path is its older name)"))
+    state = _state(model.state or model.state_path, base)
     if model.ops_channel and model.ops_channel not in model.channels:
         errors.append(doc.error(("ops_channel",), f"no channel named {model.ops_channel!r}",
                                 suggestion=_closest(model.ops_channel, model.channels)))
@@ -217,7 +229,7 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> C
         model=model,
         feeds=[f for f in feeds if f.enabled],
         rules=[(base / r).resolve() for r in model.rules],
-        state_path=_state_path(model.state_path, base),
+        state=state,
         templates_dir=(base / model.templates_dir).resolve() if model.templates_dir else None,
         secrets=secrets,
         sources=sources,
@@ -245,7 +257,9 @@ def _load_feed_file(path: Path, names: set[str]) -> list[tuple[FeedSettings, Yam
     return feeds
 
 
-def _state_path(configured: str | None, base: Path) -> Path:
+def _state(configured: str | None, base: Path) -> Path | str:
+    if configured and configured.startswith(("postgresql://", "postgres://")):
+        return configured
     if configured:
         return (base / os.path.expandvars(configured)).resolve()
     state_dir = os.environ.get("STATE_DIRECTORY")

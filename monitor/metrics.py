@@ -34,3 +34,14 @@ FEEDS_FAILING = Gauge("monitor_feeds_failing", "Feeds whose last poll failed.", 
 RELOADS = Counter("monitor_reloads_total", "Config/rules reloads by outcome (ok, error).",
                   ["outcome"], registry=REGISTRY)
 UP_SINCE = Gauge("monitor_start_time_seconds", "Unix time the daemon started.", registry=REGISTRY)
+
+# Added with typed senders and give-up rules (issue 16).
+DELIVERY_FAILURES = Counter("monitor_delivery_failures_total", "Failed delivery attempts by channel and reason.",
+                            ["channel", "reason"], registry=REGISTRY)
+DEAD_LETTERS = Counter("monitor_dead_letters_total", "Messages given up (gone dead) by channel and reason.",
+                       ["channel", "reason"], registry=REGISTRY)
+OUTBOX_DEAD = Gauge("monitor_outbox_dead", "Dead outbox rows not re-queued, by channel and reason.",
+                    ["channel", "reason"], registry=REGISTRY)
+DELIVERY_STATE_ERRORS = Counter("monitor_delivery_state_errors_total",
+                                "State database errors met by a channel's delivery loop (it backs off and retries).",
+                                ["channel"], registry=REGISTRY)

@@ -118,7 +118,8 @@ class FeedServer:
 
     ``set(path, body, ...)`` (re)defines a route; 200 answers carry an ETag
     and honour If-None-Match with 304, as real feed servers do. ``hang=True``
-    never answers (a timing-out feed). ``hits[path]`` counts requests.
+    never answers (a timing-out feed), ``delay`` answers that many seconds
+    late. ``hits[path]`` counts requests.
     """
 
     def __init__(self) -> None:
@@ -144,6 +145,8 @@ class FeedServer:
                 if route["hang"]:
                     owner._stop.wait(30)
                     return
+                if route["delay"]:
+                    owner._stop.wait(route["delay"])
                 body: bytes = route["body"]
                 etag = '"%x"' % (hash(body) & 0xFFFFFFFF)
                 if route["status"] == 200 and self.headers.get("If-None-Match") == etag:
@@ -175,11 +178,12 @@ class FeedServer:
         return self.base + path
 
     def set(self, path: str, body: bytes | str = b"", *, status: int = 200, headers: dict | None = None,
-            content_type: str = "application/rss+xml; charset=utf-8", hang: bool = False) -> str:
+            content_type: str = "application/rss+xml; charset=utf-8", hang: bool = False,
+            delay: float = 0.0) -> str:
         if isinstance(body, str):
             body = body.encode("utf-8")
         self.routes[path] = {"body": body, "status": status, "headers": headers or {},
-                             "content_type": content_type, "hang": hang}
+                             "content_type": content_type, "hang": hang, "delay": delay}
         return self.url(path)
 
     def __enter__(self) -> FeedServer:
@@ -298,3 +302,39 @@ def restore_logging():
         logging.getLogger(name).setLevel(logging.NOTSET)
     logging.captureWarnings(False)
     secrets.use_source(secrets.no_secrets)
+
+
+# -- state backends ----------------------------------------------------------------
+# The state-layer tests run against both backends: SQLite (a file in tmp_path) and
+# a real PostgreSQL server that this session starts once (tests/pgserver.py), one
+# fresh database per test.
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from pgserver import PostgresServer, find_binaries
+
+    binaries = find_binaries()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries not found: `make test` installs Debian's postgresql package")
+        pytest.skip("PostgreSQL server binaries not found (Debian package postgresql); `make test` installs it")
+    server = PostgresServer(binaries).start()
+    yield server
+    server.stop()
+
+
+_DATABASES = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database(f"t{next(_DATABASES)}_{os.getpid()}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_target(request, tmp_path) -> str | Path:
+    """Where a state-layer test keeps its state: a SQLite file, or a PostgreSQL database URL."""
+    if request.param == "sqlite":
+        return tmp_path / "state.sqlite3"
+    return request.getfixturevalue("postgres_url")

@@ -87,7 +87,7 @@ def test_paths_resolve_against_the_config_folder(tmp_path):
                            "  - {name: x, url: 'https://x.org/f', encoding: CP1256}\n")
     config = load_config(path, environ={})
     assert config.rules == [tmp_path / "myrules"]
-    assert config.state_path == tmp_path / "st" / "state.db"
+    assert config.state == tmp_path / "st" / "state.db"
     assert config.feeds[0].encoding == "cp1256"
     assert config.sources == [path]
 
@@ -98,3 +98,18 @@ def test_invalid_yaml_is_located(tmp_path):
         load_config(path, environ={})
     assert str(err.value).startswith(f"{path}:3:")
     assert "invalid YAML" in str(err.value)
+
+
+def test_the_state_can_be_a_postgresql_url_whose_password_comes_from_a_variable(tmp_path):
+    path = write(tmp_path, "rules: [myrules]\nstate: postgresql://monitor:${DB_PASSWORD}@db.example/monitor\n"
+                           "feeds: []\n")
+    config = load_config(path, environ={"DB_PASSWORD": "s3cret-pw"})
+    assert config.state == "postgresql://monitor:s3cret-pw@db.example/monitor"
+    assert "s3cret-pw" in config.secrets  # redacted wherever it would be shown
+
+
+def test_a_password_written_in_the_state_url_is_refused(tmp_path):
+    path = write(tmp_path, "rules: [myrules]\nstate: postgresql://monitor:hunter2@db.example/monitor\n")
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path, environ={})
+    assert "state" in str(caught.value) and "in clear" in str(caught.value)

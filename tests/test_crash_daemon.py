@@ -97,4 +97,15 @@ def test_sigkill_while_delivering_loses_nothing(tmp_path, feed_server: FeedServe
     assert kills >= 4, "the test must actually kill the daemon several times"
     assert not lost, f"{len(lost)} alerts lost after {kills} kills"
     assert repeats <= kills, f"{repeats} repeats after {kills} kills"
+    # A repeat is the message that was in flight: it says so, and has the first copy's Message-ID
+    # (mail clients fold the two).
+    copies: dict[int, list] = {}
+    for message in smtp_server.received():
+        text = message.get_body(("plain",)).get_content()
+        for n in {int(n) for n in re.findall(r"https://news\.example/bulletins/(\d+)", text)}:
+            copies.setdefault(n, []).append((message["Message-ID"], "مكررة" in text))
+    for n, seen in copies.items():
+        if len(seen) > 1:
+            assert len({mid for mid, _ in seen}) == 1, f"bulletin {n}: repeats under another Message-ID"
+            assert all(marked for _, marked in seen[1:]), f"bulletin {n}: a repeat not marked as one"
     print(f"\n{kills} kills, {N} alerts, 0 lost, {repeats} repeats")

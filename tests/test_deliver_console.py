@@ -47,7 +47,7 @@ def test_console_drain_prints_once_and_marks_sent(tmp_path):
     assert report.messages == 3 and text.count("📰") == 3
     again = asyncio.run(Deliverer(conn, ch, console=io.StringIO()).drain(timeout=5))
     assert again.sent == 0
-    assert all(d["state"] == "sent" for a in list_alerts(conn) for d in a["deliveries"])
+    assert all(d.state == "sent" for a in list_alerts(conn) for d in a.deliveries)
 
 
 def test_inflight_after_crash_is_resent_marked_repeat(tmp_path):
@@ -67,7 +67,7 @@ def test_retry_dead_requeues_only_dead(tmp_path):
     oid = conn.execute("SELECT id FROM outbox").fetchone()[0]
     assert retry_dead(conn, oid) is False
     conn.execute("UPDATE outbox SET state='dead', attempts=5, last_error='HTTP 401'")
-    assert list_alerts(conn)[0]["deliveries"][0]["last_error"] == "HTTP 401"
+    assert list_alerts(conn)[0].deliveries[0].last_error == "HTTP 401"
     assert retry_dead(conn, oid) is True
     assert conn.execute("SELECT state, attempts FROM outbox").fetchone()[:] == ("pending", 0)
 
@@ -124,7 +124,7 @@ def _plan(conn, idx, item, matches, channels, now=1000.0):
 
 def test_rules_of_one_story_go_out_as_one_message_per_channel(tmp_path):
     conn = open_state(tmp_path / "s.db")
-    out, loud = io.StringIO(), io.StringIO()
+    out = io.StringIO()
     ch = {"out": ChannelSettings(url="console://"),
           "loud": ChannelSettings(url="console://", min_severity="warning")}
     idx = StoryIndex()
@@ -232,4 +232,19 @@ def test_removed_channel_rows_are_listed_as_pending(tmp_path):
     report = asyncio.run(Deliverer(conn, {"b": b}, console=io.StringIO()).drain(timeout=5))
     assert report.sent == 1 and report.pending == 1
     (alert,) = list_alerts(conn)
-    assert {d["channel"]: d["state"] for d in alert["deliveries"]} == {"a": "pending", "b": "sent"}
+    assert {d.channel: d.state for d in alert.deliveries} == {"a": "pending", "b": "sent"}
+
+
+def test_a_row_that_cannot_become_a_message_goes_dead_and_the_rest_go_out(tmp_path):
+    from fake_telegram import VirtualClock
+
+    conn = open_state(tmp_path / "s.db")
+    ch = seed(conn, 3)
+    with conn.transaction():
+        conn.execute("UPDATE alerts SET payload = '{not json' WHERE id = 2")  # a damaged row
+    clock = VirtualClock()
+    out = io.StringIO()
+    report = asyncio.run(Deliverer(conn, ch, console=out, clock=clock.time, sleep=clock.sleep).drain(timeout=600))
+    assert out.getvalue().count("📰") == 2 and report.dead == 1
+    row = conn.execute("SELECT state, reason, failures, last_error FROM outbox WHERE alert_id = 2").fetchone()
+    assert tuple(row[:3]) == ("dead", "bad_request", 3) and "JSONDecodeError" in row[3]

@@ -22,19 +22,28 @@ from monitor.alerts.render import (
     split_telegram_html,
 )
 from monitor.alerts.settings import ChannelSettings
+from monitor.state.alerts import AlertPayload, PayloadHit
+from monitor.state.outbox import AlertView
+from monitor.state.stories import StorySource
 
 HOSTILE = 'عاجل </b> <i>غير مغلق & "اقتباس" <script>alert(1)</script> &amp; &#x202E; <a href="x">'
 
+_VIEW_FIELDS = {"kind", "story_id", "alert_id", "rule_id", "severity", "possible_repeat", "earlier_rules", "sources"}
 
-def view(**over):
-    base = dict(kind="alert", story_id=1, alert_id=1, rule_id="r1", rule_title="قاعدة <b>الاختبار</b> & Co",
-                severity="warning", feed="منفذ </i> & <b>", title=HOSTILE, summary="نص الخبر " + HOSTILE,
-                link="https://news.example/a?x=1&y=<2>", published="2017-10-23T08:00:00+03:00",
-                hits=[dict(entity="e", alias="عاجل", field="title", start=0, end=4, text="عاجل")],
-                sources=[dict(feed="منفذ </i> & <b>", title=HOSTILE, link="javascript:alert(1)")],
-                possible_repeat=False, earlier_rules=[])
-    base.update(over)
-    return base
+
+def view(**over) -> AlertView:
+    """An alert view as the state layer loads it; keyword arguments override view or payload fields."""
+    payload = dict(rule_id=over.get("rule_id", "r1"), rule_title="قاعدة <b>الاختبار</b> & Co", feed="منفذ </i> & <b>",
+                   title=HOSTILE, summary="نص الخبر " + HOSTILE, link="https://news.example/a?x=1&y=<2>",
+                   published="2017-10-23T08:00:00+03:00",
+                   hits=(PayloadHit(entity="e", alias="عاجل", field="title", start=0, end=4, text="عاجل"),))
+    payload.update({k: v for k, v in over.items() if k not in _VIEW_FIELDS or k == "rule_id"})
+    fields = dict(outbox_id=1, channel="tg", kind="alert", possible_repeat=False, alert_id=1, story_id=1,
+                  story_created=0.0, rule_id="r1", severity="warning", created=0.0, item_key="k",
+                  sources=(StorySource(feed="منفذ </i> & <b>", title=HOSTILE, link="javascript:alert(1)"),),
+                  earlier_rules=())
+    fields.update({k: v for k, v in over.items() if k in _VIEW_FIELDS})
+    return AlertView(payload=AlertPayload(**payload), **fields)
 
 
 def visible(markup: str) -> str:
@@ -86,7 +95,7 @@ ALPHABET = st.sampled_from(list("قسدالبوكمحرفيةءآ") + list("abcX
 def bold_text(draw):
     text = "".join(draw(st.lists(ALPHABET, min_size=0, max_size=1500)))
     cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=40))))
-    spans = [(a, b) for a, b in zip(cuts[::2], cuts[1::2]) if a < b]
+    spans = [(a, b) for a, b in zip(cuts[::2], cuts[1::2], strict=False) if a < b]
     return text, spans
 
 

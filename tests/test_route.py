@@ -30,7 +30,8 @@ def match(rule="qasad", severity="info", channels=(), cooldown=None):
     return RuleMatch(rule, f"title {rule}", "", severity, tuple(channels), cooldown, (hit,))
 
 
-def run(conn, idx, item, matches, channels, routing=RoutingSettings(), now=NOW):
+def run(conn, idx, item, matches, channels, routing=None, now=NOW):
+    routing = routing or RoutingSettings()
     with conn.transaction():
         story = idx.assign(conn, item, now)
         return plan_alerts(conn, item, story, matches, channels, routing, now)
@@ -40,7 +41,8 @@ CH = {"tg": ChannelSettings(url="console://"), "mail": ChannelSettings(url="cons
 
 
 def outbox(conn):
-    return [dict(r) for r in conn.execute("SELECT alert_id, channel, kind, not_before, group_key FROM outbox ORDER BY id")]
+    return [dict(r) for r in conn.execute(
+        "SELECT alert_id, channel, kind, not_before, group_key FROM outbox ORDER BY id")]
 
 
 def test_one_alert_per_story_and_rule_across_outlets_polls_and_edits(conn):

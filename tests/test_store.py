@@ -54,7 +54,7 @@ def test_a_database_with_tables_but_no_version_is_refused(tmp_path):
 
 def test_each_step_runs_once_and_a_new_database_gets_every_step(tmp_path):
     db = open_state(tmp_path / "state.sqlite3")
-    assert db.pragma("user_version") == SCHEMA_VERSION == max(MIGRATIONS)
+    assert db.schema_version() == SCHEMA_VERSION == max(MIGRATIONS)
     created = db.scalar("SELECT value FROM meta WHERE key = 'created'")
     db.close()
     again = open_state(tmp_path / "state.sqlite3")  # nothing to do: no step runs twice

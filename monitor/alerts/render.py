@@ -9,7 +9,7 @@ inside Arabic lines, Telegram messages are split on safe boundaries, and
 email subjects are single-line and short. Templates (``monitor/templates``,
 overridable file by file through ``templates_dir``) only decide the layout.
 
-Every ``render_*`` takes a list of alert views (dicts from
+Every method takes a list of ``AlertView`` (frozen, loaded by
 ``monitor.state.outbox.load_views``): one alert, a group, or a digest.
 """
 
@@ -20,16 +20,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from monitor.state.alerts import PayloadHit
+from monitor.state.outbox import AlertView, NoticeView
 from monitor.types import Severity
 
-__all__ = ["Renderer", "EmailParts", "render_telegram", "render_email", "render_console", "split_telegram_html",
-           "isolate_ltr", "highlight", "clean_subject", "TELEGRAM_LIMIT", "SUBJECT_LIMIT"]
+__all__ = ["Renderer", "EmailParts", "StoryBlock", "RuleLine", "SourceLine", "split_telegram_html", "isolate_ltr",
+           "highlight", "clean_subject", "notice_text", "notice_telegram", "notice_subject", "TELEGRAM_LIMIT",
+           "SUBJECT_LIMIT"]
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 TELEGRAM_LIMIT = 4096
@@ -51,9 +53,8 @@ def _u16(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _spans(hits: Iterable[dict], field: str, length: int) -> list[tuple[int, int]]:
-    spans = sorted((max(0, int(h["start"])), min(length, int(h["end"])))
-                   for h in hits if h.get("field") == field and 0 <= int(h["start"]) < int(h["end"]))
+def _spans(hits: Iterable[PayloadHit], field: str, length: int) -> list[tuple[int, int]]:
+    spans = sorted((max(0, h.start), min(length, h.end)) for h in hits if h.field == field and 0 <= h.start < h.end)
     merged: list[tuple[int, int]] = []
     for s, e in spans:
         if merged and s <= merged[-1][1]:
@@ -81,7 +82,8 @@ def _piece(text: str, html: bool) -> str:
     return str(escape(text)) if html else text
 
 
-def snippet(text: str, spans: Sequence[tuple[int, int]], context: int = SNIPPET_CONTEXT) -> tuple[str, list[tuple[int, int]]]:
+def snippet(text: str, spans: Sequence[tuple[int, int]],
+            context: int = SNIPPET_CONTEXT) -> tuple[str, list[tuple[int, int]]]:
     """The part of ``text`` around the first match (whole words), with spans shifted into it."""
     if not text:
         return "", []
@@ -171,7 +173,7 @@ def split_telegram_html(html: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     return pieces
 
 
-def entity_labels(hits: Iterable[dict]) -> list[str]:
+def entity_labels(hits: Iterable[PayloadHit]) -> list[str]:
     """One name per matched entity or keyword set, first mention first.
 
     The name is the alias the matcher found (``البوكمال``, as written in the
@@ -181,9 +183,9 @@ def entity_labels(hits: Iterable[dict]) -> list[str]:
     """
     out: dict[str, str] = {}
     for h in hits:
-        key = str(h.get("entity") or h.get("alias") or h.get("text") or "")
+        key = h.entity or h.alias or h.text
         if key and key not in out:
-            out[key] = isolate_ltr(" ".join(_CONTROL.sub(" ", str(h.get("alias") or h.get("text") or "")).split()))
+            out[key] = isolate_ltr(" ".join(_CONTROL.sub(" ", h.alias or h.text).split()))
     return [v for v in out.values() if v]
 
 
@@ -194,13 +196,62 @@ class EmailParts:
     html: str
 
 
-def _time(ts: Any, tz: ZoneInfo) -> str:
+@dataclass(frozen=True)
+class RuleLine:
+    """A rule that fired on the story, as a template shows it."""
+
+    rule_id: str
+    title: str
+    severity: str
+
+
+@dataclass(frozen=True)
+class SourceLine:
+    """One outlet that carried the story."""
+
+    feed: str
+    title: str
+    link: str
+
+
+@dataclass(frozen=True)
+class StoryBlock:
+    """What a template gets per story (``stories``): every rule that fired on it, the article once.
+
+    ``headline`` and ``snippet`` are safe markup in the HTML templates (matches
+    in ``<b>``, everything else escaped); every other string is plain text that
+    autoescape escapes.
+    """
+
+    headline: str
+    snippet: str
+    entities: list[str]
+    rules: list[RuleLine]
+    rule_title: str
+    rule_id: str
+    severity: str
+    outlet: str
+    time: str
+    link: str
+    link_text: str
+    sources: list[SourceLine]
+    more_sources: int
+    kind: str
+    possible_repeat: bool
+    plain_title: str
+    is_update: bool
+    earlier_rules: list[str]
+
+
+def _time(ts: str | float | None, tz: ZoneInfo) -> str:
     try:
         if isinstance(ts, str):
             dt = datetime.fromisoformat(ts)
-        else:
+        elif ts is not None:
             dt = datetime.fromtimestamp(float(ts), UTC)
-    except (TypeError, ValueError):
+        else:
+            return ""
+    except (TypeError, ValueError, OverflowError, OSError):
         return ""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -213,6 +264,17 @@ def _safe_link(url: str | None) -> str:
     return url if re.match(r"https?://[^\s<>\"]+$", url, re.I) else ""
 
 
+def _plain(text: str | None) -> str:
+    return isolate_ltr(_CONTROL.sub(" ", text or ""))
+
+
+def _rank(severity: str) -> int:
+    try:
+        return Severity(severity).rank
+    except ValueError:
+        return 0
+
+
 class Renderer:
     """Renders alert views with the built-in templates or the user's overrides."""
 
@@ -220,87 +282,85 @@ class Renderer:
         search = [str(templates_dir)] if templates_dir else []
         search.append(str(BUILTIN_TEMPLATES))
         loader = FileSystemLoader(search)
-        common = dict(loader=loader, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
-                      undefined=StrictUndefined)
-        self._html = Environment(autoescape=True, **common)
-        self._text = Environment(autoescape=False, **common)
+        self._html = Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                                 keep_trailing_newline=False, undefined=StrictUndefined)
+        self._text = Environment(loader=loader, autoescape=False, trim_blocks=True, lstrip_blocks=True,
+                                 keep_trailing_newline=False, undefined=StrictUndefined)
         self.tz = ZoneInfo(tz)
 
-    def _context(self, views: Sequence[dict], *, html: bool) -> dict[str, Any]:
+    def _context(self, views: Sequence[AlertView], *, html: bool) -> dict[str, object]:
         """Template context: ``stories`` (one entry per story and kind, every rule that fired on it).
 
         ``alerts`` is the same list, kept for templates written before stories
         were grouped (each entry still has ``rule_title``/``severity``: the top rule's).
         """
-        groups: dict[Any, list[dict]] = {}
+        groups: dict[tuple[int, str], list[AlertView]] = {}
         for v in views:
-            key = (v.get("story_id"), v.get("kind", "alert")) if v.get("story_id") is not None else id(v)
-            groups.setdefault(key, []).append(v)
+            groups.setdefault((v.story_id, v.kind), []).append(v)
         stories = [self._story(group, html=html) for group in groups.values()]
-        kinds = {s["kind"] for s in stories}
+        kinds = {s.kind for s in stories}
         return dict(stories=stories, alerts=stories, count=len(stories),
                     kind=kinds.pop() if len(kinds) == 1 else "alert",
-                    possible_repeat=any(s["possible_repeat"] for s in stories))
+                    possible_repeat=any(s.possible_repeat for s in stories))
 
-    def _story(self, group: Sequence[dict], *, html: bool) -> dict[str, Any]:
-        plain = (lambda s: isolate_ltr(_CONTROL.sub(" ", s or "")))
-        ranked = sorted(group, key=lambda v: (-Severity(v.get("severity", "info")).rank,
-                                              v.get("alert_id") or 0))
-        first = min(group, key=lambda v: v.get("alert_id") or 0)  # the item that alerted first
-        title, summary = first.get("title") or "", first.get("summary") or ""
+    def _story(self, group: Sequence[AlertView], *, html: bool) -> StoryBlock:
+        ranked = sorted(group, key=lambda v: (-_rank(v.severity), v.alert_id))
+        first = min(group, key=lambda v: v.alert_id)  # the item that alerted first
+        item = first.payload
+        title, summary = item.title, item.summary
         # Hit offsets index one item's text: highlight with the hits of views showing this very text.
-        hits = [h for v in group if (v.get("title") or "", v.get("summary") or "") == (title, summary)
-                for h in v.get("hits") or []]
+        hits = [h for v in group if (v.payload.title, v.payload.summary) == (title, summary) for h in v.payload.hits]
         snip, snip_spans = snippet(summary, _spans(hits, "body", len(summary)))
-        sources, seen_feeds = [], set()
-        for s in first.get("sources") or []:
-            if s.get("feed") not in seen_feeds:  # one line per outlet
-                seen_feeds.add(s.get("feed"))
-                sources.append(dict(feed=plain(s.get("feed")), title=plain(s.get("title")),
-                                    link=_safe_link(s.get("link"))))
-        rules = []
+        sources: list[SourceLine] = []
+        seen_feeds: set[str] = set()
+        for s in first.sources:
+            if s.feed not in seen_feeds:  # one line per outlet
+                seen_feeds.add(s.feed)
+                sources.append(SourceLine(_plain(s.feed), _plain(s.title), _safe_link(s.link)))
+        rules: list[RuleLine] = []
         for v in ranked:
-            if v.get("rule_id") not in {r["rule_id"] for r in rules}:
-                rules.append(dict(rule_id=v.get("rule_id"), title=plain(v.get("rule_title") or v.get("rule_id") or ""),
-                                  severity=v.get("severity", "info")))
-        top = rules[0] if rules else dict(rule_id=None, title="", severity="info")
-        earlier = [plain(t) for t in dict.fromkeys(first.get("earlier_rules") or [])]
-        return dict(
+            if v.rule_id not in {r.rule_id for r in rules}:
+                rules.append(RuleLine(v.rule_id, _plain(v.payload.rule_title or v.rule_id), v.severity))
+        top = rules[0] if rules else RuleLine("", "", "info")
+        earlier = [_plain(t) for t in dict.fromkeys(first.earlier_rules)]
+        all_hits = sorted((h for v in ranked for h in v.payload.hits), key=lambda h: (h.field != "title", h.start))
+        return StoryBlock(
             # Plain text marks matches with «» only in the snippet: Arabic headlines use «» as quotes.
             headline=highlight(title, _spans(hits, "title", len(title)) if html else [], html=html),
             snippet=highlight(snip, snip_spans, html=html),
-            entities=entity_labels(sorted((h for v in ranked for h in v.get("hits") or []),
-                                           key=lambda h: (h.get("field") != "title", int(h.get("start") or 0)))),
-            rules=rules, rule_title=top["title"], rule_id=top["rule_id"], severity=top["severity"],
-            outlet=plain(first.get("feed") or ""),
-            time=isolate_ltr(_time(first.get("published") or first.get("created"), self.tz)),
-            link=_safe_link(first.get("link")), link_text=isolate_ltr(_safe_link(first.get("link"))),
+            entities=entity_labels(all_hits),
+            rules=rules, rule_title=top.title, rule_id=top.rule_id, severity=top.severity,
+            outlet=_plain(item.feed),
+            time=isolate_ltr(_time(item.published or first.created, self.tz)),
+            link=_safe_link(item.link), link_text=isolate_ltr(_safe_link(item.link)),
             sources=sources, more_sources=max(0, len(sources) - 1),
-            kind=first.get("kind", "alert"), possible_repeat=any(v.get("possible_repeat") for v in group),
+            kind=first.kind, possible_repeat=any(v.possible_repeat for v in group),
             plain_title=_CONTROL.sub(" ", title), is_update=bool(earlier), earlier_rules=earlier,
         )
 
-    def telegram(self, views: Sequence[dict], limit: int = TELEGRAM_LIMIT) -> list[str]:
+    def telegram(self, views: Sequence[AlertView], limit: int = TELEGRAM_LIMIT) -> list[str]:
         html = self._html.get_template("telegram.html.j2").render(**self._context(views, html=True)).strip()
         return split_telegram_html(html, limit)
 
-    def email(self, views: Sequence[dict]) -> EmailParts:
+    def email(self, views: Sequence[AlertView]) -> EmailParts:
         subject = self._text.get_template("email_subject.txt.j2").render(**self._context(views, html=False))
         text = self._text.get_template("email.txt.j2").render(**self._context(views, html=False))
         html = self._html.get_template("email.html.j2").render(**self._context(views, html=True))
         return EmailParts(clean_subject(subject.replace(FSI, "").replace(PDI, "")), text, html)
 
-    def console(self, views: Sequence[dict]) -> str:
+    def console(self, views: Sequence[AlertView]) -> str:
         return self._text.get_template("console.txt.j2").render(**self._context(views, html=False))
 
 
-def render_telegram(views: Sequence[dict], templates_dir: Path | None = None) -> list[str]:
-    return Renderer(templates_dir).telegram(views)
+def notice_text(notices: Sequence[NoticeView]) -> str:
+    """Operational notices as one plain text (they are the monitor's own words, not feed text)."""
+    return "\n".join(n.body for n in notices)
 
 
-def render_email(views: Sequence[dict], templates_dir: Path | None = None) -> EmailParts:
-    return Renderer(templates_dir).email(views)
+def notice_telegram(notices: Sequence[NoticeView], limit: int = TELEGRAM_LIMIT) -> list[str]:
+    return split_telegram_html(str(escape(notice_text(notices))), limit)
 
 
-def render_console(views: Sequence[dict], templates_dir: Path | None = None) -> str:
-    return Renderer(templates_dir).console(views)
+def notice_subject(notices: Sequence[NoticeView]) -> str:
+    text = notice_text(notices)
+    return clean_subject("news monitor: " + text.splitlines()[0] if text else "news monitor")

@@ -19,7 +19,13 @@ its alerts and their outbox rows commit together or not at all.
 * Rules decide *whether* and *when* a channel gets a (story, rule) row; the
   message is per story: ``outbox.claim`` takes every due row of the head's
   story on that channel, so the rules that fired on one article go out as one
-  message listing them all. A rule that fires later (an edit) is a follow-up.
+  message listing them all. A rule that fires later (an edit) is an update of
+  the story's message: the deliverer threads it (reply, edit, same email thread).
+* A silence in force (``monitor silence add``) that matches the alert on a
+  channel records the row as silenced: listed by ``monitor alerts``, never sent.
+* On a channel whose ``updates`` is ``edit``, each new source re-arms the
+  story's follow-up, so the first message is edited to the new count; other
+  channels get one follow-up per story.
 """
 
 from __future__ import annotations
@@ -29,14 +35,15 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from datetime import time as dtime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor import metrics
 from monitor.alerts.settings import ChannelSettings, RoutingSettings
+from monitor.alerts.silences import silencing
 from monitor.rules import RuleMatch
 from monitor.state import alerts as state_alerts
 from monitor.state import outbox as state_outbox
+from monitor.state import silences as state_silences
 from monitor.state.db import Database
 from monitor.stories.index import StoryAssignment
 from monitor.types import Item, Severity
@@ -53,8 +60,8 @@ def quiet_until(ts: float, quiet_hours: str | None, tz: str) -> float | None:
     start_s, end_s = quiet_hours.split("-")
     zone = ZoneInfo(tz)
     local = datetime.fromtimestamp(ts, zone)
-    start = dtime(*map(int, start_s.split(":")))
-    end = dtime(*map(int, end_s.split(":")))
+    start = _clock_time(start_s)
+    end = _clock_time(end_s)
     t = local.time().replace(tzinfo=None)
     if start == end:
         return None
@@ -72,6 +79,12 @@ def quiet_until(ts: float, quiet_hours: str | None, tz: str) -> float | None:
     return datetime.combine(day, end, tzinfo=zone).timestamp()
 
 
+def _clock_time(text: str) -> dtime:
+    """'22:30' -> 22:30 (quiet_hours is validated as HH:MM-HH:MM by the settings)."""
+    hours, minutes = text.split(":")
+    return dtime(int(hours), int(minutes))
+
+
 def next_digest(ts: float, minutes: float, tz: str) -> float:
     """The next digest boundary after ``ts``: multiples of the period from local midnight."""
     zone = ZoneInfo(tz)
@@ -81,18 +94,14 @@ def next_digest(ts: float, minutes: float, tz: str) -> float:
     return midnight + math.floor((ts - midnight) / period + 1) * period
 
 
-def _payload(item: Item, story: StoryAssignment, match: RuleMatch) -> dict[str, Any]:
-    """What the message of this alert shows, stored with the alert (JSON)."""
-    # Field by field: dataclasses.asdict deep-copies and was a third of this stage's cost.
-    hits = [{"entity": h.entity, "alias": h.alias, "field": h.field, "start": h.start, "end": h.end, "text": h.text}
-            for h in match.hits]
-    return {
-        "rule_id": match.rule_id, "rule_title": match.title or match.rule_id,
-        "rule_description": match.description or "",
-        "feed": item.feed, "title": item.title, "summary": item.summary, "link": item.link, "guid": item.guid,
-        "published": item.published.isoformat() if item.published else None, "author": item.author,
-        "hits": hits, "dedup_reason": story.reason, "similarity": story.similarity,
-    }
+def _payload(item: Item, story: StoryAssignment, match: RuleMatch) -> state_alerts.AlertPayload:
+    """What the message of this alert shows, stored with the alert."""
+    return state_alerts.AlertPayload(
+        rule_id=match.rule_id, rule_title=match.title or match.rule_id, rule_description=match.description or "",
+        feed=item.feed, title=item.title, summary=item.summary, link=item.link, guid=item.guid,
+        published=item.published.isoformat() if item.published else None, author=item.author,
+        hits=tuple(state_alerts.PayloadHit(h.entity, h.alias, h.field, h.start, h.end, h.text) for h in match.hits),
+        dedup_reason=story.reason, similarity=story.similarity)
 
 
 def schedule(db: Database, channel: str, settings: ChannelSettings, rule_id: str, severity: Severity,
@@ -126,6 +135,7 @@ def plan_alerts(db: Database, item: Item, story: StoryAssignment, matches: Seque
     """
     new_ids: list[int] = []
     matched = {m.rule_id for m in matches}
+    silences: list[state_silences.Silence] | None = None  # read once, when the first new alert needs it
     for match in matches:
         if not story.new_story and state_alerts.exists(db, story.story_id, match.rule_id):
             continue  # this story already alerted for this rule (the common case for duplicates):
@@ -144,10 +154,19 @@ def plan_alerts(db: Database, item: Item, story: StoryAssignment, matches: Seque
                 continue
             if severity < settings.min_severity:
                 continue
+            if silences is None:
+                silences = state_silences.active(db, now)
+            silence = silencing(silences, rule_id=match.rule_id, entities={h.entity for h in match.hits},
+                                channel=name, now=now)
+            if silence is not None:
+                state_outbox.enqueue(db, alert_id=alert_id, channel=name, kind="alert", not_before=now, now=now,
+                                     silence_id=silence.id)
+                metrics.ALERTS.labels("silenced").inc()
+                continue
             not_before, group_key = schedule(db, name, settings, match.rule_id, severity,
                                              match.cooldown, routing, now)
             if state_outbox.enqueue(db, alert_id=alert_id, channel=name, kind="alert", not_before=not_before, now=now,
-                          group_key=group_key) is not None:
+                                    group_key=group_key) is not None:
                 metrics.ALERTS.labels("queued").inc()
 
     if routing.followup_after is not None and not story.new_story and story.new_source:
@@ -166,6 +185,6 @@ def _queue_followups(db: Database, story: StoryAssignment, matched: set[str],
             continue
         not_before = max(now, first.created + (routing.followup_after or 0.0))
         end = quiet_until(not_before, channels[name].quiet_hours, channels[name].timezone)
-        if state_outbox.enqueue(db, alert_id=first.id, channel=name, kind="followup",
-                      not_before=end or not_before, now=now, group_key=None) is not None:
+        if state_outbox.enqueue(db, alert_id=first.id, channel=name, kind="followup", not_before=end or not_before,
+                                now=now, group_key=None, rearm=channels[name].updates == "edit") is not None:
             metrics.ALERTS.labels("queued").inc()

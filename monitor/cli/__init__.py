@@ -1,4 +1,4 @@
-"""Command line: ``monitor run|check|demo|status|feeds|alerts|notify-test|rules``.
+"""Command line: ``monitor run|check|demo|status|feeds|alerts|notify-test|silence|rules``.
 
 Every command that reads the config goes through the same ``load_config``
 the daemon uses, so ``monitor check`` says exactly what ``monitor run`` would.
@@ -13,11 +13,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from monitor import __version__
 from monitor.errors import ConfigError, MonitorError
+
+if TYPE_CHECKING:
+    from monitor.state.alerts import AlertRecord, DeliveryRecord
 
 CONFIG_OPTION = click.option(
     "--config", "-c", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -106,7 +110,7 @@ def status(config_path: Path | None) -> None:
 
     try:
         config = load_config(_config_path(config_path))
-        click.echo(read_status(config.state_path))
+        click.echo(read_status(config.state))
     except MonitorError as exc:
         raise _fail(exc) from None
 
@@ -154,26 +158,37 @@ def feeds_import(config_path: Path | None, opml: Path, output: Path | None) -> N
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def alerts(ctx: click.Context, config_path: Path | None, limit: int, as_json: bool) -> None:
-    """Recent alerts and their delivery state per channel."""
+    """Recent alerts and their delivery state per channel (sent, pending, dead with its reason, silenced).
+
+    Errors are shown redacted: no token or password, whatever the channel answered.
+    """
     ctx.obj = config_path
     if ctx.invoked_subcommand is not None:
         return
+    import dataclasses
+
     from monitor.config import load_config
+    from monitor.secrets import redact
     from monitor.state import alerts as state_alerts
     from monitor.state import open_readonly
 
     try:
         config = load_config(_config_path(config_path))
-        db = open_readonly(config.state_path)
+        db = open_readonly(config.state)
     except MonitorError as exc:
         raise _fail(exc) from None
     try:
         rows = state_alerts.recent(db, limit=limit)
+    except MonitorError as exc:
+        raise _fail(exc) from None
     finally:
         db.close()
+    rows = [dataclasses.replace(row, deliveries=tuple(
+        dataclasses.replace(d, last_error=redact(d.last_error, config.secrets) if d.last_error else None)
+        for d in row.deliveries)) for row in rows]
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False, default=str))
+            click.echo(json.dumps(dataclasses.asdict(row), ensure_ascii=False, default=str))
         return
     if not rows:
         click.echo("no alerts yet")
@@ -181,13 +196,26 @@ def alerts(ctx: click.Context, config_path: Path | None, limit: int, as_json: bo
         click.echo(_alert_line(row))
 
 
-def _alert_line(row: dict) -> str:
-    created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.get("created", 0)))
-    deliveries = ", ".join(
-        f"{d.get('channel')}={d.get('state')}" + (f" (#{d.get('outbox_id')}: {d.get('last_error')})"
-                                                   if d.get("state") != "sent" and d.get("last_error") else "")
-        for d in row.get("deliveries", []))
-    return f"#{row.get('id')} {created} [{row.get('rule_id')}] {row.get('title', '')} — {deliveries}"
+def _alert_line(row: AlertRecord) -> str:
+    created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.created))
+    return f"#{row.id} {created} [{row.rule_id}] {row.title} — " + ", ".join(map(_delivery_text, row.deliveries))
+
+
+def _delivery_text(d: DeliveryRecord) -> str:
+    """``tg=sent``, ``mail=dead (#12 bad_request: SMTP 550 ...)``, ``tg=silenced (silence #3)``."""
+    text = f"{d.channel}={d.state}"
+    if d.kind != "alert":
+        text = f"{d.channel}[{d.kind}]={d.state}"
+    if d.state == "sent" and d.sent_as in ("reply", "edit"):
+        text += f" ({d.sent_as})"
+    elif d.state == "silenced" and d.silence_id is not None:
+        text += f" (silence #{d.silence_id})"
+    elif d.state != "sent" and (d.last_error or d.reason):
+        why = ": ".join(p for p in (d.reason, d.last_error) if p)
+        when = (f", next try {time.strftime('%H:%M:%S', time.gmtime(d.retry_at))} UTC"
+                if d.state == "pending" and d.retry_at else "")
+        text += f" (#{d.outbox_id} {why}{when})"
+    return text
 
 
 @alerts.command("retry")
@@ -201,11 +229,13 @@ def alerts_retry(config_path: Path | None, outbox_id: int) -> None:
 
     try:
         config = load_config(_config_path(config_path))
-        db = open_state(config.state_path)
+        db = open_state(config.state)
     except MonitorError as exc:
         raise _fail(exc) from None
     try:
         ok = retry_dead(db, outbox_id)
+    except MonitorError as exc:
+        raise _fail(exc) from None
     finally:
         db.close()
     if not ok:
@@ -221,6 +251,7 @@ def notify_test(config_path: Path | None, channel: str) -> None:
     """Send a test message to CHANNEL (a name from the config's channels)."""
     from monitor.alerts.deliver import send_test_message
     from monitor.config import load_config
+    from monitor.secrets import redact
 
     try:
         config = load_config(_config_path(config_path))
@@ -229,10 +260,144 @@ def notify_test(config_path: Path | None, channel: str) -> None:
     if channel not in config.channels:
         raise click.UsageError(f"no channel named {channel!r}; known: {', '.join(sorted(config.channels)) or 'none'}")
     try:
-        asyncio.run(send_test_message(channel, config.channels[channel]))
+        result = asyncio.run(send_test_message(channel, config.channels[channel]))
+    except MonitorError as exc:
+        click.echo(redact(str(exc), config.secrets), err=True)
+        raise click.exceptions.Exit(1) from None
+    shown = f" (message {result.message_id})" if result.message_id else ""
+    click.echo(redact(f"test message sent to {channel}{shown}", config.secrets))
+
+
+# -- silences ----------------------------------------------------------------------------
+
+@main.group("silence")
+@CONFIG_OPTION
+@click.pass_context
+def silence(ctx: click.Context, config_path: Path | None) -> None:
+    """Hold back alerts for a while: by rule, entity or channel (kept across restarts and reloads).
+
+    Alerts a silence holds back are recorded as silenced (`monitor alerts` lists them) and never sent.
+    The running daemon sees a silence at once: it reads them from the state.
+    """
+    ctx.obj = config_path
+
+
+@silence.command("add")
+@CONFIG_OPTION
+@click.option("--rule", "rule_id", default=None, help="Rule id (as in the rules files).")
+@click.option("--entity", default=None, help="Entity or keyword set id: alerts whose rule fired on a mention of it.")
+@click.option("--channel", default=None, help="Channel name: nothing goes to it.")
+@click.option("--for", "duration", required=True, help="How long: 30m, 6h, 2d, or seconds.")
+@click.option("--comment", required=True, help="Why (shown by `silence list`).")
+@click.option("--author", default=None, help="Who (default: $USER).")
+@click.pass_obj
+def silence_add(group_config: Path | None, config_path: Path | None, rule_id: str | None, entity: str | None,
+                channel: str | None, duration: str, comment: str, author: str | None) -> None:
+    """Add a silence; every matcher given must match (--rule R --channel C: rule R on channel C only)."""
+    import os
+
+    from monitor.service.daemon import load_everything
+    from monitor.state import open_state
+    from monitor.state import silences as state_silences
+    from monitor.types import parse_duration
+
+    if rule_id is None and entity is None and channel is None:
+        raise click.UsageError("say what to silence: --rule, --entity and/or --channel")
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise click.UsageError(f"--for: {exc}") from None
+    if seconds <= 0:
+        raise click.UsageError("--for must be longer than 0")
+    try:
+        config, ruleset = load_everything(_config_path(config_path or group_config))
     except MonitorError as exc:
         raise _fail(exc) from None
-    click.echo(f"test message sent to {channel}")
+    _known("--rule", rule_id, ruleset.rule_ids)
+    _known("--entity", entity, [*ruleset.entity_ids, *ruleset.keyword_ids])
+    _known("--channel", channel, list(config.channels))
+    now = time.time()
+    try:
+        db = open_state(config.state)
+        try:
+            silence_id = state_silences.add(db, rule_id=rule_id, entity=entity, channel=channel, starts=now,
+                                            ends=now + seconds, comment=comment,
+                                            author=author or os.environ.get("USER", ""), now=now)
+        finally:
+            db.close()
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(now + seconds))
+    click.echo(f"silence #{silence_id}: {_matchers(rule_id, entity, channel)} until {until} UTC: {comment}")
+
+
+def _known(option: str, value: str | None, known: list[str]) -> None:
+    if value is None or value in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(value, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise click.UsageError(f"{option}: no {option[2:]} named {value!r}{hint}")
+
+
+def _matchers(rule_id: str | None, entity: str | None, channel: str | None) -> str:
+    return " ".join(f"{k}={v}" for k, v in (("rule", rule_id), ("entity", entity), ("channel", channel)) if v)
+
+
+@silence.command("list")
+@CONFIG_OPTION
+@click.option("--all", "include_expired", is_flag=True, help="Expired silences too.")
+@click.pass_obj
+def silence_list(group_config: Path | None, config_path: Path | None, include_expired: bool) -> None:
+    """Silences in force (with --all, expired ones too) and how many deliveries each held back."""
+    from monitor.config import load_config
+    from monitor.state import open_readonly
+    from monitor.state import silences as state_silences
+
+    now = time.time()
+    try:
+        config = load_config(_config_path(config_path or group_config))
+        db = open_readonly(config.state)
+        try:
+            listed = state_silences.listing(db, now, include_expired=include_expired)
+            held = state_silences.held_back(db, [s.id for s in listed])
+        finally:
+            db.close()
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    if not listed:
+        click.echo("no silences" if include_expired else "no silence in force")
+    for s in listed:
+        state = "active" if s.is_active(now) else "expired"
+        ends = time.strftime("%Y-%m-%d %H:%M", time.gmtime(s.ends))
+        click.echo(f"#{s.id} {state} until {ends} UTC: {_matchers(s.rule_id, s.entity, s.channel)} — "
+                   f"{s.comment}" + (f" ({s.author})" if s.author else "") + f"; held back {held.get(s.id, 0)}")
+
+
+@silence.command("expire")
+@CONFIG_OPTION
+@click.argument("silence_id", type=int)
+@click.pass_obj
+def silence_expire(group_config: Path | None, config_path: Path | None, silence_id: int) -> None:
+    """End a silence now: alerts after this are sent again (those it held back stay silenced)."""
+    from monitor.config import load_config
+    from monitor.state import open_state
+    from monitor.state import silences as state_silences
+
+    try:
+        config = load_config(_config_path(config_path or group_config))
+        db = open_state(config.state)
+        try:
+            ok = state_silences.expire(db, silence_id, time.time())
+        finally:
+            db.close()
+    except MonitorError as exc:
+        raise _fail(exc) from None
+    if not ok:
+        click.echo(f"no silence #{silence_id} in force", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo(f"silence #{silence_id} expired")
 
 
 def _register_rules() -> None:

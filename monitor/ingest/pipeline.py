@@ -60,6 +60,8 @@ class PollStatus(enum.StrEnum):
     OK = "ok"
     NOT_MODIFIED = "not_modified"
     ERROR = "error"
+    #: Not polled: not due yet, or another instance holds its lease (see ``retry_at``).
+    SKIPPED = "skipped"
 
 
 @dataclass
@@ -76,6 +78,8 @@ class PollOutcome:
     error: str | None = None
     error_kind: str | None = None
     retry_after: float | None = None
+    #: For a skipped poll: when to ask for the feed's lease again (unix time).
+    retry_at: float | None = None
     ttl_seconds: int | None = None
     max_age: int | None = None
     entries_per_week: float | None = None
@@ -119,9 +123,12 @@ class Pipeline:
     """
 
     def __init__(self, config: Config, db: Database, context: AnalysisContext, fetcher: Fetcher,
-                 stories: StoryIndex, workers: WorkerPool, *, clock: Callable[[], float] = time.time,
+                 stories: StoryIndex, workers: WorkerPool, *, instance: str = "local",
+                 clock: Callable[[], float] = time.time,
                  on_alerts: Callable[[list[int]], None] | None = None) -> None:
         self.config = config
+        #: Who this pipeline polls for, in the feeds' leases (one daemon instance).
+        self.instance = instance
         self.db = db
         self.context = context
         self.fetcher = fetcher
@@ -130,10 +137,20 @@ class Pipeline:
         self.clock = clock
         self.on_alerts = on_alerts
 
-    async def poll(self, feed: FeedSettings) -> PollOutcome:
-        """Poll ``feed`` once. Never raises for a feed's own problems."""
+    async def poll(self, feed: FeedSettings, *, when_due: bool = True) -> PollOutcome:
+        """Poll ``feed`` once. Never raises for a feed's own problems.
+
+        The feed is leased to this instance first: with ``when_due`` only if its
+        recorded next poll has come (``run --once`` polls now), and never while
+        another live instance holds it.
+        """
         started = self.clock()
         try:
+            lease = state_feeds.take_lease(self.db, feed.name, feed.url, owner=self.instance, now=started,
+                                           seconds=self.config.model.cluster.lease,
+                                           when_due=when_due)
+            if not lease.taken:
+                return PollOutcome(feed.name, PollStatus.SKIPPED, retry_at=lease.retry_at)
             record = state_feeds.sync_url(self.db, feed.name, feed.url)
             # Some servers answer 304 (or repeat an ETag) for content that changed. Now and
             # then fetch unconditionally, so a lying validator can delay an item but never hide it.
@@ -178,11 +195,11 @@ class Pipeline:
         event loop (watchdog, deliveries, HTTP). The record step then only decides and writes."""
         digests = await asyncio.to_thread(_content_hashes, parsed.items)
         known = state_items.known_hashes(self.db, [item.key for item in parsed.items])
-        fresh = [i for i, (item, digest) in enumerate(zip(parsed.items, digests)) if known.get(item.key) != digest]
+        hashed = list(zip(parsed.items, digests, strict=True))
+        fresh = [i for i, (item, digest) in enumerate(hashed) if known.get(item.key) != digest]
         analyses = await self.workers.analyze([parsed.items[i] for i in fresh], self.context, url=parsed.url)
-        analysis_of = dict(zip(fresh, analyses))
-        return [Analyzed(item, digest, analysis_of.get(i)) for i, (item, digest) in enumerate(zip(parsed.items,
-                                                                                                   digests))]
+        analysis_of = dict(zip(fresh, analyses, strict=True))
+        return [Analyzed(item, digest, analysis_of.get(i)) for i, (item, digest) in enumerate(hashed)]
 
     def record(self, feed: FeedSettings, result: FetchResult, parsed: ParsedFeed, analyzed: list[Analyzed],
                started: float) -> PollOutcome:
@@ -193,6 +210,9 @@ class Pipeline:
                               entries_per_week=per_week, feed_window_seconds=window)
         now = self.clock()
         with self.db.transaction():
+            # Deciding which story an item joins must see every story other instances
+            # committed: one recording transaction at a time across instances.
+            self.db.serialize("stories")
             for entry in analyzed:
                 self._record_item(entry, now, outcome)
             state_feeds.record_success(
@@ -308,4 +328,8 @@ class Pipeline:
 
     def record_schedule(self, feed: FeedSettings, interval: float, next_poll_at: float) -> None:
         """Remember when the feed is polled next (shown by ``monitor feeds``)."""
-        state_feeds.record_schedule(self.db, feed.name, feed.url, interval, next_poll_at)
+        state_feeds.record_schedule(self.db, feed.name, feed.url, interval, next_poll_at, owner=self.instance)
+
+    def release_leases(self) -> None:
+        """Give up this instance's feed leases (end of ``run --once``, a clean stop)."""
+        state_feeds.release_leases(self.db, self.instance)

@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from secrets import token_hex
 from typing import TextIO
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from monitor import metrics
+from monitor import __version__, metrics
 from monitor.alerts.deliver import Deliverer, DeliveryReport
 from monitor.config import Config, check_rules_against_config, load_config
 from monitor.errors import ConfigError, ConfigErrors, MonitorError
@@ -46,6 +49,7 @@ from monitor.service.logs import setup_logging
 from monitor.service.sdnotify import Notifier
 from monitor.service.watch import FileWatcher
 from monitor.state import feeds as state_feeds
+from monitor.state import instances as state_instances
 from monitor.state import meta as state_meta
 from monitor.state import open_state
 from monitor.state import outbox as state_outbox
@@ -61,6 +65,8 @@ BACKLOG_AFTER = 100
 #: Seconds ``run()`` waits, after SIGTERM, for polls and deliveries in flight.
 #: Below the unit's TimeoutStopSec=45; what is left stays safely queued.
 STOP_GRACE = 20.0
+#: Seconds after a feed's lease or next poll at which an instance that was refused asks again.
+LEASE_RETRY_SPREAD = (0.5, 2.0)
 #: STATUS= is refreshed every 30 s, and after a poll if the last one is this old.
 STATUS_MIN_INTERVAL = 5.0
 
@@ -72,6 +78,7 @@ class CycleSummary:
     feeds: int = 0
     failed: int = 0
     not_modified: int = 0
+    skipped: int = 0
     items: int = 0
     new_items: int = 0
     alerts_new: int = 0
@@ -84,6 +91,7 @@ class CycleSummary:
             feeds=len(outcomes),
             failed=sum(o.status is PollStatus.ERROR for o in outcomes),
             not_modified=sum(o.status is PollStatus.NOT_MODIFIED for o in outcomes),
+            skipped=sum(o.status is PollStatus.SKIPPED for o in outcomes),
             items=sum(o.items for o in outcomes),
             new_items=sum(o.new_items for o in outcomes),
             alerts_new=sum(o.alerts_new for o in outcomes),
@@ -92,7 +100,8 @@ class CycleSummary:
         )
 
     def line(self) -> str:
-        text = (f"{self.feeds} feeds polled ({self.failed} failed, {self.not_modified} not modified), "
+        skipped = f", {self.skipped} being polled by another instance" if self.skipped else ""
+        text = (f"{self.feeds} feeds polled ({self.failed} failed, {self.not_modified} not modified{skipped}), "
                 f"{self.items} items seen ({self.new_items} new), "
                 f"alerts: {self.alerts_new} new / {self.alerts_already_sent} already sent")
         if self.delivery is not None:
@@ -102,6 +111,20 @@ class CycleSummary:
         if self.alerts_new == 0 and self.failed == 0:
             text += " — nothing new"
         return text
+
+
+def _is_running(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (a pid reused since is taken as alive:
+    the instance's heartbeat then decides)."""
+    if pid == os.getpid():
+        return False  # our pid, another instance id: our predecessor, which this process replaced
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_everything(config_path: Path) -> tuple[Config, RuleSet]:
@@ -124,6 +147,9 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
+        #: This daemon's name in the state's leases and ``monitor status`` (host, pid, a random tail:
+        #: a pid reused after a restart is another instance).
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{token_hex(3)}"
         self._poll_slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task] = set()
         self._poll_tasks: set[asyncio.Task] = set()
@@ -141,7 +167,7 @@ class Daemon:
         """Load and validate everything; raises ``ConfigError`` before anything starts."""
         self.config, self.ruleset = load_everything(self.config_path)
         setup_logging(self.config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
-        self.db = open_state(self.config.state_path)
+        self.db = open_state(self.config.state)
         self.stories = StoryIndex(self.config.model.dedup)
         try:
             self.stories.load(self.db, time.time())
@@ -150,7 +176,8 @@ class Daemon:
             raise
         self.fetcher = Fetcher(self.config.model.fetch)
         self.deliverer = Deliverer(self.db, dict(self.config.channels), templates_dir=self.config.templates_dir,
-                                   console=self.console)
+                                   console=self.console, ops_channel=self.config.model.ops_channel,
+                                   instance=self.instance, lease=self.config.model.cluster.lease)
         self.workers = WorkerPool.for_feeds(len(self.config.feeds))
         self.pipeline = self._build_pipeline(self.config, self.ruleset)
         self._poll_slots = asyncio.Semaphore(self.config.model.defaults.concurrency)
@@ -162,10 +189,11 @@ class Daemon:
         """A pipeline for this config and rule set over the daemon's shared parts (a reload builds a new one)."""
         context = AnalysisContext(ruleset, self.stories.settings, self.stories.permutations)
         self.workers.use(context)
-        return Pipeline(config, self.db, context, self.fetcher, self.stories, self.workers,
+        return Pipeline(config, self.db, context, self.fetcher, self.stories, self.workers, instance=self.instance,
                         on_alerts=lambda ids: self.deliverer.wake())
 
     async def close(self) -> None:
+        await self.deliverer.aclose()
         await self.fetcher.aclose()
         await asyncio.to_thread(self.workers.close)
         self.db.close()
@@ -173,20 +201,30 @@ class Daemon:
     # -- one cycle -----------------------------------------------------------
 
     async def poll_all(self) -> list[PollOutcome]:
-        """Poll every feed once, at most ``defaults.concurrency`` at a time."""
-        return list(await asyncio.gather(*(self._poll(feed) for feed in self.config.feeds)))
+        """Poll every feed once, now, at most ``defaults.concurrency`` at a time (feeds another
+        live instance is polling are skipped)."""
+        return list(await asyncio.gather(*(self._poll(feed, when_due=False) for feed in self.config.feeds)))
 
-    async def _poll(self, feed: FeedSettings) -> PollOutcome:
+    async def _poll(self, feed: FeedSettings, *, when_due: bool = True) -> PollOutcome:
         assert self._poll_slots is not None
         async with self._poll_slots:
             pipeline = self.pipeline  # the one of the config this poll starts under
-            return await pipeline.poll(feed)
+            return await pipeline.poll(feed, when_due=when_due)
+
+    def _join(self) -> None:
+        """Say this instance runs, and take back what instances that died left leased."""
+        state_instances.register(self.db, self.instance, host=socket.gethostname(), pid=os.getpid(),
+                                 version=__version__, now=time.time())
+        self._reap()
 
     async def run_once(self, *, delivery_timeout: float = 30.0) -> CycleSummary:
         """Poll every feed once, deliver what is due, and return the totals."""
         try:
+            self._join()
             outcomes = await self.poll_all()
+            self.pipeline.release_leases()
             report = await self.deliverer.drain(timeout=delivery_timeout)
+            state_instances.stopped(self.db, self.instance, time.time())  # its channel leases go too
         finally:
             await self.close()
         return CycleSummary.of(outcomes, report)
@@ -202,6 +240,8 @@ class Daemon:
 
         self._reload_lock = asyncio.Lock()
         metrics.UP_SINCE.set(self.started_at)
+        state_meta.put(self.db, "daemon_started", str(self.started_at))
+        self._join()
         self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         now = datetime.now(UTC)
         for feed in self.config.feeds:
@@ -230,7 +270,8 @@ class Daemon:
         if self.notifier.watchdog_interval:
             self._spawn(self._watchdog())
 
-        state_meta.put(self.db, "daemon_started", str(self.started_at))
+        self.scheduler.add_job(self._instance_heartbeat, "interval", seconds=self.config.model.cluster.heartbeat,
+                               id="instance-heartbeat", max_instances=1, coalesce=True, misfire_grace_time=None)
         self.refresh_gauges()
         self.notifier.ready()
         self._spawn(self._status_loop())
@@ -261,6 +302,11 @@ class Daemon:
             if pending:
                 log.warning("stopping: %d tasks still running after %.0f s were cancelled; "
                             "undelivered alerts stay queued for the next start", len(pending), STOP_GRACE)
+        try:  # the other instances need not wait for the leases to expire
+            self.pipeline.release_leases()
+            state_instances.stopped(self.db, self.instance, time.time())
+        except StateError as exc:
+            log.warning("stopping: could not release this instance's leases: %s", exc)
         await self.close()
         self.notifier.close()
         log.info("monitor stopped")
@@ -310,6 +356,12 @@ class Daemon:
                 self._tasks.discard(task)
                 self._poll_tasks.discard(task)
         if self.stop_event.is_set():
+            return
+        if outcome.status is PollStatus.SKIPPED and outcome.retry_at is not None:
+            # Not due yet, or another instance is polling it: ask again just after that changes
+            # (the instance that polls it will have recorded the next poll by then).
+            spread = random.uniform(*LEASE_RETRY_SPREAD)
+            self._schedule(feed, datetime.fromtimestamp(max(outcome.retry_at, time.time()) + spread, UTC))
             return
         self.refresh_gauges()
         if time.monotonic() - self._status_sent >= STATUS_MIN_INTERVAL:
@@ -386,7 +438,7 @@ class Daemon:
         self._last_reload_error = None
         metrics.RELOADS.labels("ok").inc()
         old_model, new_model = self.config.model, config.model
-        fixed = [name for name in ("state_path", "fetch", "http", "dedup", "templates_dir", "housekeeping")
+        fixed = [name for name in ("state", "fetch", "http", "dedup", "templates_dir", "housekeeping")
                  if getattr(old_model, name) != getattr(new_model, name)]
         if old_model.defaults.concurrency != new_model.defaults.concurrency:
             fixed.append("defaults.concurrency")
@@ -397,7 +449,7 @@ class Daemon:
         self.ruleset = ruleset
         self.workers.resize(WorkerPool.workers_for(len(config.feeds)))
         self.pipeline = self._build_pipeline(config, ruleset)
-        self.deliverer.update_channels(dict(config.channels))
+        self.deliverer.update_channels(dict(config.channels), config.model.ops_channel)
         setup_logging(config.model.log_level, journald=self.journald, secrets=lambda: self.config.secrets)
         now = datetime.now(UTC)
         for feed in config.feeds:
@@ -426,6 +478,22 @@ class Daemon:
     async def _beat(self) -> None:
         """Scheduler job: proves that the scheduler runs jobs on this loop."""
         self._heartbeat = time.monotonic()
+
+    async def _instance_heartbeat(self) -> None:
+        """Scheduler job: tells the other instances (and ``monitor status``) this one is alive."""
+        try:
+            state_instances.heartbeat(self.db, self.instance, time.time())
+            self._reap()
+        except StateError as exc:
+            log.warning("instance heartbeat: %s", exc)
+
+    def _reap(self) -> None:
+        """Free the leases of instances that died (see ``state.instances.reap``)."""
+        dead = state_instances.reap(self.db, me=self.instance, host=socket.gethostname(), now=time.time(),
+                                    stale_after=4 * self.config.model.cluster.heartbeat, is_running=_is_running)
+        if dead:
+            log.warning("instances gone without stopping: %s; their feeds and channels are taken over",
+                        ", ".join(dead))
 
     def scheduler_stalled(self) -> float | None:
         """Seconds since the heartbeat job last ran, if that is far too long; else None."""
@@ -516,6 +584,7 @@ class Daemon:
             reasons.append(f"watchdog: scheduler stalled {stalled:.0f} s")
         if self._last_reload_error:
             reasons.append("last reload failed: " + self._last_reload_error.splitlines()[0])
+        reasons += self.deliverer.problems()
         return HealthReport(status="degraded" if reasons else "ok", reasons=reasons,
                             details={"feeds": len(self.config.feeds), "failing_feeds": len(failing),
                                      "outbox_depth": depth, "dead": counts.get("dead", 0),

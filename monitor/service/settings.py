@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["HttpSettings", "HousekeepingSettings"]
+from monitor.types import Duration
+
+__all__ = ["HttpSettings", "HousekeepingSettings", "ClusterSettings"]
 
 
 class HttpSettings(BaseModel):
@@ -26,3 +28,14 @@ class HousekeepingSettings(BaseModel):
                                   "and delivered alerts are deleted.")
     interval_hours: float = Field(6, gt=0, le=24 * 7, description="How often prune and checkpoint run.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Rows deleted per write transaction.")
+
+
+class ClusterSettings(BaseModel):
+    """``cluster:`` section: several daemon instances on one PostgreSQL state (harmless with one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease: Duration = Field(300.0, gt=0, description="Seconds a feed's poll (and a channel's delivery) is leased "
+                            "to one instance; an instance that dies loses its feeds after this. Must exceed "
+                            "fetch.timeout.")
+    heartbeat: Duration = Field(15.0, gt=0, description="How often an instance records that it is alive.")

@@ -16,6 +16,7 @@ from monitor.state import feeds as state_feeds
 from monitor.state import meta as state_meta
 from monitor.state import open_readonly
 from monitor.state import outbox as state_outbox
+from monitor.state.db import private_url
 
 
 def _when(ts: float | None, now: float) -> str:
@@ -40,9 +41,9 @@ def _ago(delta: float) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
-def read_status(state_path: Path) -> str:
+def read_status(state: Path | str) -> str:
     """Uptime-ish summary: feeds ok/failing, outbox depth, last alert."""
-    db = open_readonly(state_path)
+    db = open_readonly(state)
     now = time.time()
     try:
         records = state_feeds.all_feeds(db)
@@ -54,9 +55,10 @@ def read_status(state_path: Path) -> str:
     failing = sum(1 for r in records.values() if r.consecutive_errors > 0)
     last_poll = max((r.last_poll_at for r in records.values() if r.last_poll_at), default=None)
     lines = [
-        f"state:     {state_path}",
+        f"state:     {_where(state)}",
         f"daemon:    started {_when(float(started), now)}" if started else "daemon:    not started yet",
-        f"feeds:     {len(records)} known, {failing} failing, last poll {_when(last_poll, now)}",
+        f"feeds:     {sum(1 for r in records.values() if r.last_poll_at)} known, {failing} failing, "
+        f"last poll {_when(last_poll, now)}",
         f"outbox:    {outbox.get('pending', 0) + outbox.get('sending', 0)} waiting, {outbox.get('sent', 0)} sent, "
         f"{outbox.get('dead', 0)} dead",
         f"last alert: {_when(last_alert, now)}",
@@ -68,8 +70,8 @@ def feed_table(config: Config) -> str:
     """One block per configured feed with its health, in plain words."""
     now = time.time()
     records: dict[str, state_feeds.FeedRecord] = {}
-    if config.state_path.exists():
-        db = open_readonly(config.state_path)
+    if not isinstance(config.state, Path) or config.state.exists():
+        db = open_readonly(config.state)
         try:
             records = state_feeds.all_feeds(db)
         finally:
@@ -97,3 +99,8 @@ def feed_table(config: Config) -> str:
         ]
         out.append("\n".join(block))
     return "\n".join(out) if out else "no feeds configured"
+
+
+def _where(state: Path | str) -> str:
+    """The state's location as shown to a user (a URL without its password)."""
+    return str(state) if isinstance(state, Path) else private_url(state)

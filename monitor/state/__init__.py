@@ -3,13 +3,15 @@
 One module per group of tables, each a set of typed functions that take a
 ``Database`` and the project's own values and return them:
 
-    db.py         the connection, transactions, the backend's quirks
+    db.py         the connection, transactions, the backend's quirks; SQLite
+    postgres.py   the PostgreSQL backend, for several instances on one database
     schema.py     versioned migrations (refuse unversioned or newer databases)
     feeds.py      per-feed validators, health and schedule
     items.py      the "seen" mark of every item
     stories.py    stories and the items that report them
     alerts.py     one alert per (story, rule)
     outbox.py     the crash-safe delivery queue
+    silences.py   "send nothing that matches this until then"
     meta.py       facts about the state itself
     retention.py  pruning and WAL checkpoints
 
@@ -26,9 +28,9 @@ from monitor.state.schema import SCHEMA_VERSION, migrate
 __all__ = ["Database", "StateError", "SCHEMA_VERSION", "open_state", "open_readonly"]
 
 
-def open_state(path: str | Path) -> Database:
-    """Open (creating or migrating) the daemon's read-write state database."""
-    db = connect(path)
+def open_state(target: str | Path) -> Database:
+    """Open (creating or migrating) the read-write state: a SQLite path or a ``postgresql://`` URL."""
+    db = connect(target)
     try:
         migrate(db)
     except BaseException:
@@ -37,6 +39,6 @@ def open_state(path: str | Path) -> Database:
     return db
 
 
-def open_readonly(path: str | Path) -> Database:
+def open_readonly(target: str | Path) -> Database:
     """Open the state for reading while the daemon runs (``monitor status``, ``feeds``, ``alerts``)."""
-    return connect(path, readonly=True)
+    return connect(target, readonly=True)

@@ -3,17 +3,21 @@
 Every SQL statement of the project lives in ``monitor.state``; the modules
 there write portable SQL with ``?`` placeholders, name every column they read
 (rows are read by name, never by position), and run it through a
-``Database``. The backend decides what the portable SQL becomes:
+``Database``. The few things SQL dialects spell differently are methods of
+the backend (``greatest``, the schema version, checkpoints, locks), so a state
+module never branches on the backend itself.
 
-* **SQLite** (the embedded default): WAL mode, a busy timeout on every
-  connection, every write inside ``BEGIN IMMEDIATE`` (a deferred transaction
-  that upgrades to a write lock fails at once under WAL, whatever the timeout),
-  ``synchronous=NORMAL``: in WAL mode no committed transaction is lost when the
-  process crashes, and after a power cut the database keeps commit order, so a
-  lost ``sent`` mark is a resend, never a lost alert.
+* **SQLite** (the embedded default, this module): WAL mode, a busy timeout on
+  every connection, every write inside ``BEGIN IMMEDIATE`` (a deferred
+  transaction that upgrades to a write lock fails at once under WAL, whatever
+  the timeout), ``synchronous=NORMAL``: in WAL mode no committed transaction is
+  lost when the process crashes, and after a power cut the database keeps
+  commit order, so a lost ``sent`` mark is a resend, never a lost alert.
+* **PostgreSQL** (``monitor.state.postgres``), for several daemon instances on
+  one database.
 
 A ``Database`` is used from one thread at a time (the daemon's event loop);
-the CLI opens its own, read-only.
+the CLI opens its own.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from monitor.errors import MonitorError
 
-__all__ = ["Database", "Row", "StateError", "StateBusy", "connect"]
+__all__ = ["Database", "SqliteDatabase", "Row", "Cursor", "StateError", "StateBusy", "connect", "placeholders",
+           "as_dict", "private_url", "is_url"]
 
 #: Parameters of one statement: positional values for its ``?`` placeholders.
 Params = Sequence[Any]
@@ -42,13 +48,148 @@ class Row(Protocol):
     def keys(self) -> Any: ...
 
 
+class Cursor(Protocol):
+    """What a state module reads from an executed statement."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
 class StateError(MonitorError):
     """The state database cannot be used or refused a statement (newer schema, corrupt file,
-    disk full, read-only folder...). Every driver error leaves the state layer as one of these."""
+    disk full, read-only folder, lost connection...). Every driver error leaves the state layer
+    as one of these."""
 
 
 class StateBusy(StateError):
-    """Another connection held the write lock longer than the busy timeout: try again later."""
+    """Another connection held a lock longer than the wait allows: try again later."""
+
+
+class Database:
+    """A connection plus the transaction discipline every caller relies on.
+
+    ``transaction()`` opens a write transaction, commits on success and rolls
+    back on any exception; nested use joins the outer one. Functions of the
+    state modules that take a ``Database`` and do not say otherwise run inside
+    the caller's transaction. Subclasses implement the statements and the
+    dialect's spellings.
+    """
+
+    dialect: str = ""
+
+    def __init__(self, location: str, *, readonly: bool = False) -> None:
+        #: Where the state is, for messages (a path, or a URL without its password).
+        self.location = location
+        self.readonly = readonly
+        self._depth = 0
+
+    # -- statements (per backend) ---------------------------------------------------
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        raise NotImplementedError
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        raise NotImplementedError
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        raise NotImplementedError
+
+    def scalar(self, sql: str, params: Params = ()) -> Any:
+        """The first column of the first row (None without a row)."""
+        raise NotImplementedError
+
+    def insert_id(self, sql: str, params: Params = ()) -> int:
+        """Run an INSERT and return the new row's integer primary key ``id``."""
+        raise NotImplementedError
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- transactions --------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """A write transaction; rolls back on any exception. Nested use joins the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self._rollback()
+            raise
+        self._depth = 0
+        try:
+            self._commit()
+        except StateError:
+            self._rollback()
+            raise
+
+    # -- spellings that differ -------------------------------------------------------
+
+    def greatest(self, a: str, b: str) -> str:
+        """SQL for the larger of two values (SQLite's two-argument ``max``)."""
+        return f"max({a}, {b})"
+
+    def serialize(self, name: str) -> None:
+        """Inside a transaction: only one writer at a time may pass this point for ``name``
+        (across processes and hosts). SQLite's write transactions are serial already."""
+
+    # -- schema and maintenance -------------------------------------------------------
+
+    def schema_version(self) -> int:
+        raise NotImplementedError
+
+    def set_schema_version(self, version: int) -> None:
+        """Inside the migration step's transaction."""
+        raise NotImplementedError
+
+    def has_tables(self) -> bool:
+        raise NotImplementedError
+
+    def ddl(self, statement: str) -> str:
+        """A schema statement (written in SQLite's spelling) in this backend's spelling."""
+        return statement
+
+    @contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        """Held while migrating, so two daemons starting at once do not both migrate."""
+        yield
+
+    def wal_bytes(self) -> int:
+        """Size of the write-ahead log file (0 where the backend keeps none of ours)."""
+        return 0
+
+    def checkpoint(self, wait_ms: int) -> bool:
+        """Truncate the write-ahead log; False if a reader kept it from completing."""
+        return True
 
 
 def _state_error(location: str, exc: sqlite3.Error) -> StateError:
@@ -57,24 +198,14 @@ def _state_error(location: str, exc: sqlite3.Error) -> StateError:
     return kind(f"{location}: {text}")
 
 
-class Database:
-    """A connection plus the transaction discipline every caller relies on.
-
-    ``transaction()`` opens a write transaction (``BEGIN IMMEDIATE`` on
-    SQLite), commits on success and rolls back on any exception. Functions of
-    the state modules that take a ``Database`` and do not say otherwise run
-    inside the caller's transaction.
-    """
+class SqliteDatabase(Database):
+    """The embedded backend: one SQLite file in WAL mode."""
 
     dialect = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection, location: str, *, readonly: bool = False) -> None:
+        super().__init__(location, readonly=readonly)
         self._conn = conn
-        self.location = location
-        self.readonly = readonly
-        self._depth = 0
-
-    # -- statements ------------------------------------------------------------
 
     def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         try:
@@ -103,72 +234,76 @@ class Database:
         return rows
 
     def scalar(self, sql: str, params: Params = ()) -> Any:
-        """The first column of the first row (None without a row)."""
-        row = self.one(sql, params)
+        try:
+            row = self._conn.execute(sql, tuple(params)).fetchone()
+        except sqlite3.Error as exc:
+            raise _state_error(self.location, exc) from exc
         return None if row is None else row[0]
 
     def insert_id(self, sql: str, params: Params = ()) -> int:
-        """Run an INSERT and return the new row's integer primary key."""
         cursor = self.execute(sql, params)
         if cursor.lastrowid is None:  # pragma: no cover - an INSERT always sets it
             raise StateError(f"{self.location}: insert returned no row id")
         return int(cursor.lastrowid)
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
-    @contextmanager
-    def transaction(self) -> Iterator[Database]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception.
-
-        Nested use joins the outer transaction (the outer one commits).
-        """
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> None:
         self.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self
-        except BaseException:
-            self._depth = 0
-            if self._conn.in_transaction:
-                try:
-                    self._conn.execute("ROLLBACK")
-                except sqlite3.Error:  # the connection is broken; SQLite rolled back itself
-                    pass
-            raise
-        self._depth = 0
-        try:
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._conn.in_transaction:
-                try:
-                    self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise _state_error(self.location, exc) from exc
 
-    # -- maintenance -------------------------------------------------------------
+    def _commit(self) -> None:
+        self.execute("COMMIT")
 
-    def pragma(self, name: str) -> Any:
-        """One SQLite pragma's value (for the schema version and checks)."""
-        return self.scalar(f"PRAGMA {name}")
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:  # the connection is broken; SQLite rolled back itself
+                pass
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call ``callback`` with every statement this connection runs (tests check query plans)."""
+        self._conn.set_trace_callback(callback)
+
+    def count_steps(self, callback: Callable[[], None] | None, every: int = 100) -> None:
+        """Call ``callback`` every ``every`` SQLite VM instructions: a measure of a statement's work
+        that does not depend on the machine's speed (tests check cost stays flat as history grows)."""
+        if callback is None:
+            self._conn.set_progress_handler(None, every)
+            return
+
+        def tick() -> int:
+            callback()
+            return 0  # 0: go on
+
+        self._conn.set_progress_handler(tick, every)
+
+    def schema_version(self) -> int:
+        return int(self.scalar("PRAGMA user_version") or 0)
+
+    def set_schema_version(self, version: int) -> None:
+        self.execute(f"PRAGMA user_version={int(version)}")
+
+    def has_tables(self) -> bool:
+        return bool(self.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'"))
 
     def wal_bytes(self) -> int:
-        """Size of the write-ahead log file (0 if there is none)."""
         try:
             return os.path.getsize(self.location + "-wal")
         except OSError:
             return 0
 
-    def close(self) -> None:
-        self._conn.close()
+    def checkpoint(self, wait_ms: int) -> bool:
+        # TRUNCATE waits (busy handler) for readers to finish; cap that wait so
+        # a CLI holding a snapshot cannot stall the daemon for a whole busy_timeout.
+        previous = int(self.scalar("PRAGMA busy_timeout") or 0)
+        self.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+        try:
+            row = self.one("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.execute(f"PRAGMA busy_timeout={previous}")
+        return not (row is not None and row["busy"])
 
 
 def _open_sqlite(path: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
@@ -177,37 +312,20 @@ def _open_sqlite(path: Path, readonly: bool, timeout: float) -> sqlite3.Connecti
             raise StateError(f"{path}: no state database yet (has the daemon run?)")
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None,
                                check_same_thread=False)
-    _private_folder(path.parent)
+    if not path.parent.exists():
+        # The state holds alert texts and errors: readable by its owner only.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     existed = path.exists()
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     if not existed:
-        _private_file(path)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
     return conn
 
 
-def _private_folder(folder: Path) -> None:
-    """Create the state folder readable by its owner only (it holds alert texts and errors)."""
-    if not folder.exists():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-def _private_file(path: Path) -> None:
-    try:
-        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-    except OSError:  # pragma: no cover - a file we just created is ours
-        pass
-
-
-def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> Database:
-    """Open the SQLite state database with the pragmas every connection needs.
-
-    ``readonly`` is for the CLI reading while the daemon runs: WAL lets it read
-    without blocking the writer. It never uses ``immutable`` (stale reads).
-    """
-    path = Path(path)
+def _connect_sqlite(path: Path, *, readonly: bool, timeout: float) -> SqliteDatabase:
     try:
         conn = _open_sqlite(path, readonly, timeout)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise StateError(f"{path}: cannot open the state database: {exc}") from None
     conn.row_factory = sqlite3.Row
     try:
@@ -221,7 +339,37 @@ def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) 
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StateError(f"{path}: cannot use state database: {exc}") from None
-    return Database(conn, str(path), readonly=readonly)
+    return SqliteDatabase(conn, str(path), readonly=readonly)
+
+
+def private_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def is_url(target: str | Path) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def connect(target: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> Database:
+    """Open the state: a SQLite file path, or a ``postgresql://`` URL.
+
+    ``readonly`` is for the CLI reading while the daemon runs: WAL lets it read
+    without blocking the writer. It never uses ``immutable`` (stale reads).
+    """
+    if is_url(target):
+        from monitor.state.postgres import connect_postgres
+
+        return connect_postgres(str(target), readonly=readonly, timeout=timeout)
+    return _connect_sqlite(Path(target), readonly=readonly, timeout=timeout)
 
 
 def as_dict(row: Row) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from monitor.state.db import Database, Row
 
-__all__ = ["FeedRecord", "get", "sync_url", "record_success", "record_error", "record_schedule", "all_feeds",
-           "failing", "last_poll"]
+__all__ = ["FeedRecord", "Lease", "get", "sync_url", "take_lease", "record_success", "record_error",
+           "record_schedule", "release_leases", "leases_by_owner", "all_feeds", "failing", "last_poll"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class FeedRecord:
     next_poll_at: float | None = None
     items_seen: int = 0
     alerts_created: int = 0
+    lease_owner: str | None = None
+    lease_until: float | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> FeedRecord:
@@ -92,11 +94,71 @@ def record_error(db: Database, name: str, url: str, *, polled_at: float, error: 
                    (polled_at, error, kind, at, name))
 
 
-def record_schedule(db: Database, name: str, url: str, interval: float, next_poll_at: float) -> None:
-    """When the feed is polled next (shown by ``monitor feeds``), in its own transaction."""
+@dataclass(frozen=True)
+class Lease:
+    """The answer to "may this instance poll the feed now?".
+
+    ``taken``: yes, until ``until``. Otherwise ``retry_at`` says when to ask
+    again: when the feed's next poll is due, or when another instance's lease
+    runs out (an instance that died loses its feeds then).
+    """
+
+    taken: bool
+    until: float | None = None
+    retry_at: float | None = None
+    holder: str | None = None
+
+
+def take_lease(db: Database, name: str, url: str, *, owner: str, now: float, seconds: float,
+               when_due: bool = True) -> Lease:
+    """Lease the feed's next poll to ``owner`` for ``seconds`` if no live lease of another
+    instance holds it and (``when_due``) its next poll is due.
+
+    One conditional UPDATE decides, so two instances asking at the same moment
+    cannot both win: SQLite runs write transactions one at a time, and
+    PostgreSQL re-checks the WHERE clause on the row it locked for the update.
+    """
+    until = now + seconds
     with db.transaction():
         _ensure(db, name, url)
-        db.execute("UPDATE feeds SET interval = ?, next_poll_at = ? WHERE name = ?", (interval, next_poll_at, name))
+        due = "AND (next_poll_at IS NULL OR next_poll_at <= ?)" if when_due else ""
+        taken = db.execute(
+            f"UPDATE feeds SET lease_owner = ?, lease_until = ? WHERE name = ? "
+            f"AND (lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL OR lease_until < ?) {due}",
+            (owner, until, name, owner, now, *((now,) if when_due else ()))).rowcount == 1
+        if taken:
+            return Lease(True, until=until)
+        record = get(db, name)
+    assert record is not None
+    held = record.lease_owner not in (None, owner) and (record.lease_until or 0) >= now
+    retry = max(record.next_poll_at or now, record.lease_until if held and record.lease_until else now)
+    return Lease(False, retry_at=retry, holder=record.lease_owner if held else None)
+
+
+def record_schedule(db: Database, name: str, url: str, interval: float, next_poll_at: float,
+                    owner: str | None = None) -> None:
+    """When the feed is polled next (shown by ``monitor feeds``), in its own transaction; the
+    lease ``owner`` held for this poll is released in the same statement."""
+    with db.transaction():
+        _ensure(db, name, url)
+        db.execute("UPDATE feeds SET interval = ?, next_poll_at = ?, "
+                   "lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END, "
+                   "lease_until = CASE WHEN lease_owner = ? THEN NULL ELSE lease_until END WHERE name = ?",
+                   (interval, next_poll_at, owner, owner, name))
+
+
+def release_leases(db: Database, owner: str) -> int:
+    """Give up every feed lease of ``owner`` (a clean stop: the others need not wait for the expiry)."""
+    with db.transaction():
+        return db.execute("UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                          (owner,)).rowcount
+
+
+def leases_by_owner(db: Database, now: float) -> dict[str, int]:
+    """Live feed leases per instance (``monitor status``, ``/metrics``)."""
+    return {row["owner"]: int(row["n"]) for row in db.all(
+        "SELECT lease_owner AS owner, count(*) AS n FROM feeds WHERE lease_owner IS NOT NULL AND lease_until >= ? "
+        "GROUP BY lease_owner", (now,))}
 
 
 def all_feeds(db: Database) -> dict[str, FeedRecord]:

@@ -45,29 +45,29 @@ class PruneReport:
 
 def prune(db: Database, cutoff: float, batch: int) -> PruneReport:
     """Delete what is older than ``cutoff`` (unix seconds), ``batch`` rows per transaction."""
-    items = _delete_batches(db, batch, "items", "last_seen < ?", (cutoff,))
+    items = _delete_batches(db, batch, "items", "key", "last_seen < ?", (cutoff,))
     outbox = _delete_batches(
-        db, batch, "outbox",
+        db, batch, "outbox", "id",
         f"state IN {_FINISHED} AND COALESCE(sent_at, created) < ? AND "
         "(alert_id IS NULL OR alert_id IN (SELECT id FROM alerts WHERE created < ?))",
         (cutoff, cutoff))
     stories = _delete_batches(
-        db, batch, "stories",
+        db, batch, "stories", "id",
         "updated < ? AND NOT EXISTS (SELECT 1 FROM items i WHERE i.story_id = stories.id) "
         "AND NOT EXISTS (SELECT 1 FROM alerts a JOIN outbox o ON o.alert_id = a.id "
         f"WHERE a.story_id = stories.id AND o.state IN {_UNFINISHED})",
         (cutoff,))
     alerts = _delete_batches(
-        db, batch, "alerts",
+        db, batch, "alerts", "id",
         "created < ? AND NOT EXISTS (SELECT 1 FROM stories s WHERE s.id = alerts.story_id) "
         f"AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = alerts.id AND o.state IN {_UNFINISHED})",
         (cutoff,))
     return PruneReport(items=items, stories=stories, alerts=alerts, outbox=outbox)
 
 
-def _delete_batches(db: Database, batch: int, table: str, where: str, params: Params) -> int:
+def _delete_batches(db: Database, batch: int, table: str, key: str, where: str, params: Params) -> int:
     total = 0
-    sql = f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} LIMIT {int(batch)})"
+    sql = f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {where} LIMIT {int(batch)})"
     while True:
         with db.transaction():
             deleted = db.execute(sql, params).rowcount
@@ -83,16 +83,8 @@ class CheckpointResult:
 
 
 def checkpoint(db: Database, wait_ms: int) -> CheckpointResult:
-    """``wal_checkpoint(TRUNCATE)``, waiting at most ``wait_ms`` for readers (not inside a transaction).
-
-    Without it one long-lived reader lets the WAL grow without limit
-    (reliability-findings D.33).
-    """
-    previous = int(db.pragma("busy_timeout"))
-    db.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
-    try:
-        row = db.one("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        db.execute(f"PRAGMA busy_timeout={previous}")
-    busy = bool(row["busy"]) if row is not None else False
-    return CheckpointResult(not busy, db.wal_bytes())
+    """Truncate SQLite's write-ahead log, waiting at most ``wait_ms`` for readers (not inside a
+    transaction). Without it one long-lived reader lets the WAL grow without limit
+    (reliability-findings D.33). PostgreSQL manages its own WAL: nothing to do."""
+    complete = db.checkpoint(wait_ms)
+    return CheckpointResult(complete, db.wal_bytes())

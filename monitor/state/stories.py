@@ -69,7 +69,7 @@ def exact_match(db: Database, item_key: str, link: str | None, text_hash: str, c
 
 
 def touch(db: Database, story_id: int, now: float) -> None:
-    db.execute("UPDATE stories SET updated = max(updated, ?) WHERE id = ?", (now, story_id))
+    db.execute(f"UPDATE stories SET updated = {db.greatest('updated', '?')} WHERE id = ?", (now, story_id))
 
 
 def live_by_link(db: Database, link: str, cutoff: float) -> int | None:
@@ -113,7 +113,7 @@ def add_item(db: Database, story_id: int, *, item_key: str, feed: str, link: str
 def sources(db: Database, story_id: int) -> list[StorySource]:
     """The story's items in the order they joined."""
     return [StorySource(row["feed"], row["title"], row["link"]) for row in db.all(
-        "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, rowid", (story_id,))]
+        "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, item_key", (story_id,))]
 
 
 # -- the cluster index (schema v4): members, LSH bands, sentences ------------------------
@@ -284,8 +284,8 @@ def merge(db: Database, survivor: int, absorbed: Sequence[int]) -> None:
     db.execute(f"UPDATE story_items SET story_id = ? WHERE story_id IN ({marks})", (survivor, *others))
     db.execute(f"UPDATE items SET story_id = ? WHERE story_id IN ({marks})", (survivor, *others))
     db.execute(f"UPDATE story_members SET story_id = ? WHERE story_id IN ({marks})", (survivor, *others))
-    db.execute(f"INSERT INTO story_sentences(hash, story_id) SELECT DISTINCT hash, ? FROM story_sentences "
-               f"WHERE story_id IN ({marks}) ON CONFLICT DO NOTHING", (survivor, *others))
+    db.execute(f"INSERT INTO story_sentences(hash, story_id) SELECT DISTINCT hash, CAST(? AS BIGINT) "
+               f"FROM story_sentences WHERE story_id IN ({marks}) ON CONFLICT DO NOTHING", (survivor, *others))
     db.execute(f"DELETE FROM story_sentences WHERE story_id IN ({marks})", others)
     _merge_alerts(db, survivor, everyone)
     every = placeholders(everyone)
