@@ -9,7 +9,7 @@ MinHash stored with the candidate story, and a new story otherwise. Only the fir
 sketch stands for a story.
 
 Bench code only: its two statements on the ``stories.minhash`` column (unused by the monitor
-since schema v4) are the baseline's, not the state layer's.
+since schema step 6) are the baseline's, not the state layer's.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def live_by_text_hash(db: Database, text_hash: str, cutoff: float) -> int | None
 
 
 def create(db: Database, *, now: float, text_hash: str, title: str, shingles: int) -> int:
-    """A new story (its ``minhash`` column, from before schema v4, stays empty)."""
+    """A new story (its ``minhash`` column, from before schema step 6, stays empty)."""
     return db.insert_id(
         "INSERT INTO stories(created, updated, text_hash, title, sources, shingles) VALUES (?, ?, ?, ?, 1, ?)",
         (now, now, text_hash, title, shingles))
@@ -116,7 +116,7 @@ def sources(db: Database, story_id: int) -> list[StorySource]:
         "SELECT feed, title, link FROM story_items WHERE story_id = ? ORDER BY added, item_key", (story_id,))]
 
 
-# -- the cluster index (schema v4): members, LSH bands, sentences ------------------------
+# -- the cluster index (schema step 6): members, LSH bands, sentences, furniture ---------
 
 @dataclass(frozen=True)
 class StoredMember:
@@ -259,11 +259,13 @@ def live_count(db: Database, cutoff: float) -> int:
 
 # -- merging two stories a later item shows to be one ------------------------------------
 
-_PROGRESS = {"sent": 3, "sending": 2, "pending": 1, "dead": 0}
+#: How far a delivery row got; other states (dead, silenced) rank lowest.
+_PROGRESS = {"sent": 3, "sending": 2, "pending": 1}
 
 
 def merge(db: Database, survivor: int, absorbed: Sequence[int]) -> None:
-    """Fold the ``absorbed`` stories into ``survivor``: items, members, sentences and alerts.
+    """Fold the ``absorbed`` stories into ``survivor``: story items and seen items, members,
+    sentences and alerts; the survivor's sources are recounted, the absorbed rows deleted.
 
     Alerts keep ``UNIQUE (story_id, rule_id)``: of two alerts for one rule the earlier stays,
     and takes over the other's delivery rows on channels where it has none. Where both have a
