@@ -96,3 +96,44 @@ def labelled_stream(seed: int = 7) -> list[tuple[int, str, str]]:
         for name, fn in VARIANTS.items():
             out.append((i, name, fn(text, rng)))
     return out
+
+
+# -- site furniture and briefs (the project's own furniture text; the sentences come from the corpus)
+
+#: Two sites' footers (~100 words each, written for these tests), one sentence per line part.
+FOOTERS = {
+    "site-a": ("موقع الخبر اليقين منصة إخبارية مستقلة تغطي الشأن السوري والإقليمي منذ سنوات طويلة بفريق من المراسلين. "
+               "تخضع جميع المواد المنشورة لحقوق النشر ولا يجوز نقلها أو إعادة نشرها دون إذن مكتوب من إدارة التحرير. "
+               "للتواصل مع فريق التحرير وإرسال الأخبار والصور والتسجيلات يرجى استخدام صفحة الاتصال في أسفل الموقع. "
+               "نرحب بملاحظات القراء وتصويباتهم ونعمل على مراجعتها والرد عليها خلال يوم عمل واحد على الأكثر. "
+               "الآراء الواردة في المقالات تعبر عن أصحابها ولا تعكس بالضرورة رأي الموقع أو سياسته التحريرية. "
+               "يمكنكم متابعة آخر الأخبار العاجلة عبر تطبيقنا المجاني على الهواتف الذكية وعبر النشرة اليومية."),
+    "site-b": ("شبكة الأفق الإعلامية مؤسسة صحفية غير ربحية تعنى بنقل الخبر من مصادره الميدانية بدقة وحياد تام. "
+               "يحق للمواقع الأخرى الاقتباس من موادنا بشرط الإشارة الواضحة إلى المصدر ووضع رابط مباشر للمادة الأصلية. "
+               "تلتزم الشبكة بميثاق الشرف الصحفي وتفصل بين الخبر والرأي وتمنح حق الرد لكل من يرد اسمه في تقاريرها. "
+               "ندعو القراء إلى دعم الصحافة المستقلة عبر الاشتراك في عضوية الأصدقاء التي تتيح قراءة الملفات الخاصة. "
+               "عنوان المراسلة وأرقام الهواتف متوفرة في صفحة من نحن ويسعدنا الرد على رسائلكم في أقرب وقت ممكن. "
+               "تصدر الشبكة تقريرا أسبوعيا عن الأوضاع الإنسانية في المحافظات الشرقية يمكن تنزيله مجانا من الموقع."),
+}
+
+
+def corpus_sentences(min_words: int = 8) -> list[str]:
+    """Sentences of the corpus articles, in order (for briefs and other composed texts)."""
+    out: list[str] = []
+    for text in corpus():
+        for part in text.replace("\n", " ").replace("؟", ".").split("."):
+            if len(part.split()) >= min_words:
+                out.append(part.strip() + ".")
+    return out
+
+
+def brief(index: int, words: int = 50) -> str:
+    """A ~``words``-word brief made of consecutive corpus sentences (distinct for distinct indexes)."""
+    sentences = corpus_sentences()
+    start = (index * 7) % (len(sentences) - 10)
+    out: list[str] = []
+    for sentence in sentences[start:]:
+        if sum(len(s.split()) for s in out) >= words:
+            break
+        out.append(sentence)
+    return " ".join(out)

@@ -1,4 +1,5 @@
-"""``monitor.config`` (so every CLI command) must not pay for datasketch/scipy; the first StoryIndex does."""
+"""``monitor.config`` (so every CLI command) must not pay for numpy; the first StoryIndex does,
+and nothing in story dedup needs datasketch or scipy any more."""
 
 from __future__ import annotations
 
@@ -8,32 +9,32 @@ import sys
 from conftest import ROOT
 
 
-def test_config_import_leaves_datasketch_scipy_numpy_unloaded():
+def test_config_import_leaves_numpy_unloaded_and_dedup_never_loads_datasketch_or_scipy():
     code = ("import sys, monitor.config, monitor.stories.index, monitor.alerts.route\n"
             "heavy = sorted(m for m in ('datasketch', 'scipy', 'numpy') if m in sys.modules)\n"
             "print(','.join(heavy))\n"
             "from monitor.stories.index import StoryIndex\n"
             "StoryIndex()\n"
-            "print('datasketch' in sys.modules and 'numpy' in sys.modules)\n")
+            "print(sorted(m for m in ('datasketch', 'scipy', 'numpy') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["", "True"]
+    assert out.stdout.splitlines() == ["", "['numpy']"]
 
 
 def test_worker_analysis_needs_numpy_only_not_datasketch_or_scipy():
     """Each worker process (monitor.ingest.workers) fingerprints and signs matched items: numpy
     is enough; datasketch would drag in scipy (+45 MB and 1 s per worker)."""
-    code = ("import sys, numpy\n"
+    code = ("import sys\n"
             "from monitor.ingest.analysis import AnalysisContext, analyze_items\n"
-            "from monitor.stories.index import DedupSettings\n"
+            "from monitor.stories.fingerprint import permutations\n"
+            "from monitor.stories.settings import DedupSettings\n"
             "from monitor.types import Item\n"
             "from monitor.rules import load_rules\n"
-            "perm = (numpy.arange(1, 129, dtype=numpy.uint32), numpy.arange(128, dtype=numpy.uint32))\n"
-            "context = AnalysisContext(load_rules(['rules']), DedupSettings(), perm)\n"
-            "text = 'قالت قوات سوريا الديمقراطية إنها سيطرت على حقل العمر النفطي شرق دير الزور ' * 3\n"
+            "context = AnalysisContext(load_rules(['rules']), DedupSettings(), permutations(128))\n"
+            "text = 'قالت قوات سوريا الديمقراطية إنها سيطرت على حقل العمر النفطي شرق دير الزور. ' * 3\n"
             "[a] = analyze_items([Item(feed='f', key='k', title='حقل العمر', summary=text)], context)\n"
-            "print(bool(a.matches), a.dedup.signature is not None)\n"
+            "print(bool(a.matches), a.dedup.signatures.shape)\n"
             "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["True True", "[]"]
+    assert out.stdout.splitlines() == ["True (4, 128)", "[]"]

@@ -164,8 +164,6 @@ def test_an_instance_killed_mid_poll_loses_its_feeds_to_the_next_one(tmp_path, p
     assert lease_until is None
 
 
-@pytest.mark.xfail(strict=True, reason="story candidates still come from one process's memory (issue 13 moves them "
-                                      "into the database)")
 def test_the_same_story_on_feeds_polled_by_different_instances_is_one_story(tmp_path, postgres_url, instances):
     stem, text = corpus_articles()[0]
     with FeedServer() as server:

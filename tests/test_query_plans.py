@@ -101,7 +101,7 @@ def _seed(db, n: int, channel: str) -> None:
     with db.transaction():
         for i in range(n):
             at = 1_000_000.0 + i
-            story = state_stories.create(db, now=at, text_hash=f"old{i}", sketch=None, title="t", shingles=0)
+            story = state_stories.create(db, now=at, text_hash=f"old{i}", title="t", shingles=0)
             state_stories.add_item(db, story, item_key=f"guid:old{i}", feed="old", link=f"https://old.example/{i}",
                                    title="t", now=at, new_story=True)
             rule = rules[i % len(rules)]

@@ -82,7 +82,7 @@ def test_items_seen_marks(db):
 
 def test_stories_alerts_and_the_outbox_round_trip(db):
     with db.transaction():
-        story = state_stories.create(db, now=100.0, text_hash="th", sketch=b"\x00\x01" * 8, title="t", shingles=4)
+        story = state_stories.create(db, now=100.0, text_hash="th", title="t", shingles=4)
         state_stories.add_item(db, story, item_key="k1", feed="a", link="https://a/1", title="t", now=100.0,
                                new_story=True)
         state_stories.add_item(db, story, item_key="k2", feed="b", link="https://b/1", title="t", now=101.0)
@@ -98,8 +98,7 @@ def test_stories_alerts_and_the_outbox_round_trip(db):
     assert state_stories.story_of_item(db, "k2") == story
     assert state_stories.live_by_link(db, "https://b/1", 0.0) == story
     assert state_stories.live_by_text_hash(db, "th", 0.0) == story
-    assert state_stories.live_sketch(db, story, 0.0) == b"\x00\x01" * 8
-    assert [s for s, _, _ in state_stories.live_sketches(db, 0.0)] == [story]
+    assert state_stories.exact_match(db, "k9", "https://b/1", "th", 0.0) == state_stories.ExactMatch(None, story, story)
     assert [s.feed for s in state_stories.sources(db, story)] == ["a", "b"]
     assert db.scalar("SELECT sources FROM stories WHERE id = ?", (story,)) == 2
     assert db.scalar("SELECT updated FROM stories WHERE id = ?", (story,)) == 101.0
@@ -132,7 +131,7 @@ def test_stories_alerts_and_the_outbox_round_trip(db):
 
 def test_an_interrupted_send_is_requeued_as_a_possible_repeat(db):
     with db.transaction():
-        story = state_stories.create(db, now=1.0, text_hash="x", sketch=None, title="t", shingles=0)
+        story = state_stories.create(db, now=1.0, text_hash="x", title="t", shingles=0)
         alert = alerts.insert(db, story_id=story, rule_id="r", item_key="k", severity="info",
                               payload=alerts.AlertPayload(rule_id="r", rule_title="R", feed="a", title="t"), now=1.0)
         assert alert is not None
@@ -145,7 +144,7 @@ def test_an_interrupted_send_is_requeued_as_a_possible_repeat(db):
 
 def test_prune_deletes_only_what_is_finished_and_old(db):
     with db.transaction():
-        old = state_stories.create(db, now=1.0, text_hash="o", sketch=None, title="t", shingles=0)
+        old = state_stories.create(db, now=1.0, text_hash="o", title="t", shingles=0)
         alert = alerts.insert(db, story_id=old, rule_id="r", item_key="k", severity="info",
                               payload=alerts.AlertPayload(rule_id="r", rule_title="R", feed="a", title="t"),
                               now=1.0)

@@ -139,7 +139,7 @@ ITEMS = [Item(feed="f", key=f"guid:{i}", title=title, summary=LONG if i % 2 else
 
 def _summary(analyses):
     return [([m.rule_id for m in a.matches], a.dedup and (a.dedup.link, a.dedup.fingerprint.text_hash),
-             None if a.dedup is None or a.dedup.signature is None else a.dedup.signature.tolist())
+             None if a.dedup is None else (a.dedup.signatures.tolist(), sorted(a.dedup.furniture)))
             for a in analyses]
 
 
@@ -161,8 +161,9 @@ def test_analysis_in_workers_equals_analysis_in_process(tmp_path):
     assert started == 1
     assert [[m.rule_id for m in a.matches] for a in expected] == [["bukamal"], ["bukamal", "omar"], [],
                                                                            ["bukamal", "omar"]]
-    assert expected[1].dedup.signature is not None and expected[0].dedup is not None
-    assert expected[0].dedup.signature is None, "a headline alone is too short for near-duplicate search"
+    assert expected[1].dedup.signatures.shape == (2, context.dedup.num_perm) and expected[0].dedup is not None
+    assert expected[0].dedup.fingerprint.word_count < context.dedup.min_words, "a headline alone: exact dedup only"
+    assert expected[1].dedup.furniture == expected[3].dedup.furniture == set(), "one text, two headlines"
     assert expected[2].dedup is None, "no rule matched: no dedup work"
     for analyses in results:
         assert _summary(analyses) == _summary(expected)

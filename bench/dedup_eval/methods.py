@@ -4,28 +4,29 @@ current one in the same run: add a class with the ``DedupMethod`` shape to ``MET
 A method has three parts, measured separately:
 
 * ``key(item)``: the per-item work that needs no stored state (normalize, shingle, sketch), which
-  the daemon runs in a worker process;
-* ``candidate_index(keys)``: an index over stored keys whose ``query(key)`` returns the candidate
-  stories (the step that must stay cheap at 100,000 stored stories);
+  the daemon runs in a worker process, for all new items of a feed poll at once (``keys(items)``);
 * ``story_store(folder)``: the stateful part the daemon runs in its write transaction (one per
-  feed poll, ``batch()``): ``assign(item, key)`` folds one item into a story, returns its id.
+  feed poll, ``batch()``): ``assign(item, key)`` folds one item into a story, returns its id;
+* ``store.candidates(key)``: the candidate lookup alone, against what the store holds (the step
+  that must stay cheap at 100,000 stored stories).
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from monitor.state.db import open_state, transaction
-from monitor.stories.index import DedupKey, DedupSettings, StoryIndex, dedup_key
+from dedup_eval.baseline import WholeTextKey, WholeTextStories, whole_text_key
+from monitor.state import open_state
+from monitor.state import stories as state_stories
+from monitor.stories.index import StoryIndex
+from monitor.stories.key import DedupKey, dedup_key, dedup_keys
+from monitor.stories.settings import DedupSettings
 from monitor.types import Item
 
-
-class CandidateIndex(Protocol):
-    def query(self, key: Any) -> Collection[Any]: ...
+NOW = 1.5e9
 
 
 class StoryStore(Protocol):
@@ -38,6 +39,9 @@ class StoryStore(Protocol):
     def assign(self, item: Item, key: Any) -> int:
         """Fold one item into a story (inside ``batch()``); the story id."""
 
+    def candidates(self, key: Any) -> Collection[Any]:
+        """The candidate lookup alone (what a query returns before verification)."""
+
     def close(self) -> None: ...
 
 
@@ -46,43 +50,18 @@ class DedupMethod(Protocol):
 
     def key(self, item: Item) -> Any: ...
 
-    def candidate_index(self, keys: Iterable[Any]) -> CandidateIndex: ...
+    def keys(self, items: Sequence[Item]) -> list[Any]:
+        """The keys of one feed poll's new items (what a worker computes for the poll)."""
 
     def story_store(self, folder: Path) -> StoryStore: ...
 
 
-class _MinHashCandidates:
-    """datasketch's ``MinHashLSH`` with the daemon's threshold and permutations, through its public
-    API (``StoryIndex`` queries a faster mirror of the same band tables)."""
+class _Store:
+    """A real state database and one assign function, each batch in the daemon's kind of transaction."""
 
-    def __init__(self, settings: DedupSettings, keys: Iterable[DedupKey]) -> None:
-        from datasketch import LeanMinHash, MinHashLSH
-
-        self._lean = LeanMinHash
-        self._lsh = MinHashLSH(threshold=settings.threshold, num_perm=settings.num_perm)
-        with self._lsh.insertion_session() as session:
-            for index, key in enumerate(keys):
-                if key.signature is not None:
-                    session.insert(index, self._minhash(key), check_duplication=False)
-
-    def _minhash(self, key: DedupKey) -> Any:
-        return self._lean(seed=1, hashvalues=key.signature, scheme="affine32")
-
-    def query(self, key: DedupKey) -> Collection[Any]:
-        if key.signature is None:
-            return ()
-        found: list[Any] = self._lsh.query(self._minhash(key))
-        return found
-
-
-class _StoryIndexStore:
-    """``StoryIndex`` over a real state database, each assignment in the daemon's kind of transaction."""
-
-    def __init__(self, settings: DedupSettings, folder: Path, now: float) -> None:
-        self._conn: sqlite3.Connection = open_state(folder / "state.sqlite3")
-        self._index = StoryIndex(settings)
-        self._index.load(self._conn, now)
-        self._now = now
+    def __init__(self, folder: Path, assign: Callable[[Any, Item, float, Any], int]) -> None:
+        self.db = open_state(folder / "state.sqlite3")
+        self._assign = assign
 
     def add(self, items: Iterable[tuple[Item, Any]], batch: int = 2000) -> None:
         pending: list[tuple[Item, Any]] = []
@@ -100,35 +79,63 @@ class _StoryIndexStore:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        with transaction(self._conn):
+        with self.db.transaction():
             yield
 
     def assign(self, item: Item, key: Any) -> int:
-        return self._index.assign(self._conn, item, self._now, key).story_id
+        return self._assign(self.db, item, NOW, key)
 
     def close(self) -> None:
-        self._conn.close()
+        self.db.close()
 
 
 class WholeTextMinHash:
-    """Today's dedup: MinHash of the whole text's word 3-gram shingles, LSH at Jaccard 0.4
-    (``monitor.stories.index``)."""
+    """The dedup before issue 13: MinHash of the whole text, in-memory LSH at Jaccard 0.4
+    (frozen in ``dedup_eval.baseline``)."""
 
-    name = "whole-text MinHash (current)"
+    name = "whole-text MinHash (before)"
 
-    def __init__(self, settings: DedupSettings | None = None, now: float = 1.5e9) -> None:
-        self.settings = settings or DedupSettings()
-        self._permutations = StoryIndex(self.settings).permutations
-        self._now = now
+    def key(self, item: Item) -> WholeTextKey:
+        return whole_text_key(item)
 
-    def key(self, item: Item) -> DedupKey:
-        return dedup_key(item, self.settings, self._permutations)
-
-    def candidate_index(self, keys: Iterable[DedupKey]) -> CandidateIndex:
-        return _MinHashCandidates(self.settings, keys)
+    def keys(self, items: Sequence[Item]) -> list[Any]:
+        return [whole_text_key(item) for item in items]
 
     def story_store(self, folder: Path) -> StoryStore:
-        return _StoryIndexStore(self.settings, folder, self._now)
+        stories = WholeTextStories()
+
+        class Store(_Store):
+            def candidates(self, key: WholeTextKey) -> Collection[Any]:
+                return stories.lsh.query(key.signature) if key.signature is not None else ()
+
+        return Store(folder, stories.assign)
 
 
-METHODS: tuple[Callable[[], DedupMethod], ...] = (WholeTextMinHash,)
+class SentenceContainment:
+    """Today's dedup (``monitor.stories``): content without learned furniture, containment, clusters,
+    candidates from the LSH band keys in the state database."""
+
+    name = "sentence containment, index in the database (after)"
+
+    def __init__(self, settings: DedupSettings | None = None) -> None:
+        self.index = StoryIndex(settings or DedupSettings())
+
+    def key(self, item: Item) -> DedupKey:
+        return dedup_key(item, self.index.settings, self.index.permutations)
+
+    def keys(self, items: Sequence[Item]) -> list[Any]:
+        """With the furniture the poll's items repeat, as ``monitor.ingest.analysis``."""
+        return list(dedup_keys(items, [True] * len(items), self.index.settings, self.index.permutations))
+
+    def story_store(self, folder: Path) -> StoryStore:
+        index = self.index
+
+        class Store(_Store):
+            def candidates(self, key: DedupKey) -> Collection[Any]:
+                return state_stories.candidate_members(self.db, key.content.bands, min_hits=index.settings.band_hits,
+                                                       cutoff=NOW - index.window, limit=32)
+
+        return Store(folder, lambda db, item, now, key: index.assign(db, item, now, key).story_id)
+
+
+METHODS: tuple[Callable[[], DedupMethod], ...] = (WholeTextMinHash, SentenceContainment)

@@ -49,7 +49,7 @@ _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|
 # --------------------------------------------------------------------------- text
 
 class _TextExtractor(HTMLParser):
-    """HTML fragment -> plain text; drops script/style, keeps block breaks as spaces."""
+    """HTML fragment -> plain text; drops script/style, marks block breaks with ``_BREAK``."""
 
     _SKIP = {"script", "style", "noscript", "template", "iframe", "object"}
 
@@ -62,40 +62,55 @@ class _TextExtractor(HTMLParser):
         if tag in self._SKIP:
             self._skipping += 1
         elif tag in ("br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"):
-            self.parts.append(" ")
+            self.parts.append(_BREAK)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP and self._skipping:
             self._skipping -= 1
         elif tag in ("p", "div", "li", "tr", "td", "h1", "h2", "h3", "h4", "h5", "h6"):
-            self.parts.append(" ")
+            self.parts.append(_BREAK)
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
             self.parts.append(data)
 
 
+#: Where the HTML had a block break (a private-use character no feed text keeps: the
+#: raw newlines of HTML are only spaces, so they cannot mark breaks).
+_BREAK = "\ue000"
+
 # C0 controls except tab/LF/CR, DEL and the BOM. A regex, not str.translate: translate
 # with a dict walks non-ASCII (Arabic) text char by char in Python-object land (~10x slower).
 _INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff]")
 
 
-def html_to_text(value: str | None, limit: int = MAX_SUMMARY_CHARS) -> str:
-    """Plain text from a possibly-HTML, possibly-escaped field; whitespace folded."""
+def html_to_text(value: str | None, limit: int = MAX_SUMMARY_CHARS, *, lines: bool = False) -> str:
+    """Plain text from a possibly-HTML, possibly-escaped field; whitespace folded.
+
+    With ``lines``, paragraph and line breaks survive as single ``\\n`` (block tags in
+    HTML, newlines in plain text; raw newlines inside HTML are spaces, as a browser shows
+    them): story dedup recognises a site's furniture as the lines its items repeat.
+    """
     if not value:
         return ""
     value = value[: limit * 4]
-    if "<" in value or "&" in value:
+    html = "<" in value
+    if html or "&" in value:
         extractor = _TextExtractor()
         try:
             extractor.feed(value)
             extractor.close()
             value = "".join(extractor.parts)
         except Exception:  # noqa: BLE001 - HTMLParser is lenient; this is belt and braces
-            value = re.sub(r"<[^>]*>", " ", value)
+            value = re.sub(r"<[^>]*>", _BREAK, value)
     if _INVISIBLE.search(value):
         value = _INVISIBLE.sub("", value)
-    return " ".join(value.split())[:limit]
+    if not lines:
+        return " ".join(value.replace(_BREAK, " ").split())[:limit]
+    if html:
+        value = " ".join(value.split())  # a newline inside HTML is a space
+    text = "\n".join(folded for line in re.split(f"[\n\r{_BREAK}]", value) if (folded := " ".join(line.split())))
+    return text[:limit].rstrip()
 
 
 # --------------------------------------------------------------------------- item keys
@@ -228,7 +243,7 @@ def _item(entry: Mapping[str, Any], feed_name: str, base: str) -> Item | None:
         content = entry.get("content") or []
         if content and isinstance(content[0], Mapping):
             summary_html = content[0].get("value")
-    summary = html_to_text(summary_html)
+    summary = html_to_text(summary_html, lines=True)
     link = http_link(entry.get("link"), base)
     if link is None:
         for candidate in entry.get("links") or []:

@@ -1,10 +1,12 @@
 """The CPU half of handling a poll's new items: match the rules, fingerprint, sign.
 
 For each new or changed item: the rule evaluation (match stage) and, for an
-item that matched a rule, its ``DedupKey``: canonical link, text fingerprint
-and MinHash values (the pure half of the dedup stage). None of it reads or writes the state database,
-so ``monitor.ingest.workers`` runs it in worker processes next to the parse; the
-event loop then only decides and records, inside the poll's one transaction
+item that matched a rule, its ``DedupKey``: canonical link, sentence fingerprint
+and MinHash values, and the sentences the poll's other items repeat (site
+furniture, learned from the whole batch): the pure half of the dedup stage.
+None of it reads or writes the state database, so ``monitor.ingest.workers``
+runs it in worker processes next to the parse; the event loop then only
+decides and records, inside the poll's one transaction
 (``monitor.ingest.pipeline``). Measured on a cycle of 1,000 changed feeds
 (bench/bench_poll.py), this was ~10 ms of CPU per feed that a thread in the
 daemon's process ran under the GIL, slowing the loop's SQLite and socket calls.
@@ -16,10 +18,10 @@ process (not once per job): the rule set is ~160 KB pickled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from monitor.rules import RuleMatch, RuleSet
-from monitor.stories.index import DedupKey, dedup_key
+from monitor.stories.fingerprint import Permutations
+from monitor.stories.key import DedupKey, dedup_key, dedup_keys
 from monitor.stories.settings import DedupSettings
 from monitor.types import Item
 
@@ -31,8 +33,8 @@ class AnalysisContext:
 
     ruleset: RuleSet
     dedup: DedupSettings
-    #: (a, b) uint32 arrays of the MinHash permutations (``StoryIndex.permutations``).
-    permutations: tuple[Any, Any]
+    #: The MinHash permutations (``StoryIndex.permutations``).
+    permutations: Permutations
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class ItemAnalysis:
 
 
 def analyze_item(item: Item, context: AnalysisContext) -> ItemAnalysis:
+    """One item alone (its key learns nothing from other items of its poll)."""
     matches = context.ruleset.evaluate(title=item.title, body=item.summary).matches
     if not matches:
         return ItemAnalysis(matches)
@@ -57,5 +60,8 @@ def analyze_item(item: Item, context: AnalysisContext) -> ItemAnalysis:
 
 
 def analyze_items(items: list[Item], context: AnalysisContext) -> list[ItemAnalysis]:
-    """``analyze_item`` for each item, in order (pure: safe in a thread or another process)."""
-    return [analyze_item(item, context) for item in items]
+    """Match each item and key those that matched, with the furniture the items of this one
+    poll repeat (pure: safe in a thread or another process)."""
+    matches = [context.ruleset.evaluate(title=item.title, body=item.summary).matches for item in items]
+    keys = dedup_keys(items, [bool(m) for m in matches], context.dedup, context.permutations)
+    return [ItemAnalysis(m, key) for m, key in zip(matches, keys, strict=True)]

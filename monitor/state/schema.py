@@ -182,6 +182,44 @@ _V4 = (
     "CREATE INDEX silences_ends ON silences(ends)",
 )
 
+_V6 = (
+    # One row per item folded into a story: its content as sorted uint32 shingle hashes, the
+    # int64 hashes of its content sentences, and the int32 band keys it is indexed under.
+    """CREATE TABLE story_members (
+        id         INTEGER PRIMARY KEY,
+        story_id   INTEGER NOT NULL,
+        item_key   TEXT NOT NULL,
+        feed       TEXT NOT NULL,
+        added      REAL NOT NULL,
+        shingles   BLOB NOT NULL,
+        sentences  BLOB NOT NULL,
+        bands      BLOB NOT NULL
+    )""",
+    "CREATE INDEX story_members_story ON story_members(story_id)",
+    "CREATE INDEX story_members_added ON story_members(added)",
+    """CREATE TABLE story_bands (
+        key        INTEGER NOT NULL,
+        member_id  INTEGER NOT NULL,
+        PRIMARY KEY (key, member_id)
+    )""",
+    # Content sentences of live stories (the hash of their last words): a copy is found by one
+    # it keeps, and a sentence that unrelated stories share is stock text.
+    """CREATE TABLE story_sentences (
+        hash      INTEGER NOT NULL,
+        story_id  INTEGER NOT NULL,
+        PRIMARY KEY (hash, story_id)
+    )""",
+    "CREATE INDEX story_sentences_story ON story_sentences(story_id)",
+    # The sentences learned as a feed's furniture (footer, share bar...), and when last seen.
+    """CREATE TABLE feed_sentences (
+        feed       TEXT NOT NULL,
+        hash       INTEGER NOT NULL,
+        last_seen  REAL NOT NULL,
+        PRIMARY KEY (feed, hash)
+    )""",
+    "CREATE INDEX feed_sentences_seen ON feed_sentences(last_seen)",
+)
+
 #: Step N brings a database from version N-1 to N.
 MIGRATIONS: dict[int, Sequence[str]] = {
     1: _V1,
@@ -215,6 +253,11 @@ MIGRATIONS: dict[int, Sequence[str]] = {
         "ALTER TABLE outbox ADD COLUMN rule_id TEXT",
         "UPDATE outbox SET rule_id = (SELECT rule_id FROM alerts WHERE alerts.id = outbox.alert_id)",
         "CREATE INDEX outbox_rule ON outbox(channel, rule_id, kind, not_before)"),
+    # Story dedup from the database (several instances share it): each story is a cluster of
+    # members (an item's content shingles, furniture left out), found through the LSH band
+    # keys of their MinHash or a sentence they carry; each feed's learned furniture. Stories of
+    # earlier versions keep their exact keys (link, text hash) only.
+    6: _V6,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
