@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from monitor.alerts.senders import FailureReason
+from monitor.alerts.reasons import FailureReason
 from monitor.types import Duration, Severity
 
 __all__ = ["ChannelSettings", "RoutingSettings", "GiveUpRule", "DEFAULT_GIVE_UP", "Updates"]
