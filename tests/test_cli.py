@@ -64,7 +64,7 @@ def test_status_feeds_and_alerts_after_a_cycle(configured):
     assert deliveries["mail"]["state"] == "pending" and "refused" in deliveries["mail"]["last_error"]
 
     # A delivery that failed for good can be queued again from the CLI.
-    from monitor.state.db import connect
+    from monitor.state import connect
 
     dead_id = deliveries["mail"]["outbox_id"]
     conn = connect(configured.parent / "state.sqlite3")

@@ -17,8 +17,7 @@ from monitor.alerts.deliver import Deliverer
 from monitor.alerts.route import plan_alerts
 from monitor.alerts.settings import ChannelSettings, RoutingSettings
 from monitor.rules import RuleMatch
-from monitor.state import open_state
-from monitor.state.db import connect
+from monitor.state import connect, open_state
 from monitor.stories.index import StoryIndex
 from monitor.types import Item
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.state import SCHEMA_VERSION, StateError, alerts, feeds, items, meta, open_state, outbox, retention
+from monitor.state import SCHEMA_VERSION, StateError, alerts, connect, feeds, items, meta, open_state, outbox, retention
 from monitor.state import stories as state_stories
-from monitor.state.db import connect
 
 
 @pytest.fixture

@@ -22,10 +22,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.state.db import Database, StateError, connect
+from monitor.state.db import Database, StateError, connect_sqlite, is_url
 from monitor.state.schema import SCHEMA_VERSION, migrate
 
-__all__ = ["Database", "StateError", "SCHEMA_VERSION", "open_state", "open_readonly"]
+__all__ = ["Database", "StateError", "SCHEMA_VERSION", "connect", "open_state", "open_readonly"]
+
+
+def connect(target: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> Database:
+    """Open the state: a SQLite file path, or a ``postgresql://`` URL.
+
+    ``readonly`` is for the CLI reading while the daemon runs: WAL lets it read
+    without blocking the writer. It never uses ``immutable`` (stale reads).
+    """
+    if is_url(target):
+        from monitor.state.postgres import connect_postgres
+
+        return connect_postgres(str(target), readonly=readonly, timeout=timeout)
+    return connect_sqlite(Path(target), readonly=readonly, timeout=timeout)
 
 
 def open_state(target: str | Path) -> Database:

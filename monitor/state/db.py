@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 from monitor.errors import MonitorError
 
 __all__ = ["Database", "SqliteDatabase", "Row", "Cursor", "StateError", "StateBusy", "StateLocked", "StateLock",
-           "connect", "placeholders", "as_dict", "private_url", "is_url"]
+           "connect_sqlite", "placeholders", "as_dict", "private_url", "is_url"]
 
 #: Parameters of one statement: positional values for its ``?`` placeholders.
 Params = Sequence[Any]
@@ -339,7 +339,8 @@ def _open_sqlite(path: Path, readonly: bool, timeout: float) -> sqlite3.Connecti
     return conn
 
 
-def _connect_sqlite(path: Path, *, readonly: bool, timeout: float) -> SqliteDatabase:
+def connect_sqlite(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> SqliteDatabase:
+    """Open a SQLite state file with the pragmas every connection needs (see ``monitor.state.connect``)."""
     try:
         conn = _open_sqlite(path, readonly, timeout)
     except (sqlite3.Error, OSError) as exc:
@@ -456,19 +457,6 @@ def _holder_text(fd: int) -> str:
 
 def is_url(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
-def connect(target: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> Database:
-    """Open the state: a SQLite file path, or a ``postgresql://`` URL.
-
-    ``readonly`` is for the CLI reading while the daemon runs: WAL lets it read
-    without blocking the writer. It never uses ``immutable`` (stale reads).
-    """
-    if is_url(target):
-        from monitor.state.postgres import connect_postgres
-
-        return connect_postgres(str(target), readonly=readonly, timeout=timeout)
-    return _connect_sqlite(Path(target), readonly=readonly, timeout=timeout)
 
 
 def as_dict(row: Row) -> dict[str, Any]:
