@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install, poll the bundled sample feeds once, print the alerts
-#   make test   - create .venv, install, run the whole test suite
+#   make test   - create .venv, install, lint and type-check, run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean sysdeps
+.PHONY: demo test check bench install clean sysdeps
 
 install: $(STAMP)
 
@@ -38,7 +38,12 @@ sysdeps:
 	  else echo "note: missing$$missing (not root or no apt-get); the tests that need them will be skipped"; fi; \
 	fi
 
-test: $(STAMP) sysdeps
+# Zero findings or the build fails: ruff on everything, mypy --strict (pydantic plugin) on monitor/.
+check: $(STAMP)
+	$(PY) -m ruff check monitor tests bench examples
+	$(PY) -m mypy
+
+test: $(STAMP) sysdeps check
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

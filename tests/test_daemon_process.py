@@ -106,14 +106,22 @@ class DaemonProcess:
         if self.proc.poll() is None and not self.terminated:
             self.signal(signal.SIGTERM)
         rc = self.proc.wait(timeout=timeout)
-        for reader in self._readers:
-            reader.join(timeout=5)
+        self._close_pipes()
         return rc
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        """The readers end at EOF once the process is gone; then the pipes are closed (no ResourceWarning)."""
+        for reader in self._readers:
+            reader.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
 
 
 def started_daemons():

@@ -27,6 +27,7 @@ import yaml
 from conftest import LOOPBACK_FETCH, ROOT, SMTP_PASSWORD, free_port, rss_feed, run_cli
 from test_daemon_process import (
     BUKAMAL,
+    EXTRA_RULES,
     QUIET,
     _alive,
     _children_of,
@@ -310,22 +311,10 @@ def test_a_corrupt_outbox_page_is_reported_loudly_and_polling_goes_on(tmp_path, 
 
 # --------------------------------------------------------------------------- reloads that cannot lose alerts
 
-QUAKE_RULES = """\
-keywords:
-  - id: quake_words
-    words: [زلزال]
-rules:
-  - id: quake_alert
-    title: Earthquake
-    severity: warning
-    any: [quake_words]
-"""
-
-
 def test_a_rules_file_removed_or_truncated_for_a_while_loses_no_alert(tmp_path, feed_server, daemons):
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
-    (rules / "extra.yaml").write_text(QUAKE_RULES, encoding="utf-8")
+    (rules / "extra.yaml").write_text(EXTRA_RULES, encoding="utf-8")
     published = [QUIET]
     url = feed_server.set("/f.xml", rss_feed(published))
     config = write_config(tmp_path, [{"name": "f", "url": url, "interval": "1s"}], rules=[str(rules)],

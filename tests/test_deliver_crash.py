@@ -68,7 +68,7 @@ def test_sigkill_loses_nothing_and_repeats_at_most_once_per_kill(tmp_path):
                 time.sleep(0.002)
             if proc.poll() is None and kills < 10:
                 proc.kill()
-                proc.wait()
+                proc.communicate()  # reaps it and closes its stdout pipe
                 kills += 1
                 continue
             out, _ = proc.communicate(timeout=120)

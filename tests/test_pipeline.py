@@ -69,7 +69,7 @@ def make(tmp_path: Path, feeds: dict[str, str], rules_dir: Path | None = None, c
     return Pipeline(config, conn, context, fetcher, stories, pool, clock=clock or Clock())
 
 
-_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
+_LOOPS: dict[int, tuple[asyncio.AbstractEventLoop, Fetcher]] = {}
 _POOLS: list[WorkerPool] = []
 
 
@@ -77,14 +77,18 @@ _POOLS: list[WorkerPool] = []
 def _close_loops():
     yield
     while _LOOPS:
-        _LOOPS.popitem()[1].close()
+        loop, fetcher = _LOOPS.popitem()[1]
+        loop.run_until_complete(fetcher.aclose())  # its connections belong to this loop
+        loop.close()
     while _POOLS:
         _POOLS.pop().close()
 
 
 def poll(p: Pipeline, name: str = "a"):
     """Poll on the pipeline's own event loop (its HTTP client's connections belong to it)."""
-    loop = _LOOPS.setdefault(id(p.fetcher), asyncio.new_event_loop())
+    if id(p.fetcher) not in _LOOPS:  # not setdefault: its argument would make (and leak) a loop per call
+        _LOOPS[id(p.fetcher)] = (asyncio.new_event_loop(), p.fetcher)
+    loop = _LOOPS[id(p.fetcher)][0]
     feed = next(f for f in p.config.feeds if f.name == name)
     return loop.run_until_complete(p.poll(feed))
 

@@ -43,6 +43,7 @@ def test_each_message_arrives_as_systemd_expects(receiver):
     assert int(lines[1].split("=")[1]) > 0
     n.stopping()
     assert _recv(sock) == "STOPPING=1"
+    n.close()
 
 
 def test_abstract_socket_address():
@@ -51,8 +52,10 @@ def test_abstract_socket_address():
     sock.bind(b"\0" + name.encode())
     sock.settimeout(2.0)
     try:
-        assert Notifier.from_env({"NOTIFY_SOCKET": "@" + name}).ready()
+        n = Notifier.from_env({"NOTIFY_SOCKET": "@" + name})
+        assert n.ready()
         assert _recv(sock) == "READY=1"
+        n.close()
     finally:
         sock.close()
 
@@ -75,6 +78,7 @@ def test_receiver_that_never_reads_does_not_hang_the_sender(receiver):
     assert len(results) == 200
     assert any(results) and not all(results)  # some queued, the rest dropped
     assert n.dropped == results.count(False)
+    n.close()
 
 
 def test_without_notify_socket_everything_is_a_quiet_no_op():
@@ -91,6 +95,7 @@ def test_missing_socket_file_never_raises(tmp_path: Path):
     for _ in range(5):
         assert n.ready() is False
     assert n.dropped == 5
+    n.close()
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec():

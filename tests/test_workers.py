@@ -353,3 +353,6 @@ def test_sigkill_of_the_main_process_leaves_no_worker_forkserver_or_tracker(tmp_
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
