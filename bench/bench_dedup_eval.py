@@ -66,7 +66,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from dedup_eval.generate import (  # noqa: E402 - after the sys.path lines above
+from dedup_eval.generate import (
     DEFAULT_SEED,
     DISTINCT_PAIR_KINDS,
     DUPLICATE_PAIR_KINDS,
@@ -78,10 +78,10 @@ from dedup_eval.generate import (  # noqa: E402 - after the sys.path lines above
     generate,
     iter_splits,
 )
-from dedup_eval.methods import METHODS, DedupMethod  # noqa: E402
-from dedup_eval.score import Score, pool, score  # noqa: E402
+from dedup_eval.methods import METHODS, DedupMethod
+from dedup_eval.score import Score, pool, score
 
-from monitor.types import Item  # noqa: E402
+from monitor.types import Item
 
 ORDERS = ("originals_first", "copies_first", "shuffled")
 CATCH_ALL_RULES = {

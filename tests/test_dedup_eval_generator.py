@@ -58,7 +58,8 @@ def sets() -> dict[str, EvalSet]:
 def _fold(text: str) -> str:
     """Spelling-insensitive form for comparing texts: no marks, tatweel, letter or digit variants, punctuation."""
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    text = text.replace("\u0640", "").translate(str.maketrans("أإآىةیک٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "ااايهيك01234567890123456789"))
+    folding = str.maketrans("أإآىةیک٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "ااايهيك01234567890123456789")
+    text = text.replace("\u0640", "").translate(folding)
     return " ".join(re.findall(r"\w+", text))
 
 

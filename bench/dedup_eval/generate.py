@@ -639,7 +639,7 @@ def text_noise(text: str, kinds: Sequence[str], rng: random.Random) -> str:
     sep = [" "] * (len(words) - 1)
     if "nbsp" in kinds:
         sep = ["\u00a0" if rng.random() < 0.12 else s for s in sep]
-    out = words[0] + "".join(s + w for s, w in zip(sep, words[1:]))
+    out = words[0] + "".join(s + w for s, w in zip(sep, words[1:], strict=False))
     if "digits" in kinds:
         out = out.translate(_PERSIAN_DIGITS if rng.random() < 0.3 else _INDIC)
     return out
@@ -666,7 +666,8 @@ _TAG_NORMALIZE = str.maketrans({"\u0640": None, "أ": "ا", "إ": "ا", "آ": "�
 
 
 def _fold(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).translate(_TAG_NORMALIZE)
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return bare.translate(_TAG_NORMALIZE)
 
 
 class _Generator:
@@ -740,7 +741,8 @@ class _Generator:
         published = self._clock + timedelta(minutes=self.rng.randint(0, 240) if kind not in ORIGINAL_KINDS else 0)
         item = EvalItem(
             outlet=outlet.feed, guid=f"{outlet.host}/{self.split}/{serial:04d}",
-            link=f"https://{outlet.host}/news/{self.split}-{serial:04d}.html", title=self._title(outlet, headline, kinds),
+            link=f"https://{outlet.host}/news/{self.split}-{serial:04d}.html",
+            title=self._title(outlet, headline, kinds),
             body=body, published=published, cluster=cluster, kind=kind, sources=tuple(sources), stock=tuple(stock),
             quotes=quotes, noise=kinds)
         self.items.append(item)
@@ -821,8 +823,8 @@ class _Generator:
                    [self._dateline(outlets[1]) + brief, outlets[1].footer], source.units)
         if len(outlets) == 3:
             text = edit_words(brief, EDIT_RATE, self.rng, self.templates.edits)[0]
-            self._emit(outlets[2], cluster, "brief_edited", self._headline([brief], headline), [text, outlets[2].footer],
-                       source.units)
+            self._emit(outlets[2], cluster, "brief_edited", self._headline([brief], headline),
+                       [text, outlets[2].footer], source.units)
 
     def front_clusters(self) -> None:
         """Distinct articles on the same front: 40-75 words of sentences from at least two corpus

@@ -39,6 +39,8 @@ class ClusterSettings(BaseModel):
                             "to one instance; an instance that dies loses its feeds after this. Must exceed "
                             "fetch.timeout.")
     heartbeat: Duration = Field(15.0, gt=0, description="How often an instance records that it is alive.")
+
+
 class ReloadSettings(BaseModel):
     """``reload:`` section of the config: how a reload may take rules away."""
 
