@@ -631,6 +631,15 @@ entities:
     ("في هذا العمر يحتاج المرء إلى الراحة", "omar_field", False),
     ("وقال الشدادي إن الدراسة ستنشر قريبا", "shaddadi", False),
     ("القائم يتولى إدارة الملف منذ شهرين", "qaim", False),
+    ("وما زالت الدير تعاني من انقطاع المياه", "deir_ez_zor", True),       # a town's verb after
+    ("البصيرة من أكبر بلدات الريف الشرقي", "busayrah", True),             # one of the towns
+    ("الدير مدينة منكوبة", "deir_ez_zor", True),                          # its category after it
+    ("شهدت الميادين الرئيسية في العاصمة زحاما", "mayadin", False),          # squares outweigh the verb
+    ("تقدمت سوريا الديمقراطية نحو هجين", "qasad", True),                   # نحو after: movement
+    ("ونريد أن نمضي نحو سوريا الديمقراطية", "qasad", False),                # نحو before: an ideal
+    ("وقالت قوى سوريا الديمقراطية إنها صدت الهجوم", "qasad", True),         # the قوى form
+    ("سيطرت قسد على حقل عمر النفطي", "omar_field", True),                   # the article dropped
+    ("أغلقت الشرطة طريق الشدادية للصيانة. وقالت وزارة الداخلية الكويتية إن الطريق يفتح غدا", "shaddadi", False),
 ])
 def test_default_pack_kinds(pack, text, entity, expected):
     assert (entity in pack.evaluate(body=text).entities) is expected, text
