@@ -547,6 +547,8 @@ entities:
       - aliases: [الشدادي]
         kinds: [person]
         prior: 1
+        against:
+          - {words: [الكويت, الأحمدي], where: document, weight: 3}
   - id: border
     ambiguous:
       - aliases: [القائم]
@@ -571,6 +573,17 @@ def kinds(tmp_path_factory):
 ])
 def test_kinds_and_requirements(kinds, text, entity, expected):
     assert counted(kinds, text, entity) is expected
+
+
+def test_document_words_are_found_by_the_scan(kinds):
+    """A ``document`` item of single words is found by the matcher's one scan, in any field."""
+    far = "وصلوا إلى الشدادي أمس. " + "وكان الطقس حارا. " * 30 + "وفي الكويت أعلنت الشرطة"
+    assert not counted(kinds, far, "speaker_town")
+    assert "speaker_town" not in kinds.evaluate(title="أخبار وبالأحمدي", body="وصلوا إلى الشدادي أمس").entities
+    ev = kinds.evaluate(body=far, explain=True)
+    (d,) = [d for d in ev.decisions if d.hit.entity == "speaker_town"]
+    assert [(e.weight, e.found) for e in d.evidence] == [(-3.0, "الكويت")]
+    assert ev.hits == [] and ev.entities == []  # the context words are no hits
 
 
 def test_second_pass_lends_what_the_first_counted(kinds):

@@ -30,6 +30,7 @@ from typing import Any
 from monitor.rules.schema import ContextKind, Entity, KeywordSet, Rule, Vocabulary
 from monitor.rules.senses import Context, DocumentView, Found, SenseModel, compile_sense
 from monitor.text.matcher import (
+    CONTEXT,
     DEFAULT_SUFFIXES,
     EXCLUDE,
     PLAIN,
@@ -249,8 +250,13 @@ class RuleSet:
             patterns += [Pattern(e.id, a, "alias", e.clitics, variants=variants, glue=glue) for a in e.aliases]
             patterns += [Pattern(e.id, x, "exclude", e.clitics, role=EXCLUDE) for x in e.exclude]
             for amb in e.ambiguous:
-                self._senses.append(compile_sense(e.id, amb, words, context_kinds))
-                tag = len(self._senses)
+                tag = len(self._senses) + 1
+                model = compile_sense(e.id, amb, words, context_kinds, tag)
+                self._senses.append(model)
+                for cue in model.cues:  # words looked for in the whole document: found by the one scan
+                    if cue.doc_key:
+                        patterns += [Pattern(cue.doc_key, w, "context", True, role=CONTEXT)
+                                     for w in sorted(cue.words)]
                 patterns += [Pattern(e.id, a, "alias", e.clitics, tag=tag, variants=variants, glue=glue,
                                      role=SENSE) for a in amb.aliases]
                 self._forms.update((a, match_form(a)) for a in amb.aliases)
@@ -320,6 +326,7 @@ class RuleSet:
         plain: list[list[Occurrence]] = []
         ambiguous: list[list[Occurrence]] = []
         excluded_phrases: dict[str, str] = {}
+        context: dict[str, str] = {}  # doc_key of a sense item -> the word the matcher found for it
         for fi, occurrences in enumerate(found):
             kept: list[Occurrence] = []
             vague: list[Occurrence] = []
@@ -330,8 +337,10 @@ class RuleSet:
                     kept.append(o)
                 elif role == SENSE:
                     vague.append(o)
-                else:
+                elif role == EXCLUDE:
                     exclusions.append(o)
+                elif o[0].group not in context:
+                    context[o[0].group] = fields[fi][1].match[o[1]:o[2]]
             if exclusions:  # rare: drop what an exclusion phrase of the same entity overlaps
                 spans: dict[str, list[tuple[int, int]]] = {}
                 for pat, a, b in exclusions:
@@ -355,7 +364,7 @@ class RuleSet:
                         by_term.setdefault(p.group, []).append((a, b))
                 return by_term.get(term, [])
 
-            document = DocumentView(present, where, excluded_phrases, [p for _, p in fields])
+            document = DocumentView(present, where, excluded_phrases, [p for _, p in fields], context)
             doubtful: list[tuple[int, list[Occurrence]]] = []  # per field: what was not counted
             counted_groups: set[str] = set()
             for fi, vague in enumerate(ambiguous):
@@ -368,10 +377,14 @@ class RuleSet:
             if doubtful and not counted_groups <= present:
                 # second pass: entities counted from their context are now known to be in the document
                 # (``terms: document``, ``entity_in_document``); what was not counted is decided again
-                present |= counted_groups
+                new = counted_groups - present
+                present |= new
+                senses = self._senses
                 for fi, left in doubtful:
-                    counted, _ = self._decide(fields[fi], left, plain[fi], document, decisions, again=True)
-                    plain[fi] = plain[fi] + counted
+                    left = [o for o in left if not senses[o[0].tag - 1].watches.isdisjoint(new)]
+                    if left:
+                        counted, _ = self._decide(fields[fi], left, plain[fi], document, decisions, again=True)
+                        plain[fi] = plain[fi] + counted
         out: list[_Mention] = []
         by_term: dict[str, list[_Mention]] = {}
         covered: list[tuple[int, Occurrence]] = []

@@ -85,6 +85,7 @@ class Cue:
     bits: int = 0  # bit | phrase_bit
     words_only: bool = False  # found only through words of the sentence (skipped when none is there)
     requires: Cue | None = None  # a second condition that must hold too (``Evidence.requires``)
+    doc_key: str = ""  # ``document`` scope, words only: the matcher finds them (``DocumentView.context``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +111,15 @@ class SenseModel:
     others (terms, shapes, clitics, phrases) through ``Context.find``.
     """
 
-    __slots__ = ("entity", "prior", "threshold", "cues", "index", "_fast", "_slow", "_slow_up", "_slow_down")
+    __slots__ = ("entity", "prior", "threshold", "cues", "index", "watches", "_fast", "_slow", "_slow_up",
+                 "_slow_down")
 
     def __init__(self, entity: str, prior: float, threshold: float, cues: tuple[Cue, ...],
                  index: SenseIndex) -> None:
         self.entity, self.prior, self.threshold, self.cues, self.index = entity, prior, threshold, cues, index
+        # the entities whose presence in the document may change a verdict (the second pass)
+        self.watches = frozenset(t for c in cues for t in c.terms) | (
+            {entity} if any(c.shape == "entity_in_document" for c in cues) else frozenset())
         fast: list[tuple[int, int, int, float]] = []
         slow: list[Cue] = []
         for cue in cues:
@@ -292,11 +297,13 @@ def _cue(evidence: Evidence | Condition, sign: float, vocabularies: Mapping[str,
 
 
 def compile_sense(entity: str, group: Ambiguous, vocabularies: Mapping[str, Sequence[str]],
-                  kinds: Mapping[str, ContextKind] | None = None) -> SenseModel:
+                  kinds: Mapping[str, ContextKind] | None = None, tag: int = 0) -> SenseModel:
     """The model of one ``ambiguous`` group of ``entity``: its own evidence, then that of the
     ``kinds`` it names (labelled ``kind: ...``). Its items get small bits of their own (two each:
     words, and the first words of phrases; a requirement two more), so masks stay machine-sized
-    integers."""
+    integers. An item that looks for single words in the whole document gets a ``doc_key``: the
+    caller has the matcher find those words in its one scan (``Pattern`` group ``doc_key``, role
+    ``CONTEXT``), and ``DocumentView.context`` tells which keys were found."""
     cues = [_cue(e, 1.0, vocabularies) for e in group.evidence_for()]
     cues += [_cue(e, -1.0, vocabularies) for e in group.against]
     for name in group.kinds:
@@ -313,8 +320,9 @@ def compile_sense(entity: str, group: Ambiguous, vocabularies: Mapping[str, Sequ
             cue = replace(cue, phrase_bit=1 << (i + 1))
         bits = cue.bit | cue.phrase_bit
         requires = number(cue.requires) if cue.requires is not None else None
+        doc_key = f"\x00{tag}:{i}" if cue.where == "document" and cue.words and not (cue.stems or cue.phrases) else ""
         return replace(cue, bits=bits, words_only=bool(bits) and not cue.terms and cue.where != "document",
-                       requires=requires)
+                       requires=requires, doc_key=doc_key)
 
     numbered = [number(cue) for cue in cues]
     indexed = numbered + [c.requires for c in numbered if c.requires is not None]
@@ -486,6 +494,8 @@ class Context:
         ``explain`` only whether there is one ("")."""
         where = cue.where
         if where == "document":
+            if cue.doc_key and bit == cue.bit:  # found (or not) by the matcher's scan
+                return self.document.context.get(cue.doc_key)
             return next((w for w in self.document.words() if self.index.mask(w) & bit), None)
         words_before, running, words_after, running_after = self._masks()
         n = cue.within if where != "sentence" else SENTENCE_WORDS
@@ -571,15 +581,17 @@ class Context:
 class DocumentView:
     """What the evidence of one evaluation may know about the whole document."""
 
-    __slots__ = ("present", "_positions", "_excluded", "_words", "_fields")
+    __slots__ = ("present", "context", "_positions", "_excluded", "_words", "_fields")
 
     def __init__(self, present: set[str], positions: Callable[[PreparedText, str], list[tuple[int, int]]],
-                 excluded: Mapping[str, str], fields: Iterable[PreparedText]) -> None:
+                 excluded: Mapping[str, str], fields: Iterable[PreparedText],
+                 context: Mapping[str, str] | None = None) -> None:
         self.present = present
         self._positions = positions
         self._excluded = excluded
         self._fields = list(fields)
         self._words: list[str] | None = None
+        self.context: dict[str, str] = dict(context or {})
 
     def positions(self, prepared: PreparedText, term: str) -> list[tuple[int, int]]:
         """Match-string spans of the unambiguous mentions of ``term`` in the field ``prepared``."""
