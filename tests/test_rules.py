@@ -512,3 +512,147 @@ def test_hit_dicts_are_the_hits(pack):
     assert [(d["entity"], d["alias"], d["text"]) for d in dicts] == [(h.entity, h.alias, h.text) for h in hits]
     assert [d["start"] for d in dicts] == [h.start + (len(title) + 1 if h.field == "body" else 0) for h in hits]
     assert all(document[d["start"]:d["end"]] == d["text"] for d in dicts)
+
+
+# --- issue 14 round 2: kinds of context, requirements, the second pass ---------------------------------
+
+KINDS = """
+vocabularies:
+  - id: town_verbs
+    words: [شهدت, تعيش]
+  - id: demonstratives
+    words: [هذا, هذه]
+  - id: speech
+    words: [قال, أكد]
+kinds:
+  - id: town
+    for:
+      - {vocabulary: [town_verbs], where: after, weight: 2}
+      - {shape: entity_in_document, weight: 1}
+  - id: common_noun
+    against:
+      - {vocabulary: [demonstratives], where: before, weight: 3}
+  - id: person
+    against:
+      - {vocabulary: [speech], where: before, within: 3, weight: 3, requires: {words: [إن, أن], where: after}}
+entities:
+  - id: hamlet
+    ambiguous:
+      - aliases: [البصيرة]
+        kinds: [town, common_noun]
+        for:
+          - {words: [بلدة], where: before, weight: 3}
+  - id: speaker_town
+    ambiguous:
+      - aliases: [الشدادي]
+        kinds: [person]
+        prior: 1
+        against:
+          - {words: [الكويت, الأحمدي], where: document, weight: 3}
+  - id: border
+    ambiguous:
+      - aliases: [القائم]
+        kinds: [town]
+        for:
+          - {terms: [hamlet], where: document, weight: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory):
+    return load_rules([write(tmp_path_factory.mktemp("kinds"), KINDS)])
+
+
+@pytest.mark.parametrize("text, entity, expected", [
+    ("البصيرة شهدت اشتباكات", "hamlet", True),           # the kind's evidence: a town's verb after it
+    ("البصيرة كانت غائبة", "hamlet", False),              # a verb any feminine noun takes: nothing
+    ("بلدة هذه البصيرة", "hamlet", False),                # the group's +3, the kind's demonstrative -3
+    ("وصل الوفد وقال الشدادي إن الأمر انتهى", "speaker_town", False),  # a speech verb *and* إن after
+    ("وقال الرجل إن الشدادي هادئة", "speaker_town", True),              # إن is not after the name
+    ("وصلوا إلى الشدادي أمس", "speaker_town", True),
+])
+def test_kinds_and_requirements(kinds, text, entity, expected):
+    assert counted(kinds, text, entity) is expected
+
+
+def test_document_words_are_found_by_the_scan(kinds):
+    """A ``document`` item of single words is found by the matcher's one scan, in any field."""
+    far = "وصلوا إلى الشدادي أمس. " + "وكان الطقس حارا. " * 30 + "وفي الكويت أعلنت الشرطة"
+    assert not counted(kinds, far, "speaker_town")
+    assert "speaker_town" not in kinds.evaluate(title="أخبار وبالأحمدي", body="وصلوا إلى الشدادي أمس").entities
+    ev = kinds.evaluate(body=far, explain=True)
+    (d,) = [d for d in ev.decisions if d.hit.entity == "speaker_town"]
+    assert [(e.weight, e.found) for e in d.evidence] == [(-3.0, "الكويت")]
+    assert ev.hits == [] and ev.entities == []  # the context words are no hits
+
+
+def test_second_pass_lends_what_the_first_counted(kinds):
+    # القائم alone has nothing for it; once البصيرة is counted from its own context (a town's verb),
+    # the document is known to mention hamlet, and the second decision of القائم counts it
+    assert not counted(kinds, "وصلوا إلى القائم", "border")
+    ev = kinds.evaluate(body="وصلوا إلى القائم. البصيرة شهدت اشتباكات", explain=True)
+    assert "border" in ev.entities and "hamlet" in ev.entities
+    (qaim,) = [d for d in ev.decisions if d.hit.entity == "border"]
+    assert qaim.counted and "again" in qaim.detail and any(e.found == "hamlet" for e in qaim.evidence)
+    # entity_in_document: a second, bare occurrence of a counted entity is counted too
+    ev = kinds.evaluate(body="البصيرة شهدت اشتباكات. وعاد الهدوء إلى البصيرة", explain=True)
+    assert [d.counted for d in ev.decisions if d.hit.entity == "hamlet"] == [True, True]
+    assert len([h for h in ev.hits if h.entity == "hamlet"]) == 2
+    # the fast path (no explain) decides the same
+    assert kinds.evaluate(body="وصلوا إلى القائم. البصيرة شهدت اشتباكات").entities == ["border", "hamlet"]
+
+
+def test_kind_errors_are_located(tmp_path):
+    p = write(tmp_path, """vocabularies:
+  - id: heads
+    words: [مدينة]
+kinds:
+  - id: town
+    for:
+      - {vocabulary: [haeds], weight: 2, requires: {vocabulary: [heds]}}
+entities:
+  - id: x
+    ambiguous:
+      - aliases: [البصيرة]
+        kinds: [twon]
+""")
+    errs = errors_of(p)
+    text = "\n".join(map(str, errs))
+    assert f"{p}:7:" in text and "kinds[0].for[0].vocabulary[0]: unknown vocabulary 'haeds'" in text
+    assert "kinds[0].for[0].requires.vocabulary[0]: unknown vocabulary 'heds'" in text
+    assert f"{p}:12:" in text and "unknown kind 'twon'" in text and any(e.suggestion == "town" for e in errs)
+    q = write(tmp_path, """kinds:
+  - id: empty
+entities:
+  - id: x
+    ambiguous:
+      - aliases: [البصيرة]
+        against:
+          - {words: [y], requires: {where: after}}
+""", "q.yaml")
+    errs += errors_of(q)
+    text = "\n".join(map(str, errs))
+    assert f"{q}:2:" in text and "kinds[0]: a kind needs for or against evidence" in text
+    assert f"{q}:8:" in text and "against[0].requires: a requirement needs words or a vocabulary" in text
+    assert all(e.line for e in errs)
+
+
+@pytest.mark.parametrize("text, entity, expected", [
+    # the default pack's kinds, on sentences of their own
+    ("القائم شهدت ليلة من القصف المتواصل", "qaim", True),
+    ("وتعيش البصيرة أياما صعبة بعد انقطاع الماء", "busayrah", True),
+    ("في هذا العمر يحتاج المرء إلى الراحة", "omar_field", False),
+    ("وقال الشدادي إن الدراسة ستنشر قريبا", "shaddadi", False),
+    ("القائم يتولى إدارة الملف منذ شهرين", "qaim", False),
+    ("وما زالت الدير تعاني من انقطاع المياه", "deir_ez_zor", True),       # a town's verb after
+    ("البصيرة من أكبر بلدات الريف الشرقي", "busayrah", True),             # one of the towns
+    ("الدير مدينة منكوبة", "deir_ez_zor", True),                          # its category after it
+    ("شهدت الميادين الرئيسية في العاصمة زحاما", "mayadin", False),          # squares outweigh the verb
+    ("تقدمت سوريا الديمقراطية نحو هجين", "qasad", True),                   # نحو after: movement
+    ("ونريد أن نمضي نحو سوريا الديمقراطية", "qasad", False),                # نحو before: an ideal
+    ("وقالت قوى سوريا الديمقراطية إنها صدت الهجوم", "qasad", True),         # the قوى form
+    ("سيطرت قسد على حقل عمر النفطي", "omar_field", True),                   # the article dropped
+    ("أغلقت الشرطة طريق الشدادية للصيانة. وقالت وزارة الداخلية الكويتية إن الطريق يفتح غدا", "shaddadi", False),
+])
+def test_default_pack_kinds(pack, text, entity, expected):
+    assert (entity in pack.evaluate(body=text).entities) is expected, text

@@ -27,9 +27,10 @@ from itertools import accumulate
 from operator import itemgetter
 from typing import Any
 
-from monitor.rules.schema import Entity, KeywordSet, Rule, Vocabulary
+from monitor.rules.schema import ContextKind, Entity, KeywordSet, Rule, Vocabulary
 from monitor.rules.senses import Context, DocumentView, Found, SenseModel, compile_sense
 from monitor.text.matcher import (
+    CONTEXT,
     DEFAULT_SUFFIXES,
     EXCLUDE,
     PLAIN,
@@ -229,7 +230,8 @@ class RuleSet:
     """Compiled rules. ``evaluate`` is pure and thread-safe (no shared mutable state)."""
 
     def __init__(self, entities: list[Entity], keywords: list[KeywordSet], rules: list[Rule], *,
-                 vocabularies: Sequence[Vocabulary] = (), sources: list[str] | None = None,
+                 vocabularies: Sequence[Vocabulary] = (), kinds: Sequence[ContextKind] = (),
+                 sources: list[str] | None = None,
                  fingerprint: str = "") -> None:
         self._entities = {e.id: e for e in entities}
         self._keywords = {k.id: k for k in keywords}
@@ -238,6 +240,7 @@ class RuleSet:
         self.sources = list(sources or [])
         self.fingerprint = fingerprint
         words = {v.id: list(v.words) for v in vocabularies}
+        context_kinds = {k.id: k for k in kinds}
         patterns: list[Pattern] = []
         self._forms: dict[str, str] = {}  # ambiguous alias -> its match form (to see a clitic on it)
         self._senses: list[SenseModel] = []  # by Pattern.tag - 1: the tags of ambiguous groups are global
@@ -247,8 +250,13 @@ class RuleSet:
             patterns += [Pattern(e.id, a, "alias", e.clitics, variants=variants, glue=glue) for a in e.aliases]
             patterns += [Pattern(e.id, x, "exclude", e.clitics, role=EXCLUDE) for x in e.exclude]
             for amb in e.ambiguous:
-                self._senses.append(compile_sense(e.id, amb, words))
-                tag = len(self._senses)
+                tag = len(self._senses) + 1
+                model = compile_sense(e.id, amb, words, context_kinds, tag)
+                self._senses.append(model)
+                for cue in model.cues:  # words looked for in the whole document: found by the one scan
+                    if cue.doc_key:
+                        patterns += [Pattern(cue.doc_key, w, "context", True, role=CONTEXT)
+                                     for w in sorted(cue.words)]
                 patterns += [Pattern(e.id, a, "alias", e.clitics, tag=tag, variants=variants, glue=glue,
                                      role=SENSE) for a in amb.aliases]
                 self._forms.update((a, match_form(a)) for a in amb.aliases)
@@ -318,6 +326,7 @@ class RuleSet:
         plain: list[list[Occurrence]] = []
         ambiguous: list[list[Occurrence]] = []
         excluded_phrases: dict[str, str] = {}
+        context: dict[str, str] = {}  # doc_key of a sense item -> the word the matcher found for it
         for fi, occurrences in enumerate(found):
             kept: list[Occurrence] = []
             vague: list[Occurrence] = []
@@ -328,8 +337,10 @@ class RuleSet:
                     kept.append(o)
                 elif role == SENSE:
                     vague.append(o)
-                else:
+                elif role == EXCLUDE:
                     exclusions.append(o)
+                elif o[0].group not in context:
+                    context[o[0].group] = fields[fi][1].match[o[1]:o[2]]
             if exclusions:  # rare: drop what an exclusion phrase of the same entity overlaps
                 spans: dict[str, list[tuple[int, int]]] = {}
                 for pat, a, b in exclusions:
@@ -353,10 +364,27 @@ class RuleSet:
                         by_term.setdefault(p.group, []).append((a, b))
                 return by_term.get(term, [])
 
-            document = DocumentView(present, where, excluded_phrases, [p for _, p in fields])
+            document = DocumentView(present, where, excluded_phrases, [p for _, p in fields], context)
+            doubtful: list[tuple[int, list[Occurrence]]] = []  # per field: what was not counted
+            counted_groups: set[str] = set()
             for fi, vague in enumerate(ambiguous):
                 if vague:
-                    plain[fi] = plain[fi] + self._decide(fields[fi], vague, plain[fi], document, decisions)
+                    counted, left = self._decide(fields[fi], vague, plain[fi], document, decisions)
+                    plain[fi] = plain[fi] + counted
+                    counted_groups.update(o[0].group for o in counted)
+                    if left:
+                        doubtful.append((fi, left))
+            if doubtful and not counted_groups <= present:
+                # second pass: entities counted from their context are now known to be in the document
+                # (``terms: document``, ``entity_in_document``); what was not counted is decided again
+                new = counted_groups - present
+                present |= new
+                senses = self._senses
+                for fi, left in doubtful:
+                    left = [o for o in left if not senses[o[0].tag - 1].watches.isdisjoint(new)]
+                    if left:
+                        counted, _ = self._decide(fields[fi], left, plain[fi], document, decisions, again=True)
+                        plain[fi] = plain[fi] + counted
         out: list[_Mention] = []
         by_term: dict[str, list[_Mention]] = {}
         covered: list[tuple[int, Occurrence]] = []
@@ -416,10 +444,13 @@ class RuleSet:
         return kept
 
     def _decide(self, field_: _Field, vague: list[Occurrence], kept: list[Occurrence], document: DocumentView,
-                decisions: list[Decision] | None) -> list[Occurrence]:
-        """The ambiguous occurrences of one field that their sense decision counts."""
+                decisions: list[Decision] | None, again: bool = False) -> tuple[list[Occurrence], list[Occurrence]]:
+        """The ambiguous occurrences of one field that their sense decision counts, and those it does
+        not. ``again``: a second decision of occurrences not counted the first time (its decision
+        replaces the first in ``decisions``)."""
         _, prepared = field_
         counted: list[Occurrence] = []
+        left: list[Occurrence] = []
         covering: dict[str, list[tuple[int, int]]] = {o[0].group: [] for o in vague}
         for p, a, b in kept:
             spans = covering.get(p.group)
@@ -431,6 +462,11 @@ class RuleSet:
             reach[group] = ([a for a, _ in spans], list(accumulate((b for _, b in spans), max)))
         seen: set[tuple[str, int, int]] = set()
         forms = self._forms
+        earlier: dict[tuple[str, int, int], int] = {}
+        if again and decisions is not None:
+            earlier = {(d.hit.entity, *d.hit._source[1:]): i for i, d in enumerate(decisions)
+                       if d.reason == "sense" and not d.counted and d.hit._source is not None
+                       and d.hit._source[0] is prepared}
         # the longest alias first where several of one entity found the same span (الميادين, ميادين)
         for o in sorted(vague, key=lambda o: (o[1], -len(forms[o[0].alias]))):
             pat, start, end = o
@@ -440,7 +476,7 @@ class RuleSet:
             starts, furthest = reach[pat.group]
             i = bisect_right(starts, start)
             if i and furthest[i - 1] >= end:  # a plain hit of the entity starts before and ends after
-                if decisions is not None:
+                if decisions is not None and not again:
                     decisions.append(Decision(self._pending(field_, o), True, "covered",
                                               detail="inside a longer hit of the same entity"))
                 continue
@@ -449,10 +485,18 @@ class RuleSet:
             verdict = model.decide(ctx, decisions is not None)
             if verdict.counted:
                 counted.append(o)
+            else:
+                left.append(o)
             if decisions is not None:
-                decisions.append(Decision(self._pending(field_, o), verdict.counted, "sense", verdict.score,
-                                          verdict.threshold, verdict.evidence))
-        return counted
+                decision = Decision(self._pending(field_, o), verdict.counted, "sense", verdict.score,
+                                    verdict.threshold, verdict.evidence,
+                                    detail="decided again: other entities counted in the document" if again else "")
+                j = earlier.get((pat.group, start, end))
+                if j is None:
+                    decisions.append(decision)
+                else:
+                    decisions[j] = decision
+        return counted, left
 
     @staticmethod
     def _pending(field_: _Field, o: Occurrence) -> Hit:

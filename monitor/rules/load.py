@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.rules.evaluate import RuleSet
-from monitor.rules.schema import Entity, KeywordSet, Rule, RulesFile, Vocabulary
+from monitor.rules.schema import ContextKind, Entity, Evidence, KeywordSet, Rule, RulesFile, Vocabulary
 from monitor.yamlfile import (
     Path_,
     YamlDocument,
@@ -78,13 +78,14 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
     seen: dict[str, tuple[YamlDocument, Path_]] = {}
     terms: dict[str, str] = {}
     vocabularies: set[str] = set()
+    kinds: set[str] = set()
     for doc, rf in parsed:
-        sections: tuple[tuple[str, Sequence[Vocabulary | Entity | KeywordSet | Rule]], ...] = (
-            ("vocabularies", rf.vocabularies), ("entities", rf.entities), ("keywords", rf.keywords),
-            ("rules", rf.rules))
+        sections: tuple[tuple[str, Sequence[Vocabulary | ContextKind | Entity | KeywordSet | Rule]], ...] = (
+            ("vocabularies", rf.vocabularies), ("kinds", rf.kinds), ("entities", rf.entities),
+            ("keywords", rf.keywords), ("rules", rf.rules))
         for section, items in sections:
             for i, item in enumerate(items):
-                kind = {"rules": "rule", "vocabularies": "vocabulary"}.get(section, "term")
+                kind = {"rules": "rule", "vocabularies": "vocabulary", "kinds": "kind"}.get(section, "term")
                 key = f"{kind}:{item.id}"
                 if key in seen:
                     other_doc, other_path = seen[key]
@@ -97,6 +98,8 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
                     terms[item.id] = section
                 elif kind == "vocabulary":
                     vocabularies.add(item.id)
+                elif kind == "kind":
+                    kinds.add(item.id)
     for doc, rf in parsed:
         for i, rule in enumerate(rf.rules):
             refs: list[tuple[Path_, str]] = []
@@ -112,22 +115,34 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
             if not (rule.any or rule.all or rule.near or rule.same_sentence):
                 errors.append(doc.error(("rules", i, "id"),
                                         "a rule needs at least one of any, all, near, same_sentence"))
+        groups: list[tuple[Path_, list[Evidence], list[Evidence]]] = [
+            (("kinds", i), kind_.for_, kind_.against) for i, kind_ in enumerate(rf.kinds)]
         for i, entity in enumerate(rf.entities):
             for a_index, amb in enumerate(entity.ambiguous):
-                for side, evidence_list in (("for", amb.for_), ("against", amb.against)):
-                    for e_index, evidence in enumerate(evidence_list):
-                        where: Path_ = ("entities", i, "ambiguous", a_index, side, e_index)
-                        for t_index, term in enumerate(evidence.terms):
-                            if term not in terms:
-                                errors.append(_unknown(doc, where + ("terms", t_index), "entity or keyword set",
-                                                       term, terms))
-                        for v_index, vocabulary in enumerate(evidence.vocabulary):
-                            if vocabulary not in vocabularies:
-                                errors.append(_unknown(doc, where + ("vocabulary", v_index), "vocabulary",
-                                                       vocabulary, vocabularies))
+                groups.append((("entities", i, "ambiguous", a_index), amb.for_, amb.against))
+                for k_index, name in enumerate(amb.kinds):
+                    if name not in kinds:
+                        errors.append(_unknown(doc, ("entities", i, "ambiguous", a_index, "kinds", k_index), "kind",
+                                               name, kinds))
+        for at, for_, against in groups:
+            for side, evidence_list in (("for", for_), ("against", against)):
+                for e_index, evidence in enumerate(evidence_list):
+                    where: Path_ = at + (side, e_index)
+                    for t_index, term in enumerate(evidence.terms):
+                        if term not in terms:
+                            errors.append(_unknown(doc, where + ("terms", t_index), "entity or keyword set",
+                                                   term, terms))
+                    vocabulary_refs = [(where + ("vocabulary", v), name) for v, name in enumerate(evidence.vocabulary)]
+                    if evidence.requires is not None:
+                        vocabulary_refs += [(where + ("requires", "vocabulary", v), name)
+                                            for v, name in enumerate(evidence.requires.vocabulary)]
+                    for ref, vocabulary in vocabulary_refs:
+                        if vocabulary not in vocabularies:
+                            errors.append(_unknown(doc, ref, "vocabulary", vocabulary, vocabularies))
     if errors:
         raise ConfigErrors(errors)
     vocabulary_list = [v for _, rf in parsed for v in rf.vocabularies]
+    kind_list = [k for _, rf in parsed for k in rf.kinds]
     entities = [e for _, rf in parsed for e in rf.entities]
     keywords = [k for _, rf in parsed for k in rf.keywords]
     rules = [r for _, rf in parsed for r in rf.rules]
@@ -135,8 +150,8 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
     count += sum(len(k.words) for k in keywords)
     if count > MAX_ALIASES:
         raise ConfigErrors([ConfigError(f"more than {MAX_ALIASES} aliases in total", file=str(files[0]))])
-    return RuleSet(entities, keywords, rules, vocabularies=vocabulary_list, sources=[str(f) for f in files],
-                   fingerprint=digest.hexdigest()[:16])
+    return RuleSet(entities, keywords, rules, vocabularies=vocabulary_list, kinds=kind_list,
+                   sources=[str(f) for f in files], fingerprint=digest.hexdigest()[:16])
 
 
 def _unknown(doc: YamlDocument, path: Path_, what: str, name: str, known: Iterable[str]) -> ConfigError:

@@ -11,12 +11,21 @@ File shape (any file may hold any of the four lists)::
     vocabularies:                   # word lists the sense evidence below shares
       - id: place_heads
         words: [مدينة, بلدة, ريف, قرب, معبر, قضاء, محافظة]   # or one string: "مدينة، بلدة، ريف"
+    kinds:                          # kinds of context: evidence ambiguous groups share by naming them
+      - id: town
+        for:
+          - {vocabulary: [feminine_verbs], where: after, weight: 2}      # البوكمال شهدت
+        against:
+          - {vocabulary: [demonstratives], where: before, weight: 3}     # هذا العمر
+          - {vocabulary: [speech_verbs], where: before, within: 3, weight: 3,
+             requires: {words: [إن, أن], where: after}}                 # قال الشدادي إن
     entities:
       - id: omar_field
         labels: {ar: حقل العمر, en: al-Omar oil field}
         aliases: [حقل العمر, al-Omar oil field]
         ambiguous:                  # aliases whose sense is decided from their context
           - aliases: [العمر]
+            kinds: [town]           # the evidence of these kinds comes after the group's own
             prior: 0                # the score before any evidence
             threshold: 1            # counted when prior + for - against >= threshold
             for:
@@ -57,10 +66,15 @@ without ambiguity) or its ``shape`` is there, in the scope ``where`` says:
 ``before`` / ``after`` (the ``within`` words on that side, default 1),
 ``around`` (both sides, default 6), ``sentence`` or ``document``. Words do not
 cross a sentence end. ``clitic: ل`` makes an item count only when the name
-carries that preposition (للميادين); alone it is the evidence. Shapes: ``quoted`` (the alias in quotes), ``hashtag``,
+carries that preposition (للميادين); alone it is the evidence. ``requires``
+makes an item count only when a second condition (words or a vocabulary in
+its own scope) holds too: a speech verb before *and* إن after is a speaker.
+Shapes: ``quoted`` (the alias in quotes), ``hashtag``,
 ``after_definite_masculine`` (right after a definite masculine word: الوضع
 القائم reads as an adjective), ``exclusion_in_document`` (an ``exclude`` phrase
-of this entity is in the document: the other sense is the topic).
+of this entity is in the document: the other sense is the topic),
+``entity_in_document`` (the entity is counted elsewhere in the document,
+through a plain alias or another occurrence whose sense was decided for it).
 """
 
 from __future__ import annotations
@@ -73,8 +87,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from monitor.text.matcher import match_form
 from monitor.types import Duration, Severity
 
-__all__ = ["FIELDS", "SHAPES", "SCOPES", "Labels", "Vocabulary", "Evidence", "Ambiguous", "Entity", "KeywordSet",
-           "Near", "Rule", "RulesFile"]
+__all__ = ["FIELDS", "SHAPES", "SCOPES", "Labels", "Vocabulary", "Condition", "Evidence", "ContextKind", "Ambiguous",
+           "Entity", "KeywordSet", "Near", "Rule", "RulesFile"]
 
 FIELDS = ("title", "body")
 FieldName = Literal["title", "body"]
@@ -100,7 +114,7 @@ class Labels(_Model):
     en: str | None = None
 
 
-Shape = Literal["quoted", "hashtag", "after_definite_masculine", "exclusion_in_document"]
+Shape = Literal["quoted", "hashtag", "after_definite_masculine", "exclusion_in_document", "entity_in_document"]
 Scope = Literal["before", "after", "around", "sentence", "document"]
 SHAPES: tuple[str, ...] = get_args(Shape)
 SCOPES: tuple[str, ...] = get_args(Scope)
@@ -124,6 +138,27 @@ class Vocabulary(_Model):
     words: Annotated[list[AliasText], BeforeValidator(_comma_list)] = Field(min_length=1)
 
 
+class Condition(_Model):
+    """What an evidence item also needs (``requires``): words or a vocabulary in a scope."""
+
+    words: list[AliasText] = []
+    vocabulary: list[str] = []
+    where: Scope = "around"
+    within: int | None = Field(None, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _something_to_find(self) -> Condition:
+        if not (self.words or self.vocabulary):
+            raise ValueError("a requirement needs words or a vocabulary")
+        if self.within is not None and self.where in ("sentence", "document"):
+            raise ValueError(f"within does not apply to where: {self.where}")
+        return self
+
+    @property
+    def span(self) -> int:
+        return self.within if self.within is not None else DEFAULT_WITHIN[self.where]
+
+
 class Evidence(_Model):
     """One piece of evidence about the sense of an ambiguous alias (module docstring)."""
 
@@ -136,6 +171,7 @@ class Evidence(_Model):
     within: int | None = Field(None, ge=1, le=200)
     weight: float = Field(1.0, gt=0, le=100)
     name: str = ""
+    requires: Condition | None = None
 
     @model_validator(mode="after")
     def _something_to_find(self) -> Evidence:
@@ -151,8 +187,26 @@ class Evidence(_Model):
         return self.within if self.within is not None else DEFAULT_WITHIN[self.where]
 
 
+class ContextKind(_Model):
+    """A named kind of context (``kinds:`` at the top of a file): evidence that every ambiguous
+    group listing the kind shares, e.g. the grammar of a bare town name (a feminine verb next to
+    it) or of a person's name (a masculine verb after it, قال X إن)."""
+
+    id: str = Field(pattern=_ID_RE)
+    description: str = ""
+    for_: list[Evidence] = Field([], alias="for")
+    against: list[Evidence] = []
+
+    @model_validator(mode="after")
+    def _has_evidence(self) -> ContextKind:
+        if not (self.for_ or self.against):
+            raise ValueError("a kind needs for or against evidence")
+        return self
+
+
 class Ambiguous(_Model):
     aliases: list[AliasText] = Field(min_length=1)
+    kinds: list[str] = []
     near: list[AliasText] = []
     window: int = Field(8, ge=1, le=200)
     quoted: bool = False
@@ -231,6 +285,7 @@ class Rule(_Model):
 
 class RulesFile(_Model):
     vocabularies: list[Vocabulary] = []
+    kinds: list[ContextKind] = []
     entities: list[Entity] = []
     keywords: list[KeywordSet] = []
     rules: list[Rule] = []

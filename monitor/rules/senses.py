@@ -38,7 +38,7 @@ from itertools import accumulate
 from operator import or_
 from typing import NamedTuple
 
-from monitor.rules.schema import Ambiguous, Evidence
+from monitor.rules.schema import Ambiguous, Condition, ContextKind, Evidence
 from monitor.text.matcher import DEFAULT_SUFFIXES, PreparedText, match_form
 
 __all__ = ["Cue", "Found", "SenseModel", "SenseIndex", "Verdict", "Context", "DocumentView", "compile_sense",
@@ -84,6 +84,8 @@ class Cue:
 
     bits: int = 0  # bit | phrase_bit
     words_only: bool = False  # found only through words of the sentence (skipped when none is there)
+    requires: Cue | None = None  # a second condition that must hold too (``Evidence.requires``)
+    doc_key: str = ""  # ``document`` scope, words only: the matcher finds them (``DocumentView.context``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +111,20 @@ class SenseModel:
     others (terms, shapes, clitics, phrases) through ``Context.find``.
     """
 
-    __slots__ = ("entity", "prior", "threshold", "cues", "index", "_fast", "_slow", "_slow_up", "_slow_down")
+    __slots__ = ("entity", "prior", "threshold", "cues", "index", "watches", "_fast", "_slow", "_slow_up",
+                 "_slow_down")
 
     def __init__(self, entity: str, prior: float, threshold: float, cues: tuple[Cue, ...],
                  index: SenseIndex) -> None:
         self.entity, self.prior, self.threshold, self.cues, self.index = entity, prior, threshold, cues, index
+        # the entities whose presence in the document may change a verdict (the second pass)
+        self.watches = frozenset(t for c in cues for t in c.terms) | (
+            {entity} if any(c.shape == "entity_in_document" for c in cues) else frozenset())
         fast: list[tuple[int, int, int, float]] = []
         slow: list[Cue] = []
         for cue in cues:
-            if cue.bit and not (cue.phrases or cue.terms or cue.shape or cue.clitic) and cue.where != "document":
+            if (cue.bit and not (cue.phrases or cue.terms or cue.shape or cue.clitic or cue.requires)
+                    and cue.where != "document"):
                 n = cue.within if cue.where != "sentence" else SENTENCE_WORDS
                 fast.append((cue.bit, n if cue.where != "after" else 0, n if cue.where != "before" else 0,
                              cue.weight))
@@ -252,10 +259,15 @@ def _label(evidence: Evidence) -> str:
         return f"{evidence.clitic}- on the name"
     span = evidence.span
     label = f"{what} {evidence.where}" + (f" {span}" if span else "")
+    if evidence.requires is not None:
+        r = evidence.requires
+        need = "+".join(r.vocabulary) if r.vocabulary else ",".join(r.words[:3]) + ("…" if len(r.words) > 3 else "")
+        label += f" and {need} {r.where}" + (f" {r.span}" if r.span else "")
     return label + (f" with {evidence.clitic}- on the name" if evidence.clitic else "")
 
 
-def _cue(evidence: Evidence, sign: float, vocabularies: Mapping[str, Sequence[str]]) -> Cue:
+def _cue(evidence: Evidence | Condition, sign: float, vocabularies: Mapping[str, Sequence[str]],
+         prefix: str = "") -> Cue:
     words: set[str] = set()
     stems: set[str] = set()
     phrases: set[tuple[str, ...]] = set()
@@ -273,28 +285,49 @@ def _cue(evidence: Evidence, sign: float, vocabularies: Mapping[str, Sequence[st
             stems.add(form)
         else:
             words.add(form)
+    longest = max((len(p) for p in phrases), default=1)
+    if isinstance(evidence, Condition):
+        return Cue("requires", 0.0, evidence.where, evidence.span, frozenset(words), tuple(sorted(stems)),
+                   tuple(sorted(phrases)), frozenset(), None, None, longest)
     clitic = match_form(evidence.clitic) if evidence.clitic else None
-    return Cue(_label(evidence), sign * evidence.weight, evidence.where, evidence.span, frozenset(words),
+    requires = _cue(evidence.requires, 0.0, vocabularies) if evidence.requires is not None else None
+    return Cue(prefix + _label(evidence), sign * evidence.weight, evidence.where, evidence.span, frozenset(words),
                tuple(sorted(stems)), tuple(sorted(phrases)), frozenset(evidence.terms), evidence.shape, clitic,
-               max((len(p) for p in phrases), default=1))
+               longest, requires=requires)
 
 
-def compile_sense(entity: str, group: Ambiguous, vocabularies: Mapping[str, Sequence[str]]) -> SenseModel:
-    """The model of one ``ambiguous`` group of ``entity``; its items get small bits of their own
-    (two each: words, and the first words of phrases), so masks stay machine-sized integers."""
+def compile_sense(entity: str, group: Ambiguous, vocabularies: Mapping[str, Sequence[str]],
+                  kinds: Mapping[str, ContextKind] | None = None, tag: int = 0) -> SenseModel:
+    """The model of one ``ambiguous`` group of ``entity``: its own evidence, then that of the
+    ``kinds`` it names (labelled ``kind: ...``). Its items get small bits of their own (two each:
+    words, and the first words of phrases; a requirement two more), so masks stay machine-sized
+    integers. An item that looks for single words in the whole document gets a ``doc_key``: the
+    caller has the matcher find those words in its one scan (``Pattern`` group ``doc_key``, role
+    ``CONTEXT``), and ``DocumentView.context`` tells which keys were found."""
     cues = [_cue(e, 1.0, vocabularies) for e in group.evidence_for()]
     cues += [_cue(e, -1.0, vocabularies) for e in group.against]
-    numbered = []
-    for i, cue in enumerate(cues):
+    for name in group.kinds:
+        kind = (kinds or {})[name]
+        cues += [_cue(e, 1.0, vocabularies, f"{name}: ") for e in kind.for_]
+        cues += [_cue(e, -1.0, vocabularies, f"{name}: ") for e in kind.against]
+    counter = iter(range(0, 1 << 16, 2))
+
+    def number(cue: Cue) -> Cue:
+        i = next(counter)
         if cue.words or cue.stems:
-            cue = replace(cue, bit=1 << (2 * i))
+            cue = replace(cue, bit=1 << i)
         if cue.phrases:
-            cue = replace(cue, phrase_bit=1 << (2 * i + 1))
+            cue = replace(cue, phrase_bit=1 << (i + 1))
         bits = cue.bit | cue.phrase_bit
-        cue = replace(cue, bits=bits, words_only=bool(bits) and not cue.terms and cue.where != "document")
-        numbered.append(cue)
+        requires = number(cue.requires) if cue.requires is not None else None
+        doc_key = f"\x00{tag}:{i}" if cue.where == "document" and cue.words and not (cue.stems or cue.phrases) else ""
+        return replace(cue, bits=bits, words_only=bool(bits) and not cue.terms and cue.where != "document",
+                       requires=requires, doc_key=doc_key)
+
+    numbered = [number(cue) for cue in cues]
+    indexed = numbered + [c.requires for c in numbered if c.requires is not None]
     return SenseModel(entity, group.prior, group.threshold, tuple(numbered),
-                      SenseIndex(c for c in numbered if c.bit or c.phrase_bit))
+                      SenseIndex(c for c in indexed if c.bit or c.phrase_bit))
 
 
 @functools.lru_cache(maxsize=16384)
@@ -440,6 +473,8 @@ class Context:
         """What of ``cue`` is in its scope here, or None (without ``explain``: "" for a word found)."""
         if cue.clitic is not None and self.prefix() != cue.clitic:
             return None
+        if cue.requires is not None and self.find(cue.requires, False) is None:
+            return None
         if cue.shape is not None:
             return self._shape(cue.shape)
         found: str | None = None
@@ -459,6 +494,8 @@ class Context:
         ``explain`` only whether there is one ("")."""
         where = cue.where
         if where == "document":
+            if cue.doc_key and bit == cue.bit:  # found (or not) by the matcher's scan
+                return self.document.context.get(cue.doc_key)
             return next((w for w in self.document.words() if self.index.mask(w) & bit), None)
         words_before, running, words_after, running_after = self._masks()
         n = cue.within if where != "sentence" else SENTENCE_WORDS
@@ -516,6 +553,8 @@ class Context:
             return "quotes" if prepared.is_quoted(self.start, self.end) else None
         if shape == "exclusion_in_document":
             return self.document.excluded_phrase(self.entity)
+        if shape == "entity_in_document":
+            return "counted elsewhere" if self.entity in self.document.present else None
         if shape == "hashtag":
             if "#" not in prepared.normalized and "＃" not in prepared.normalized:
                 return None
@@ -542,15 +581,17 @@ class Context:
 class DocumentView:
     """What the evidence of one evaluation may know about the whole document."""
 
-    __slots__ = ("present", "_positions", "_excluded", "_words", "_fields")
+    __slots__ = ("present", "context", "_positions", "_excluded", "_words", "_fields")
 
     def __init__(self, present: set[str], positions: Callable[[PreparedText, str], list[tuple[int, int]]],
-                 excluded: Mapping[str, str], fields: Iterable[PreparedText]) -> None:
+                 excluded: Mapping[str, str], fields: Iterable[PreparedText],
+                 context: Mapping[str, str] | None = None) -> None:
         self.present = present
         self._positions = positions
         self._excluded = excluded
         self._fields = list(fields)
         self._words: list[str] | None = None
+        self.context: dict[str, str] = dict(context or {})
 
     def positions(self, prepared: PreparedText, term: str) -> list[tuple[int, int]]:
         """Match-string spans of the unambiguous mentions of ``term`` in the field ``prepared``."""

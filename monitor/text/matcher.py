@@ -56,7 +56,7 @@ from monitor.text.normalize import (
     table_output,
 )
 
-__all__ = ["Pattern", "PLAIN", "SENSE", "EXCLUDE", "Occurrence", "PreparedText", "Matcher", "match_form",
+__all__ = ["Pattern", "PLAIN", "SENSE", "EXCLUDE", "CONTEXT", "Occurrence", "PreparedText", "Matcher", "match_form",
            "match_forms", "is_arabic", "informal_variants", "PROCLITICS", "DEFAULT_SUFFIXES", "GLUE_BEFORE",
            "GLUE_AFTER", "fold"]
 
@@ -318,12 +318,12 @@ class Pattern:
     tag: int = 0
     variants: bool = False
     glue: bool = False
-    role: int = 0  # for the caller: PLAIN, SENSE or EXCLUDE (one int test per occurrence)
+    role: int = 0  # for the caller: PLAIN, SENSE, EXCLUDE or CONTEXT (one int test per occurrence)
     article: bool = True  # an alias without the article may be found with it (False: its group lists that form)
 
 
 #: ``Pattern.role`` values a rule set gives its patterns.
-PLAIN, SENSE, EXCLUDE = 0, 1, 2
+PLAIN, SENSE, EXCLUDE, CONTEXT = 0, 1, 2, 3
 
 
 # A pattern found in a ``PreparedText``: ``(pattern, start, end)``, ``[start, end)`` in
