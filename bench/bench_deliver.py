@@ -12,8 +12,8 @@ many of the nine other bulletins each server has accepted, and counts how
 often bulletin 3 was tried; after ``--seconds`` the daemon gets SIGTERM and
 the bench reads bulletin 3's outbox rows.
 
-The peer, run in the same invocation: the code at ``--before`` (default: the
-merge base with ``main``), extracted with ``git archive`` and run the same
+The peer, run in the same invocation: the code at ``--before`` (default: main
+before the delivery work was merged), its ``monitor`` and ``rules`` extracted with ``git archive``, run the same
 way, with the same feed, servers and config (without ``give_up``, which it
 does not know). The current code runs with ``give_up: {server_error,
 unknown: {deadline: 20s}}`` so that the refused bulletin's deadline falls
@@ -152,7 +152,7 @@ def run(code: Path, label: str, seconds: float, current: bool) -> dict[str, obje
         hook["give_up"] = {"unknown": rule}
         mail["give_up"] = {"server_error": rule}
     settings: dict[str, object] = {
-        "state_path": str(folder / "state.sqlite3"), "rules": [str(ROOT / "rules")], "log_level": "WARNING",
+        "state_path": str(folder / "state.sqlite3"), "rules": [str(code / "rules")], "log_level": "WARNING",
         "feeds": [{"name": "bulletins", "url": f"http://127.0.0.1:{servers.http_port}/feed.xml", "interval": "1h"}],
         "channels": {"hook": hook, "mail": mail},
         "fetch": {"allow_private_addresses": True},  # the feeds are on loopback
@@ -200,11 +200,14 @@ def run(code: Path, label: str, seconds: float, current: bool) -> dict[str, obje
     return out
 
 
+BEFORE_DELIVERY_WORK = "4c210e8^1"  # main just before the delivery branch (issue 16) was merged
+
+
 def extract(rev: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="bench-deliver-before-"))
     archive = folder / "code.tar"
     with archive.open("wb") as fh:
-        subprocess.run(["git", "-C", str(ROOT), "archive", rev, "monitor"], stdout=fh, check=True)
+        subprocess.run(["git", "-C", str(ROOT), "archive", rev, "monitor", "rules"], stdout=fh, check=True)
     with tarfile.open(archive) as tar:
         tar.extractall(folder, filter="data")
     return folder
@@ -213,13 +216,11 @@ def extract(rev: str) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=40.0)
-    parser.add_argument("--before", default=None, help="git revision of the peer (default: merge base with main)")
+    parser.add_argument("--before", default=BEFORE_DELIVERY_WORK,
+                        help=f"git revision of the peer (default {BEFORE_DELIVERY_WORK}: main before issue 16)")
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     before = args.before
-    if before is None:
-        found = subprocess.run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True, text=True)
-        before = found.stdout.strip() or None
     runs = []
     for _ in range(args.repeats):
         if before:

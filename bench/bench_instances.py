@@ -86,7 +86,7 @@ def run_instances(configs: list[Path]) -> dict[str, Any]:
         summary, delivery = _SUMMARY.search(out), _DELIVERY.search(out)
         if summary is None:
             raise SystemExit(f"no summary line:\n{out[-2000:]}")
-        figures = {k: int(v) for k, v in summary.groupdict().items()}
+        figures = {k: int(v) for k, v in summary.groupdict(default="0").items()}
         figures.update({k: int(v) for k, v in delivery.groupdict().items()} if delivery else {})
         polled.append(figures["new_items"])
         for key, value in figures.items():

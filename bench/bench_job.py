@@ -349,7 +349,8 @@ def start_farm(ctx: Any, feeds: int, items: int, latency: float, share: float, o
 
 # --------------------------------------------------------------------------- the monitor
 
-_SUMMARY = re.compile(r"(?P<feeds>\d+) feeds polled \((?P<failed>\d+) failed, (?P<not_modified>\d+) not modified\), "
+_SUMMARY = re.compile(r"(?P<feeds>\d+) feeds polled \((?P<failed>\d+) failed, (?P<not_modified>\d+) not modified"
+                      r"(?:, (?P<elsewhere>\d+) being polled by another instance)?\), "
                       r"(?P<items>\d+) items seen \((?P<new_items>\d+) new\), alerts: (?P<alerts>\d+) new")
 _DELIVERY = re.compile(r"(?P<messages>\d+) messages delivered \((?P<sent>\d+) alerts\), (?P<failed_attempts>\d+) "
                        r"failed attempts, (?P<dead>\d+) dead, (?P<waiting>\d+) waiting")
@@ -381,7 +382,7 @@ def run_monitor(config: Path, recorder_port: int, tag: str) -> dict[str, Any]:
     delivery = _DELIVERY.search(run.stdout)
     if summary is None:
         raise SystemExit(f"no summary line in the output of monitor run --once:\n{run.stdout[-2000:]}")
-    figures = {k: int(v) for k, v in summary.groupdict().items()}
+    figures = {k: int(v) for k, v in summary.groupdict(default="0").items()}
     figures.update({k: int(v) for k, v in delivery.groupdict().items()} if delivery else
                    {"messages": 0, "sent": 0, "failed_attempts": 0, "dead": 0, "waiting": 0})
     arrivals = sorted(received(recorder_port, tag)["arrivals"])
