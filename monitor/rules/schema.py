@@ -138,45 +138,14 @@ class Vocabulary(_Model):
     words: Annotated[list[AliasText], BeforeValidator(_comma_list)] = Field(min_length=1)
 
 
-class Condition(_Model):
-    """What an evidence item also needs (``requires``): words or a vocabulary in a scope."""
+class _Scoped(_Model):
+    """Where words are looked for: ``where`` and, for the word windows, how far (``within``)."""
 
-    words: list[AliasText] = []
-    vocabulary: list[str] = []
     where: Scope = "around"
     within: int | None = Field(None, ge=1, le=200)
 
     @model_validator(mode="after")
-    def _something_to_find(self) -> Condition:
-        if not (self.words or self.vocabulary):
-            raise ValueError("a requirement needs words or a vocabulary")
-        if self.within is not None and self.where in ("sentence", "document"):
-            raise ValueError(f"within does not apply to where: {self.where}")
-        return self
-
-    @property
-    def span(self) -> int:
-        return self.within if self.within is not None else DEFAULT_WITHIN[self.where]
-
-
-class Evidence(_Model):
-    """One piece of evidence about the sense of an ambiguous alias (module docstring)."""
-
-    words: list[AliasText] = []
-    vocabulary: list[str] = []
-    terms: list[str] = []
-    shape: Shape | None = None
-    clitic: str | None = None
-    where: Scope = "around"
-    within: int | None = Field(None, ge=1, le=200)
-    weight: float = Field(1.0, gt=0, le=100)
-    name: str = ""
-    requires: Condition | None = None
-
-    @model_validator(mode="after")
-    def _something_to_find(self) -> Evidence:
-        if not (self.words or self.vocabulary or self.terms or self.shape or self.clitic):
-            raise ValueError("evidence needs words, vocabulary, terms, a shape or a clitic")
+    def _within_fits_where(self) -> _Scoped:
         if self.within is not None and self.where in ("sentence", "document"):
             raise ValueError(f"within does not apply to where: {self.where}")
         return self
@@ -185,6 +154,38 @@ class Evidence(_Model):
     def span(self) -> int:
         """The number of words the scope reaches (0: the whole sentence or document)."""
         return self.within if self.within is not None else DEFAULT_WITHIN[self.where]
+
+
+class Condition(_Scoped):
+    """What an evidence item also needs (``requires``): words or a vocabulary in a scope."""
+
+    words: list[AliasText] = []
+    vocabulary: list[str] = []
+
+    @model_validator(mode="after")
+    def _something_to_find(self) -> Condition:
+        if not (self.words or self.vocabulary):
+            raise ValueError("a requirement needs words or a vocabulary")
+        return self
+
+
+class Evidence(_Scoped):
+    """One piece of evidence about the sense of an ambiguous alias (module docstring)."""
+
+    words: list[AliasText] = []
+    vocabulary: list[str] = []
+    terms: list[str] = []
+    shape: Shape | None = None
+    clitic: str | None = None
+    weight: float = Field(1.0, gt=0, le=100)
+    name: str = ""
+    requires: Condition | None = None
+
+    @model_validator(mode="after")
+    def _something_to_find(self) -> Evidence:
+        if not (self.words or self.vocabulary or self.terms or self.shape or self.clitic):
+            raise ValueError("evidence needs words, vocabulary, terms, a shape or a clitic")
+        return self
 
 
 class ContextKind(_Model):
