@@ -344,7 +344,7 @@ class PreparedText:
     """One field's text in the forms the matcher needs; maps offsets back lazily."""
 
     __slots__ = ("original", "_normalized", "mode", "match", "_runs", "_pieces", "_sentences", "_spaces",
-                 "_scan")
+                 "_scan", "_points")
 
     def __init__(self, original: str) -> None:
         self.original = original
@@ -364,6 +364,7 @@ class PreparedText:
         self._sentences: list[int] | None = None
         self._spaces: list[int] | None = None
         self._scan: tuple[str, bytes] | None = None
+        self._points: list[int] | None = None
 
     def scan(self) -> tuple[str, bytes]:
         """The scan string (every non-alphanumeric character a space, one space appended; same
@@ -487,6 +488,8 @@ class PreparedText:
 
     def original_spans(self, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """``original_span`` of many spans in one loop (what ``rules test`` shows: every hit)."""
+        if self.mode == FAST and "\ufdfd" not in self.original:  # only deletions and collapsed runs
+            return self._deleted_spans(spans)
         self.to_normalized(0)  # the run table, if the text had runs
         runs = self._runs
         starts, removed = runs if isinstance(runs, tuple) else ([], [])
@@ -525,6 +528,59 @@ class PreparedText:
                 b += 1
             out.append((a, b))
         return out
+
+    def _deleted_spans(self, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``original_spans`` when the match string is the original with characters taken out and
+        others replaced one for one (the fast normalization path without ﷽, the common case).
+
+        With ``r_0 < r_1 < ...`` the original positions of the characters taken out (deleted by
+        normalization, or spaces of a collapsed run), match position ``p`` is original position
+        ``p + #{i: r_i - i <= p}``: one bisection in ``points = [r_i - i]``, built once per text."""
+        points = self._points
+        if points is None:
+            points = self._points = self._removed_points()
+        x = self.original
+        size = len(x)
+        diacritics = _DIACRITICS
+        out = []
+        if not points:
+            for start, end in spans:
+                b = end if end > 0 else 0
+                while b < size and x[b] in diacritics:  # keep harakat on the last letter
+                    b += 1
+                out.append((start, b))
+            return out
+        for start, end in spans:
+            a = start + bisect_right(points, start)
+            last = end - 1
+            b = last + bisect_right(points, last) + 1 if last >= 0 else 0
+            while b < size and x[b] in diacritics:  # keep harakat on the last letter
+                b += 1
+            out.append((a, b))
+        return out
+
+    def _removed_points(self) -> list[int]:
+        """``r_i - i`` for the original positions ``r_i`` of the characters the match string lacks
+        (see ``_deleted_spans``)."""
+        deleted = [m.start() for m in _FAST_SPECIAL_RE.finditer(self.original)]
+        runs = self._runs
+        gone: list[int] = []  # the spaces of a run after its first, in normalized-text coordinates
+        if isinstance(runs, str):
+            for m in _MULTI_SPACE.finditer(runs):
+                a, b = m.span()
+                gone.extend(range(a + 1, b))
+        elif runs is not None:
+            prev = 0
+            for start, total in zip(*runs, strict=True):
+                gone.extend(range(start + prev + 1, start + total + 1))
+                prev = total
+        if deleted:
+            # normalized position n is original position n + #{j: deleted[j] - j <= n}
+            at = [d - j for j, d in enumerate(deleted)]
+            removed = sorted(deleted + [n + bisect_right(at, n) for n in gone]) if gone else deleted
+        else:
+            removed = gone
+        return [r - i for i, r in enumerate(removed)]
 
     def _shifted_spans(self, spans: Iterable[tuple[int, int]], starts: list[int], removed: list[int],
                        deleted: list[int]) -> list[tuple[int, int]]:
