@@ -363,21 +363,18 @@ class PreparedText:
         self._pieces: tuple[list[int], list[tuple[int, int, int, int]]] | None = None
         self._sentences: list[int] | None = None
         self._spaces: list[int] | None = None
-        self._scan: tuple[str, bytes] | None = None
+        self._scan: str | None = None
         self._points: list[int] | None = None
 
-    def scan(self) -> tuple[str, bytes]:
-        """The scan string (every non-alphanumeric character a space, one space appended; same
-        offsets as ``match``) and its ASCII image (``b[i] == 32`` iff a word boundary at ``i``, 1 for alef,
-        63 for any other non-ASCII character; ``b[-1]`` is the appended space, so index -1 reads as
-        "start of text")."""
+    def scan(self) -> str:
+        """The scan string: every non-alphanumeric character a space, one space appended (same
+        offsets as ``match``; ``scan()[-1]`` is the appended space, so index -1 reads as "start of
+        text")."""
         sc = self._scan
         if sc is None:
             m = self.match
             pattern = _NON_WORD_RE if _ASTRAL_RE.search(m) is not None else _non_word_bmp()
-            s = pattern.sub(" ", m) + " "
-            # alef -> byte 1 (the article's alef before a key stored without it), other non-ASCII -> "?"
-            sc = self._scan = (s, s.replace("ا", "\x01").encode("ascii", "replace"))
+            sc = self._scan = pattern.sub(" ", m) + " "
         return sc
 
     @property
@@ -669,7 +666,7 @@ class Matcher:
     Keys holding a space or punctuation are checked against the match string
     (``دير الزور`` must not match ``دير.الزور``). Glued forms are keys of their
     own (the alias followed by the glued word), so a text without a missing
-    space costs nothing for them. Per raw match, the common case is one byte
+    space costs nothing for them. Per raw match, the common case is one character
     lookup (start of word) and a tuple append.
     """
 
@@ -819,7 +816,7 @@ class Matcher:
         if not self.size:
             return []
         m = prepared.match
-        s, b = prepared.scan()
+        s = prepared.scan()
         startswith = m.startswith
         out: list[Occurrence] = []
         append = out.append
@@ -830,18 +827,18 @@ class Matcher:
                 if kind != _VERIFY:  # suffixes, look-alike keys, glued forms: the general path
                     if kind & _MULTI:
                         for sub in entries:
-                            _find_one(append, m, s, b, end, sub)
+                            _find_one(append, m, s, end, sub)
                     else:
-                        _find_one(append, m, s, b, end, value)
+                        _find_one(append, m, s, end, value)
                     continue
                 if not startswith(key, st):  # a space in the key, "." in the text
                     continue
-            c = b[st - 1]
-            if c == 32:  # whole word (b[-1] is the appended space: start of text)
+            c = s[st - 1]
+            if c == " ":  # whole word (s[-1] is the appended space: start of text)
                 for pat in plain:
                     append((pat, st, end))
                 continue
-            if c == 1 and lamp and b[st - 2] == 32:  # البوكمال found through its key لبوكمال
+            if c == "ا" and lamp and s[st - 2] == " ":  # البوكمال found through its key لبوكمال
                 for pat in lamp:
                     append((pat, st - 1, end))
                 continue
@@ -887,16 +884,16 @@ def _glue_keys(value: _Value, skey: str) -> list[tuple[str, _Value]]:
     return out
 
 
-def _find_one(append: _Append, m: str, s: str, b: bytes, end: int, value: _Value) -> None:
+def _find_one(append: _Append, m: str, s: str, end: int, value: _Value) -> None:
     """``Matcher.find`` for one raw match of any kind (the loop inlines the common kind 0)."""
     back, kind, plain, lamp, entries, key, _ok, trim = value
     st = end - back
     if kind & _VERIFY and not m.startswith(key, st):
         return
     if kind & _GLUED:
-        if kind & _GLUED_ARTICLE and b[end + 1] == 32:  # the glued ال must start a word
+        if kind & _GLUED_ARTICLE and s[end + 1] == " ":  # the glued ال must start a word
             return
-        if kind & _SCRIPT_AFTER and b[end + 1] not in _NON_ASCII:
+        if kind & _SCRIPT_AFTER and s[end + 1] < "\x80":  # an ASCII character after it
             return
         e = we = end - trim
         suffix = ""
@@ -908,12 +905,12 @@ def _find_one(append: _Append, m: str, s: str, b: bytes, end: int, value: _Value
         e = we = end
         suffix = ""
     if not suffix:
-        c = b[st - 1]
-        if c == 32 or (kind & _SCRIPT and c in _NON_ASCII):
+        c = s[st - 1]
+        if c == " " or (kind & _SCRIPT and c >= "\x80"):
             for pat in plain:
                 append((pat, st, e))
             return
-        if c == 1 and lamp and b[st - 2] == 32:
+        if c == "ا" and lamp and s[st - 2] == " ":
             for pat in lamp:
                 append((pat, st - 1, e))
             return
@@ -929,7 +926,6 @@ _GLUED = 8  # a word glued behind the alias: trim it off the end
 _GLUED_ARTICLE = 16  # ... that word is the next word's article: a letter must follow it
 _SCRIPT = 32  # a Latin alias of a glue pattern: an Arabic letter before it is a boundary
 _SCRIPT_AFTER = 64  # ... and after it (the copy without the trailing space)
-_NON_ASCII = frozenset({1, 63})  # alef and every other non-ASCII character in the scan bytes
 # What a single-pattern key accepts before it (the rules of ``_add_general`` as sets).
 _NO_PREFIX: frozenset[str] = frozenset({""})
 _LAM_OK: frozenset[str] = frozenset({"ا"} | {p + "ا" for p in PROCLITICS}) | _LAM_PREFIXES
