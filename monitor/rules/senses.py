@@ -216,6 +216,14 @@ class SenseIndex:
             out = [m if m is not None else self.mask(w) for w, m in zip(words, out, strict=True)]
         return out  # type: ignore[return-value]  # no None left
 
+    def running(self, words: list[str]) -> list[int]:
+        """The running OR of the words' masks (``running[k]``: the bits of ``words[:k + 1]``), the
+        known words looked up in one C-level pass."""
+        try:
+            return list(accumulate(map(self._cache.__getitem__, words), or_))
+        except KeyError:
+            return list(accumulate(self.masks(words), or_))
+
     def mask(self, word: str) -> int:
         m = self._cache.get(word)
         if m is None:
@@ -458,9 +466,8 @@ class Context:
             nearest = before[::-1]
             if prefix:
                 nearest.insert(0, prefix)
-            masks = self.index.masks
-            near = self._near = (nearest, list(accumulate(masks(nearest), or_)),
-                                 after, list(accumulate(masks(after), or_)))
+            running = self.index.running
+            near = self._near = (nearest, running(nearest), after, running(after))
         return near
 
     def sentence_bits(self) -> int:
