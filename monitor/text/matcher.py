@@ -42,7 +42,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import product, repeat
+from itertools import product
 from typing import Any
 
 import ahocorasick
@@ -773,11 +773,9 @@ class Matcher:
             lamp = tuple(e[0] for e in entries if e[1])
             old = values[key]
             values[key] = (old[0], old[1], plain, lamp, tuple(entries), key, None, 0)
-        automaton = ahocorasick.Automaton()
-        add = automaton.add_word
         regular = {k: v for k, v in values.items() if k not in special} if special else values
-        # every key with its trailing space, the loop in C
-        deque(map(add, map(str.__add__, regular, repeat(" ")), regular.values()), maxlen=0)
+        # every key with its trailing space
+        keys: dict[str, _Value] = {k + " ": v for k, v in regular.items()}
         later: list[tuple[str, _Value]] = []
         if special:
             for key in ([k for k in values if k in special] if late else special):
@@ -792,13 +790,22 @@ class Matcher:
             later += _glue_keys(values[key], skey)
         # Keys with punctuation, the suffix copies and the glued forms may look like another key in
         # the scan string (U.S. / u s, "X." bare / "X" + space): such values are merged, each checked.
-        aget = automaton.get
+        kget = keys.get
         for s_key, v in later:
-            other = aget(s_key, None)
+            other = kget(s_key)
             if other is not None:
                 subs = other[4] if other[1] & _MULTI else (other,)
                 v = (0, _MULTI, (), (), subs + (v,), "", None, 0)
-            add(s_key, v)
+            keys[s_key] = v
+        # pyahocorasick looks a node's children up one by one in the order they were added: keys
+        # added in the order of their letters' frequency in news text put the common letters first
+        # at every node, and a key that starts with a space (never found: the scan string has no
+        # NUL) makes a space cost one comparison at the root instead of all of them. ~15% of a scan.
+        automaton = ahocorasick.Automaton()
+        add = automaton.add_word
+        if keys:
+            add(" \x00", _NEVER)
+            deque(map(add, ordered := sorted(keys, key=_trie_order), map(keys.__getitem__, ordered)), maxlen=0)
         self.size = len(values)
         self._automaton = automaton
         if values:
@@ -853,6 +860,18 @@ class Matcher:
             else:
                 _add_general(append, entries, s[ws:st], "", ws, end)
         return out
+
+
+# The characters of news text, most frequent first (space, Arabic letters, Latin letters, digits).
+_FREQUENT_FIRST = str.maketrans({c: chr(1 + i) for i, c in enumerate(
+    " اليمهروتندعقفبسكحشطجصخزظضذثغئءؤ" "etaoinsrhldcumfpgwybvkxjqz" "0123456789")})
+# An automaton value that finds nothing (a _MULTI without entries), for a key never found.
+_NEVER: _Value = (0, 4, (), (), (), "", None, 0)
+
+
+def _trie_order(key: str) -> str:
+    """A sort key putting keys in the order of their letters' frequency (``Matcher._build``)."""
+    return key.translate(_FREQUENT_FIRST)
 
 
 def _glued(allowed: frozenset[str], glue: bool) -> frozenset[str]:
