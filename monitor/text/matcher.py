@@ -563,9 +563,17 @@ class PreparedText:
         runs = self._runs
         gone: list[int] = []  # the spaces of a run after its first, in normalized-text coordinates
         if isinstance(runs, str):
-            for m in _MULTI_SPACE.finditer(runs):
-                a, b = m.span()
-                gone.extend(range(a + 1, b))
+            # the runs through a C-level split at every double space (a regex scan took 1.5x as long)
+            parts = runs.split("  ")
+            p = len(parts[0])
+            for part in parts[1:]:  # a double space at ``p``: its second space goes, and its first
+                if p and runs[p - 1] == " ":  # if a space precedes it (the run is longer)
+                    gone.append(p)
+                gone.append(p + 1)
+                p += 2
+                if part[:1] == " ":  # the odd space of a run of three, five...
+                    gone.append(p)
+                p += len(part)
         elif runs is not None:
             prev = 0
             for start, total in zip(*runs, strict=True):
@@ -573,8 +581,8 @@ class PreparedText:
                 prev = total
         if deleted:
             # normalized position n is original position n + #{j: deleted[j] - j <= n}
-            at = [d - j for j, d in enumerate(deleted)]
-            removed = sorted(deleted + [n + bisect_right(at, n) for n in gone]) if gone else deleted
+            shifts = [d - j for j, d in enumerate(deleted)]
+            removed = sorted(deleted + [n + bisect_right(shifts, n) for n in gone]) if gone else deleted
         else:
             removed = gone
         return [r - i for i, r in enumerate(removed)]
