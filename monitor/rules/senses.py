@@ -216,6 +216,14 @@ class SenseIndex:
             out = [m if m is not None else self.mask(w) for w, m in zip(words, out, strict=True)]
         return out  # type: ignore[return-value]  # no None left
 
+    def running(self, words: list[str]) -> list[int]:
+        """The running OR of the words' masks (``running[k]``: the bits of ``words[:k + 1]``), the
+        known words looked up in one C-level pass."""
+        try:
+            return list(accumulate(map(self._cache.__getitem__, words), or_))
+        except KeyError:
+            return list(accumulate(self.masks(words), or_))
+
     def mask(self, word: str) -> int:
         m = self._cache.get(word)
         if m is None:
@@ -408,20 +416,20 @@ class Context:
     def before(self) -> list[str]:
         """The words of the sentence before the occurrence, in reading order."""
         if self._before is None:
-            scan = self.prepared.scan()[0]
+            scan = self.prepared.scan()
             self._before = _tail(scan[self.sentence()[0]:self.start].split(), SENTENCE_WORDS)
         return self._before
 
     def after(self) -> list[str]:
         if self._after is None:
-            scan = self.prepared.scan()[0]
+            scan = self.prepared.scan()
             self._after = scan[self.end:self.sentence()[1]].split()[:SENTENCE_WORDS]
         return self._after
 
     def prefix(self) -> str:
         """The preposition glued to the front of the occurrence, if any (conjunctions dropped)."""
         if self._prefix is None:
-            token = self.prepared.scan()[0][self.start:self.end]
+            token = self.prepared.scan()[self.start:self.end]
             form = self.form
             if token.endswith(form):
                 chain = token[:-len(form)]
@@ -447,7 +455,7 @@ class Context:
             nxt = _STOP_RE.search(m, end, hi)
             hi = nxt.start() if nxt is not None else min(len(m), hi)
             self._sentence = (lo, hi)
-            scan = self.prepared.scan()[0]
+            scan = self.prepared.scan()
             before = scan[lo:start].rsplit(None, SENTENCE_WORDS)
             if len(before) > SENTENCE_WORDS:
                 del before[0]  # the rest of the sentence, unsplit
@@ -458,9 +466,8 @@ class Context:
             nearest = before[::-1]
             if prefix:
                 nearest.insert(0, prefix)
-            masks = self.index.masks
-            near = self._near = (nearest, list(accumulate(masks(nearest), or_)),
-                                 after, list(accumulate(masks(after), or_)))
+            running = self.index.running
+            near = self._near = (nearest, running(nearest), after, running(after))
         return near
 
     def sentence_bits(self) -> int:
@@ -531,7 +538,7 @@ class Context:
                 if term in self.document.present:
                     return term
             return None
-        scan = self.prepared.scan()[0]
+        scan = self.prepared.scan()
         begin, end = self.sentence()
         for term in cue.terms:
             for start, stop in self.document.positions(self.prepared, term):
@@ -565,7 +572,7 @@ class Context:
             # the word right before, with nothing but a space between, and nothing on the name itself
             # (والقائم after البوكمال is a second name, not an adjective)
             if (self.start < 2 or m[self.start - 1] != " " or not m[self.start - 2].isalnum()
-                    or prepared.scan()[0][self.start:self.end] != self.form):
+                    or prepared.scan()[self.start:self.end] != self.form):
                 return None
             before = self.before()
             if not before:
@@ -603,5 +610,5 @@ class DocumentView:
 
     def words(self) -> list[str]:
         if self._words is None:
-            self._words = [w for p in self._fields for w in p.scan()[0].split()]
+            self._words = [w for p in self._fields for w in p.scan().split()]
         return self._words

@@ -37,12 +37,13 @@ from __future__ import annotations
 import functools
 import gc
 import re
+import sys
 import unicodedata
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import product, repeat
+from itertools import product
 from typing import Any
 
 import ahocorasick
@@ -101,6 +102,22 @@ _SENTENCE_END = re.compile(r"[.!?؟؛;:،,…]")
 _WORD_TAIL = re.compile(r"[^\W_]+")
 _NON_WORD_RE = re.compile(r"[^\w ]")  # one char in, one space out; [^\W_] is exactly str.isalnum
 _ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _may_have_astral(text: str) -> bool:
+    """Whether ``text`` may hold a character beyond the BMP; never False when it does.
+
+    CPython stores a string with 4 bytes per character exactly when one is astral, and
+    ``sys.getsizeof`` tells it in O(1) (a header of 72 bytes, then ``len + 1`` characters): the regex
+    scan it replaces cost ~7 µs per 3 KB article. Elsewhere (or a header that grew): the scan."""
+    if _GETSIZEOF_KIND:
+        return sys.getsizeof(text) >= 76 + 4 * len(text)
+    return _ASTRAL_RE.search(text) is not None
+
+
+# The size test holds on this interpreter: a BMP string is below the bound, an astral one reaches it.
+_GETSIZEOF_KIND = (sys.implementation.name == "cpython" and sys.getsizeof("\u0627" * 8) < 76 + 32
+                   and sys.getsizeof("\u0627" * 7 + "\U0001f600") >= 76 + 32)
 _DIACRITICS = frozenset("\u064b\u064c\u064d\u064e\u064f\u0650\u0651\u0652\u0670\u0640")
 
 
@@ -344,7 +361,7 @@ class PreparedText:
     """One field's text in the forms the matcher needs; maps offsets back lazily."""
 
     __slots__ = ("original", "_normalized", "mode", "match", "_runs", "_pieces", "_sentences", "_spaces",
-                 "_scan")
+                 "_scan", "_points")
 
     def __init__(self, original: str) -> None:
         self.original = original
@@ -363,20 +380,18 @@ class PreparedText:
         self._pieces: tuple[list[int], list[tuple[int, int, int, int]]] | None = None
         self._sentences: list[int] | None = None
         self._spaces: list[int] | None = None
-        self._scan: tuple[str, bytes] | None = None
+        self._scan: str | None = None
+        self._points: list[int] | None = None
 
-    def scan(self) -> tuple[str, bytes]:
-        """The scan string (every non-alphanumeric character a space, one space appended; same
-        offsets as ``match``) and its ASCII image (``b[i] == 32`` iff a word boundary at ``i``, 1 for alef,
-        63 for any other non-ASCII character; ``b[-1]`` is the appended space, so index -1 reads as
-        "start of text")."""
+    def scan(self) -> str:
+        """The scan string: every non-alphanumeric character a space, one space appended (same
+        offsets as ``match``; ``scan()[-1]`` is the appended space, so index -1 reads as "start of
+        text")."""
         sc = self._scan
         if sc is None:
             m = self.match
-            pattern = _NON_WORD_RE if _ASTRAL_RE.search(m) is not None else _non_word_bmp()
-            s = pattern.sub(" ", m) + " "
-            # alef -> byte 1 (the article's alef before a key stored without it), other non-ASCII -> "?"
-            sc = self._scan = (s, s.replace("ا", "\x01").encode("ascii", "replace"))
+            pattern = _NON_WORD_RE if _may_have_astral(m) else _non_word_bmp()
+            sc = self._scan = pattern.sub(" ", m) + " "
         return sc
 
     @property
@@ -487,6 +502,8 @@ class PreparedText:
 
     def original_spans(self, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """``original_span`` of many spans in one loop (what ``rules test`` shows: every hit)."""
+        if self.mode == FAST and "\ufdfd" not in self.original:  # only deletions and collapsed runs
+            return self._deleted_spans(spans)
         self.to_normalized(0)  # the run table, if the text had runs
         runs = self._runs
         starts, removed = runs if isinstance(runs, tuple) else ([], [])
@@ -525,6 +542,67 @@ class PreparedText:
                 b += 1
             out.append((a, b))
         return out
+
+    def _deleted_spans(self, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``original_spans`` when the match string is the original with characters taken out and
+        others replaced one for one (the fast normalization path without ﷽, the common case).
+
+        With ``r_0 < r_1 < ...`` the original positions of the characters taken out (deleted by
+        normalization, or spaces of a collapsed run), match position ``p`` is original position
+        ``p + #{i: r_i - i <= p}``: one bisection in ``points = [r_i - i]``, built once per text."""
+        points = self._points
+        if points is None:
+            points = self._points = self._removed_points()
+        x = self.original
+        size = len(x)
+        diacritics = _DIACRITICS
+        out = []
+        if not points:
+            for start, end in spans:
+                b = end if end > 0 else 0
+                while b < size and x[b] in diacritics:  # keep harakat on the last letter
+                    b += 1
+                out.append((start, b))
+            return out
+        for start, end in spans:
+            a = start + bisect_right(points, start)
+            last = end - 1
+            b = last + bisect_right(points, last) + 1 if last >= 0 else 0
+            while b < size and x[b] in diacritics:  # keep harakat on the last letter
+                b += 1
+            out.append((a, b))
+        return out
+
+    def _removed_points(self) -> list[int]:
+        """``r_i - i`` for the original positions ``r_i`` of the characters the match string lacks
+        (see ``_deleted_spans``)."""
+        deleted = [m.start() for m in _FAST_SPECIAL_RE.finditer(self.original)]
+        runs = self._runs
+        gone: list[int] = []  # the spaces of a run after its first, in normalized-text coordinates
+        if isinstance(runs, str):
+            # the runs through a C-level split at every double space (a regex scan took 1.5x as long)
+            parts = runs.split("  ")
+            p = len(parts[0])
+            for part in parts[1:]:  # a double space at ``p``: its second space goes, and its first
+                if p and runs[p - 1] == " ":  # if a space precedes it (the run is longer)
+                    gone.append(p)
+                gone.append(p + 1)
+                p += 2
+                if part[:1] == " ":  # the odd space of a run of three, five...
+                    gone.append(p)
+                p += len(part)
+        elif runs is not None:
+            prev = 0
+            for start, total in zip(*runs, strict=True):
+                gone.extend(range(start + prev + 1, start + total + 1))
+                prev = total
+        if deleted:
+            # normalized position n is original position n + #{j: deleted[j] - j <= n}
+            shifts = [d - j for j, d in enumerate(deleted)]
+            removed = sorted(deleted + [n + bisect_right(shifts, n) for n in gone]) if gone else deleted
+        else:
+            removed = gone
+        return [r - i for i, r in enumerate(removed)]
 
     def _shifted_spans(self, spans: Iterable[tuple[int, int]], starts: list[int], removed: list[int],
                        deleted: list[int]) -> list[tuple[int, int]]:
@@ -613,7 +691,7 @@ class Matcher:
     Keys holding a space or punctuation are checked against the match string
     (``دير الزور`` must not match ``دير.الزور``). Glued forms are keys of their
     own (the alias followed by the glued word), so a text without a missing
-    space costs nothing for them. Per raw match, the common case is one byte
+    space costs nothing for them. Per raw match, the common case is one character
     lookup (start of word) and a tuple append.
     """
 
@@ -720,11 +798,9 @@ class Matcher:
             lamp = tuple(e[0] for e in entries if e[1])
             old = values[key]
             values[key] = (old[0], old[1], plain, lamp, tuple(entries), key, None, 0)
-        automaton = ahocorasick.Automaton()
-        add = automaton.add_word
         regular = {k: v for k, v in values.items() if k not in special} if special else values
-        # every key with its trailing space, the loop in C
-        deque(map(add, map(str.__add__, regular, repeat(" ")), regular.values()), maxlen=0)
+        # every key with its trailing space
+        keys: dict[str, _Value] = {k + " ": v for k, v in regular.items()}
         later: list[tuple[str, _Value]] = []
         if special:
             for key in ([k for k in values if k in special] if late else special):
@@ -739,13 +815,22 @@ class Matcher:
             later += _glue_keys(values[key], skey)
         # Keys with punctuation, the suffix copies and the glued forms may look like another key in
         # the scan string (U.S. / u s, "X." bare / "X" + space): such values are merged, each checked.
-        aget = automaton.get
+        kget = keys.get
         for s_key, v in later:
-            other = aget(s_key, None)
+            other = kget(s_key)
             if other is not None:
                 subs = other[4] if other[1] & _MULTI else (other,)
                 v = (0, _MULTI, (), (), subs + (v,), "", None, 0)
-            add(s_key, v)
+            keys[s_key] = v
+        # pyahocorasick looks a node's children up one by one in the order they were added: keys
+        # added in the order of their letters' frequency in news text put the common letters first
+        # at every node, and a key that starts with a space (never found: the scan string has no
+        # NUL) makes a space cost one comparison at the root instead of all of them. ~15% of a scan.
+        automaton = ahocorasick.Automaton()
+        add = automaton.add_word
+        if keys:
+            add(" \x00", _NEVER)
+            deque(map(add, ordered := sorted(keys, key=_trie_order), map(keys.__getitem__, ordered)), maxlen=0)
         self.size = len(values)
         self._automaton = automaton
         if values:
@@ -763,7 +848,7 @@ class Matcher:
         if not self.size:
             return []
         m = prepared.match
-        s, b = prepared.scan()
+        s = prepared.scan()
         startswith = m.startswith
         out: list[Occurrence] = []
         append = out.append
@@ -774,18 +859,18 @@ class Matcher:
                 if kind != _VERIFY:  # suffixes, look-alike keys, glued forms: the general path
                     if kind & _MULTI:
                         for sub in entries:
-                            _find_one(append, m, s, b, end, sub)
+                            _find_one(append, m, s, end, sub)
                     else:
-                        _find_one(append, m, s, b, end, value)
+                        _find_one(append, m, s, end, value)
                     continue
                 if not startswith(key, st):  # a space in the key, "." in the text
                     continue
-            c = b[st - 1]
-            if c == 32:  # whole word (b[-1] is the appended space: start of text)
+            c = s[st - 1]
+            if c == " ":  # whole word (s[-1] is the appended space: start of text)
                 for pat in plain:
                     append((pat, st, end))
                 continue
-            if c == 1 and lamp and b[st - 2] == 32:  # البوكمال found through its key لبوكمال
+            if c == "ا" and lamp and s[st - 2] == " ":  # البوكمال found through its key لبوكمال
                 for pat in lamp:
                     append((pat, st - 1, end))
                 continue
@@ -800,6 +885,18 @@ class Matcher:
             else:
                 _add_general(append, entries, s[ws:st], "", ws, end)
         return out
+
+
+# The characters of news text, most frequent first (space, Arabic letters, Latin letters, digits).
+_FREQUENT_FIRST = str.maketrans({c: chr(1 + i) for i, c in enumerate(
+    " اليمهروتندعقفبسكحشطجصخزظضذثغئءؤ" "etaoinsrhldcumfpgwybvkxjqz" "0123456789")})
+# An automaton value that finds nothing (a _MULTI without entries), for a key never found.
+_NEVER: _Value = (0, 4, (), (), (), "", None, 0)
+
+
+def _trie_order(key: str) -> str:
+    """A sort key putting keys in the order of their letters' frequency (``Matcher._build``)."""
+    return key.translate(_FREQUENT_FIRST)
 
 
 def _glued(allowed: frozenset[str], glue: bool) -> frozenset[str]:
@@ -831,16 +928,16 @@ def _glue_keys(value: _Value, skey: str) -> list[tuple[str, _Value]]:
     return out
 
 
-def _find_one(append: _Append, m: str, s: str, b: bytes, end: int, value: _Value) -> None:
+def _find_one(append: _Append, m: str, s: str, end: int, value: _Value) -> None:
     """``Matcher.find`` for one raw match of any kind (the loop inlines the common kind 0)."""
     back, kind, plain, lamp, entries, key, _ok, trim = value
     st = end - back
     if kind & _VERIFY and not m.startswith(key, st):
         return
     if kind & _GLUED:
-        if kind & _GLUED_ARTICLE and b[end + 1] == 32:  # the glued ال must start a word
+        if kind & _GLUED_ARTICLE and s[end + 1] == " ":  # the glued ال must start a word
             return
-        if kind & _SCRIPT_AFTER and b[end + 1] not in _NON_ASCII:
+        if kind & _SCRIPT_AFTER and s[end + 1] < "\x80":  # an ASCII character after it
             return
         e = we = end - trim
         suffix = ""
@@ -852,12 +949,12 @@ def _find_one(append: _Append, m: str, s: str, b: bytes, end: int, value: _Value
         e = we = end
         suffix = ""
     if not suffix:
-        c = b[st - 1]
-        if c == 32 or (kind & _SCRIPT and c in _NON_ASCII):
+        c = s[st - 1]
+        if c == " " or (kind & _SCRIPT and c >= "\x80"):
             for pat in plain:
                 append((pat, st, e))
             return
-        if c == 1 and lamp and b[st - 2] == 32:
+        if c == "ا" and lamp and s[st - 2] == " ":
             for pat in lamp:
                 append((pat, st - 1, e))
             return
@@ -873,7 +970,6 @@ _GLUED = 8  # a word glued behind the alias: trim it off the end
 _GLUED_ARTICLE = 16  # ... that word is the next word's article: a letter must follow it
 _SCRIPT = 32  # a Latin alias of a glue pattern: an Arabic letter before it is a boundary
 _SCRIPT_AFTER = 64  # ... and after it (the copy without the trailing space)
-_NON_ASCII = frozenset({1, 63})  # alef and every other non-ASCII character in the scan bytes
 # What a single-pattern key accepts before it (the rules of ``_add_general`` as sets).
 _NO_PREFIX: frozenset[str] = frozenset({""})
 _LAM_OK: frozenset[str] = frozenset({"ا"} | {p + "ا" for p in PROCLITICS}) | _LAM_PREFIXES
