@@ -37,7 +37,6 @@ from __future__ import annotations
 import functools
 import gc
 import re
-import sys
 import unicodedata
 from bisect import bisect_right
 from collections import deque
@@ -102,22 +101,6 @@ _SENTENCE_END = re.compile(r"[.!?؟؛;:،,…]")
 _WORD_TAIL = re.compile(r"[^\W_]+")
 _NON_WORD_RE = re.compile(r"[^\w ]")  # one char in, one space out; [^\W_] is exactly str.isalnum
 _ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
-
-
-def _may_have_astral(text: str) -> bool:
-    """Whether ``text`` may hold a character beyond the BMP; never False when it does.
-
-    CPython stores a string with 4 bytes per character exactly when one is astral, and
-    ``sys.getsizeof`` tells it in O(1) (a header of 72 bytes, then ``len + 1`` characters): the regex
-    scan it replaces cost ~7 µs per 3 KB article. Elsewhere (or a header that grew): the scan."""
-    if _GETSIZEOF_KIND:
-        return sys.getsizeof(text) >= 76 + 4 * len(text)
-    return _ASTRAL_RE.search(text) is not None
-
-
-# The size test holds on this interpreter: a BMP string is below the bound, an astral one reaches it.
-_GETSIZEOF_KIND = (sys.implementation.name == "cpython" and sys.getsizeof("\u0627" * 8) < 76 + 32
-                   and sys.getsizeof("\u0627" * 7 + "\U0001f600") >= 76 + 32)
 _DIACRITICS = frozenset("\u064b\u064c\u064d\u064e\u064f\u0650\u0651\u0652\u0670\u0640")
 
 
@@ -390,7 +373,7 @@ class PreparedText:
         sc = self._scan
         if sc is None:
             m = self.match
-            pattern = _NON_WORD_RE if _may_have_astral(m) else _non_word_bmp()
+            pattern = _NON_WORD_RE if _ASTRAL_RE.search(m) is not None else _non_word_bmp()
             sc = self._scan = pattern.sub(" ", m) + " "
         return sc
 
