@@ -75,7 +75,7 @@ class Cue:
     words: frozenset[str]
     stems: tuple[str, ...]
     phrases: tuple[tuple[str, ...], ...]
-    terms: frozenset[str]
+    terms: tuple[str, ...]  # in the order the pack lists them: explain names the first found
     shape: str | None
     clitic: str | None = None
     longest: int = 1  # words in the longest phrase
@@ -296,12 +296,12 @@ def _cue(evidence: Evidence | Condition, sign: float, vocabularies: Mapping[str,
     longest = max((len(p) for p in phrases), default=1)
     if isinstance(evidence, Condition):
         return Cue("requires", 0.0, evidence.where, evidence.span, frozenset(words), tuple(sorted(stems)),
-                   tuple(sorted(phrases)), frozenset(), None, None, longest)
+                   tuple(sorted(phrases)), (), None, None, longest)
     clitic = match_form(evidence.clitic) if evidence.clitic else None
     requires = _cue(evidence.requires, 0.0, vocabularies) if evidence.requires is not None else None
     return Cue(prefix + _label(evidence), sign * evidence.weight, evidence.where, evidence.span, frozenset(words),
-               tuple(sorted(stems)), tuple(sorted(phrases)), frozenset(evidence.terms), evidence.shape, clitic,
-               longest, requires=requires)
+               tuple(sorted(stems)), tuple(sorted(phrases)), tuple(dict.fromkeys(evidence.terms)), evidence.shape,
+               clitic, longest, requires=requires)
 
 
 def compile_sense(entity: str, group: Ambiguous, vocabularies: Mapping[str, Sequence[str]],
