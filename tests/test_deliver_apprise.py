@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fake_telegram import VirtualClock
+from test_deliver_state_errors import queue_bulletins
 
 from monitor.alerts.deliver import Deliverer
 from monitor.alerts.route import plan_alerts
@@ -79,13 +80,7 @@ def test_one_message_refused_forever_goes_dead_and_the_other_nine_arrive(tmp_pat
     conn = open_state(tmp_path / "s.db")
     ch = {"hook": ChannelSettings(url=hook.url, backoff_initial=5, backoff_max=60,
                                   give_up={"unknown": {"attempts": 4, "deadline": "1h"}})}
-    idx = StoryIndex()
-    for n, place in enumerate(PLACES):
-        item = Item(f"outlet{n}", f"guid:{n}", f"قسد تتقدم في {place}", f"تفاصيل عن {place}",
-                    link=f"https://news.example/{n}")
-        with conn.transaction():
-            plan_alerts(conn, item, idx.assign(conn, item, 1000.0 + n),
-                        [RuleMatch("sdf", "SDF", "", "info", (), None, ())], ch, RoutingSettings(), 1000.0 + n)
+    queue_bulletins(conn, PLACES, ch)
     apprise_logger = logging.getLogger("apprise")
     level, filters = apprise_logger.level, list(apprise_logger.filters)
     report = asyncio.run(Deliverer(conn, ch, clock=clock.time, sleep=clock.sleep).drain(timeout=3600))

@@ -25,15 +25,20 @@ PLACES = ["الرقة", "الحسكة", "الميادين", "الشدادي", "�
 CH = {"out": ChannelSettings(url="console://")}
 
 
-def seed(path) -> None:
-    conn = open_state(path)
+def queue_bulletins(conn, places, channels) -> None:
+    """One story per place, each alerted by one rule on ``channels``, one second apart."""
     idx = StoryIndex()
-    for n, place in enumerate(PLACES):
+    for n, place in enumerate(places):
         item = Item(f"outlet{n}", f"guid:{n}", f"قسد تتقدم في {place}", f"تفاصيل عن {place}",
                     link=f"https://news.example/{n}")
         with conn.transaction():
             plan_alerts(conn, item, idx.assign(conn, item, 1000.0 + n),
-                        [RuleMatch("sdf", "SDF", "", "info", (), None, ())], CH, RoutingSettings(), 1000.0 + n)
+                        [RuleMatch("sdf", "SDF", "", "info", (), None, ())], channels, RoutingSettings(), 1000.0 + n)
+
+
+def seed(path) -> None:
+    conn = open_state(path)
+    queue_bulletins(conn, PLACES, CH)
     conn.close()
 
 

@@ -604,14 +604,11 @@ def _apply(plan: _Plan, by_term: dict[str, list[_Mention]], fields: list[_Field]
         return None
     if plan.none and not present.isdisjoint(plan.none):
         return None
+    # every term of near and same_sentence is in ``plan.needed``: found, checked above
     for terms, within in plan.near:
-        if not all(t in found for t in terms):
-            return None
         if not _near([found[t] for t in terms], fields, within):
             return None
     for group in plan.same_sentence:
-        if not all(t in found for t in group):
-            return None
         if not _together([found[t] for t in group], lambda a, b: a[0] == b[0] and (
                 fields[a[0]][1].sentence_index(a[1]) == fields[b[0]][1].sentence_index(b[1]))):
             return None

@@ -873,8 +873,6 @@ class Matcher:
 # The characters of news text, most frequent first (space, Arabic letters, Latin letters, digits).
 _FREQUENT_FIRST = str.maketrans({c: chr(1 + i) for i, c in enumerate(
     " اليمهروتندعقفبسكحشطجصخزظضذثغئءؤ" "etaoinsrhldcumfpgwybvkxjqz" "0123456789")})
-# An automaton value that finds nothing (a _MULTI without entries), for a key never found.
-_NEVER: _Value = (0, 4, (), (), (), "", None, 0)
 
 
 def _trie_order(key: str) -> str:
@@ -953,6 +951,8 @@ _GLUED = 8  # a word glued behind the alias: trim it off the end
 _GLUED_ARTICLE = 16  # ... that word is the next word's article: a letter must follow it
 _SCRIPT = 32  # a Latin alias of a glue pattern: an Arabic letter before it is a boundary
 _SCRIPT_AFTER = 64  # ... and after it (the copy without the trailing space)
+# An automaton value that finds nothing (a _MULTI without entries), for a key never found.
+_NEVER: _Value = (0, _MULTI, (), (), (), "", None, 0)
 # What a single-pattern key accepts before it (the rules of ``_add_general`` as sets).
 _NO_PREFIX: frozenset[str] = frozenset({""})
 _LAM_OK: frozenset[str] = frozenset({"ا"} | {p + "ا" for p in PROCLITICS}) | _LAM_PREFIXES
