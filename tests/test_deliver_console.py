@@ -248,3 +248,39 @@ def test_a_row_that_cannot_become_a_message_goes_dead_and_the_rest_go_out(tmp_pa
     assert out.getvalue().count("📰") == 2 and report.dead == 1
     row = conn.execute("SELECT state, reason, failures, last_error FROM outbox WHERE alert_id = 2").fetchone()
     assert tuple(row[:3]) == ("dead", "bad_request", 3) and "JSONDecodeError" in row[3]
+
+
+def test_a_loop_that_died_is_started_again_with_the_ops_channel_kept(tmp_path):
+    """The daemon's check restarts a channel loop that ended with an error; a restart is not a
+    reload: the ops channel (where give-up notices go) and the rest of the settings stay."""
+    conn = open_state(tmp_path / "s.db")
+    ch = {"out": ChannelSettings(url="console://")}
+    out = io.StringIO()
+    d = Deliverer(conn, ch, console=out, ops_channel="out")
+
+    async def boom() -> None:
+        raise RuntimeError("a bug in the loop")
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(d.run(stop))
+        await asyncio.sleep(0.05)
+        loop = d._tasks["out"]
+        loop.cancel()
+        crashed = asyncio.create_task(boom())
+        await asyncio.wait([loop, crashed])
+        d._tasks["out"] = crashed  # what a loop that raised leaves behind
+        assert d.progress().stopped == ("out",)
+        assert d.restart_stopped() == ("out",)
+        assert d.progress().stopped == () and d.ops_channel == "out"
+        seed(conn, 1, now=d.clock())
+        d.wake()
+        for _ in range(250):
+            if "قوات سوريا الديمقراطية" in out.getvalue():
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert "قوات سوريا الديمقراطية" in out.getvalue()

@@ -372,6 +372,16 @@ class Deliverer:
         task.add_done_callback(self._task_done)
         self._tasks[name] = task
 
+    def restart_stopped(self) -> tuple[str, ...]:
+        """Start again the delivery loops that ended with an error (under ``run``); their names.
+        Nothing else changes: settings, senders, rate limiters and the ops channel stay."""
+        stopped = self.progress().stopped
+        if self._run_stop is not None:
+            for name in stopped:
+                if name in self.channels:
+                    self._spawn(name)
+        return stopped
+
     def progress(self) -> DeliveryProgress:
         """How far delivery got; see ``DeliveryProgress``."""
         stopped = tuple(sorted(name for name, task in self._tasks.items()

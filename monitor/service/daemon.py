@@ -699,10 +699,9 @@ class Daemon:
         return reasons
 
     def _restart_stopped_channels(self) -> None:
-        stopped = self.deliverer.progress().stopped
+        stopped = self.deliverer.restart_stopped()
         if stopped:
-            log.error("delivery loop of %s ended with an error; starting it again", ", ".join(stopped))
-            self.deliverer.update_channels(dict(self.config.channels))
+            log.error("delivery loop of %s ended with an error; started it again", ", ".join(stopped))
 
     def _reschedule_jobless_feeds(self) -> None:
         """A feed with neither a job nor a poll running has lost its schedule: put it back.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from monitor.state.db import Database
+from monitor.state.db import Database, optional_float
 
 __all__ = ["StoryAlert", "PayloadHit", "AlertPayload", "AlertRecord", "DeliveryRecord", "insert", "exists",
            "of_story", "recent", "last_created"]
@@ -164,7 +164,7 @@ def recent(db: Database, limit: int = 50) -> list[AlertRecord]:
         deliveries = tuple(DeliveryRecord(
             outbox_id=int(r["id"]), channel=r["channel"], kind=r["kind"], state=r["state"],
             attempts=int(r["attempts"]), failures=int(r["failures"]), not_before=float(r["not_before"]),
-            sent_at=_float(r["sent_at"]), retry_at=_float(r["retry_at"]), reason=r["reason"],
+            sent_at=optional_float(r["sent_at"]), retry_at=optional_float(r["retry_at"]), reason=r["reason"],
             last_error=r["last_error"], possible_repeat=bool(r["possible_repeat"]), message_id=r["message_id"],
             sent_as=r["sent_as"], silence_id=int(r["silence_id"]) if r["silence_id"] is not None else None,
         ) for r in db.all(
@@ -175,10 +175,6 @@ def recent(db: Database, limit: int = 50) -> list[AlertRecord]:
                                item_key=a["item_key"], created=float(a["created"]), severity=a["severity"],
                                title=payload.title, link=payload.link, feed=payload.feed, deliveries=deliveries))
     return out
-
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
 
 
 def last_created(db: Database) -> float | None:

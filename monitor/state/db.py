@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 from monitor.errors import MonitorError
 
 __all__ = ["Database", "SqliteDatabase", "Row", "Cursor", "StateError", "StateBusy", "StateLocked", "StateLock",
-           "connect_sqlite", "placeholders", "as_dict", "private_url", "is_url"]
+           "connect_sqlite", "optional_float", "placeholders", "as_dict", "private_url", "is_url"]
 
 #: Parameters of one statement: positional values for its ``?`` placeholders.
 Params = Sequence[Any]
@@ -462,6 +462,11 @@ def is_url(target: str | Path) -> bool:
 def as_dict(row: Row) -> dict[str, Any]:
     """A result row as a plain dict (for JSON output)."""
     return {key: row[key] for key in row.keys()}
+
+
+def optional_float(value: object) -> float | None:
+    """A nullable REAL column as a float (None stays None)."""
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def placeholders(values: Sequence[Any] | Mapping[Any, Any]) -> str:

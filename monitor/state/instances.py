@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from monitor.state import feeds
 from monitor.state.db import Database
 
 __all__ = ["InstanceRecord", "register", "heartbeat", "stopped", "live", "reap", "take_channel", "release_channels",
@@ -47,7 +48,7 @@ def stopped(db: Database, instance: str, now: float) -> None:
     """A clean stop: the instance's channel leases are given up in the same transaction."""
     with db.transaction():
         db.execute("UPDATE instances SET stopped = ?, heartbeat = ? WHERE id = ?", (now, now, instance))
-        db.execute("DELETE FROM channel_leases WHERE owner = ?", (instance,))
+        release_channels(db, instance)
 
 
 def reap(db: Database, *, me: str, host: str, now: float, stale_after: float,
@@ -66,8 +67,8 @@ def reap(db: Database, *, me: str, host: str, now: float, stale_after: float,
     for instance in dead:
         with db.transaction():
             db.execute("UPDATE instances SET stopped = ? WHERE id = ?", (now, instance))
-            db.execute("DELETE FROM channel_leases WHERE owner = ?", (instance,))
-            db.execute("UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (instance,))
+            release_channels(db, instance)  # the nested transactions join this one
+            feeds.release_leases(db, instance)
     return dead
 
 

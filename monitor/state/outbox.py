@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from monitor.state import stories
 from monitor.state.alerts import AlertPayload
-from monitor.state.db import Database, Params, Row, placeholders
+from monitor.state.db import Database, Params, Row, optional_float, placeholders
 
 __all__ = ["Claimed", "LastOfRule", "AlertView", "NoticeView", "View", "ThreadRoot", "enqueue", "enqueue_notice",
            "last_for_rule", "channels_of_alert", "recover_inflight", "claim", "next_due", "mark_parts", "release",
@@ -78,7 +78,7 @@ def last_for_rule(db: Database, channel: str, rule_id: str) -> LastOfRule | None
         "AND state != 'silenced' ORDER BY not_before DESC, id DESC LIMIT 1", (channel, rule_id))
     if row is None:
         return None
-    return LastOfRule(row["state"], float(row["not_before"]), _float(row["sent_at"]))
+    return LastOfRule(row["state"], float(row["not_before"]), optional_float(row["sent_at"]))
 
 
 def channels_of_alert(db: Database, alert_id: int) -> list[str]:
@@ -192,7 +192,7 @@ def claim(db: Database, channel: str, now: float, max_group: int = 20,
                      f"FROM outbox WHERE id IN ({marks})", ids)
     assert agg is not None
     return Claimed(tuple(ids), channel, int(agg["attempts"]), int(agg["parts_sent"]), bool(agg["repeat"]),
-                   float(agg["created"]), int(agg["failures"]), _float(agg["first_failed"]),
+                   float(agg["created"]), int(agg["failures"]), optional_float(agg["first_failed"]),
                    agg["message_id"] if int(agg["parts_sent"]) > 0 else None)
 
 
@@ -388,7 +388,3 @@ def retry_dead(db: Database, outbox_id: int) -> bool:
         return db.execute("UPDATE outbox SET state = 'pending', attempts = 0, failures = 0, first_failed_at = NULL, "
                           "retry_at = NULL, parts_sent = 0, message_id = NULL WHERE id = ? AND state = 'dead'",
                           (outbox_id,)).rowcount == 1
-
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
