@@ -182,7 +182,6 @@ class _Outcome:
     sent_as: SentAs = SentAs.MESSAGE
     parts: int = 0
     subject: str | None = None
-    delivered_rows: tuple[int, ...] = field(default=())
 
 
 class Deliverer:
@@ -302,9 +301,10 @@ class Deliverer:
                 log.warning("%d message(s) were being sent when the daemon stopped; resending, marked as possible "
                             "repeats", n)
             self._recovered = True
-        self._update_gauges()
+        self.update_gauges()
 
-    def _update_gauges(self) -> None:
+    def update_gauges(self) -> None:
+        """The outbox gauges of /metrics: its depth, and the dead messages by channel and reason."""
         try:
             metrics.OUTBOX_DEPTH.set(state_outbox.depth(self.db))
             metrics.OUTBOX_DEAD.clear()
@@ -407,7 +407,7 @@ class Deliverer:
             self.report.pending = state_outbox.depth(self.db)
         except StateError as exc:
             log.warning("delivery: cannot count what is left: %s", redact(str(exc)))
-        self._update_gauges()
+        self.update_gauges()
         return self.report
 
     async def _wait(self, name: str, seconds: float, stop: asyncio.Event | None) -> None:
@@ -664,7 +664,7 @@ class Deliverer:
                     self._line(name).unrecorded = self._releaser(claimed.ids, idx + 1, message_id)
                     raise
         return _Outcome(SendResult.ok(message_id, sent_as), message_id=message_id, sent_as=sent_as,
-                        parts=len(parts), subject=composed.subject, delivered_rows=claimed.ids)
+                        parts=len(parts), subject=composed.subject)
 
     def _line(self, name: str) -> _Line:
         return self._lines.setdefault(name, _Line())
@@ -753,7 +753,10 @@ class Deliverer:
             self.report.messages += 1
             metrics.ALERTS.labels("sent").inc(len(claimed.ids))
             metrics.DELIVERY_LATENCY.observe(max(0.0, now - claimed.created))
-            self._update_gauges()
+            try:  # a sent message changes the depth only; the dead gauges change in _dead
+                metrics.OUTBOX_DEPTH.set(state_outbox.depth(self.db))
+            except StateError as exc:
+                log.warning("metrics: cannot read the outbox: %s", redact(str(exc)))
         return record
 
     def _dead(self, name: str, settings: ChannelSettings, claimed: Claimed, views: Sequence[View],
@@ -766,7 +769,7 @@ class Deliverer:
         log.error("channel %s (%s): giving up on outbox %s after %d failures (%s: %s); kept as dead, "
                   "`monitor alerts retry ID` queues it again", name, settings.private_url(), list(claimed.ids),
                   claimed.failures + 1, reason.value, error)
-        self._update_gauges()
+        self.update_gauges()
         alert = any(isinstance(v, AlertView) for v in views)
         if starts and alert and self.ops_channel and self.ops_channel in self.channels:
             text = (f"monitor: channel {name} has started giving up on messages: outbox {claimed.ids[0]} is dead "

@@ -38,7 +38,12 @@ _DATE_TAGS = {"pubdate": 0, "published": 0, "issued": 0, "date": 0, "created": 1
 
 
 class Unreadable(Exception):
-    """expat cannot read the document (not well-formed): only feedparser's lenient parser can."""
+    """expat cannot read the document (not well-formed): only feedparser's lenient parser can.
+    ``entries`` is its ``rough_entry_count`` (already counted: the body may be megabytes)."""
+
+    def __init__(self, message: str, entries: int) -> None:
+        super().__init__(message)
+        self.entries = entries
 
 
 def rough_entry_count(data: bytes) -> int:
@@ -176,13 +181,14 @@ def newest_entries(data: bytes, limit: int) -> Selection | None:
 
     Raises ``Unreadable`` when it may have more but expat cannot read it.
     """
-    if rough_entry_count(data) <= limit:
+    entries = rough_entry_count(data)
+    if entries <= limit:
         return None
     scanner = _Scanner(data, limit)
     try:
         scanner.run()
     except (xml.parsers.expat.ExpatError, ValueError) as exc:
-        raise Unreadable(str(exc)) from None
+        raise Unreadable(str(exc), entries) from None
     if scanner.total <= limit:
         return None
     return scanner.selection()

@@ -33,7 +33,7 @@ import feedparser
 
 from monitor.errors import ParseError
 from monitor.feeds.encodings import check_entities, check_mojibake, prepare_bytes
-from monitor.feeds.itemcap import MAX_UNREADABLE_ENTRIES, Unreadable, newest_entries, newest_first, rough_entry_count
+from monitor.feeds.itemcap import MAX_UNREADABLE_ENTRIES, Unreadable, newest_entries, newest_first
 from monitor.feeds.links import clean_link, http_link
 from monitor.text.normalize import normalize
 from monitor.types import Item, ParsedFeed
@@ -226,7 +226,7 @@ def _capped(data: bytes, max_items: int, url: str) -> tuple[bytes, int, int]:
     try:
         selection = newest_entries(data, max_items)
     except Unreadable as exc:
-        count = rough_entry_count(data)
+        count = exc.entries
         if count > MAX_UNREADABLE_ENTRIES:
             raise ParseError(url, "too_many_items", f"about {count} entries in a feed that is not well-formed "
                              f"XML ({exc}); more than {MAX_UNREADABLE_ENTRIES} cannot be read safely") from None

@@ -833,12 +833,11 @@ class Daemon:
         """Set the gauges read from the state (before /metrics is served, after each poll)."""
         try:
             failing = len(self._failing_feeds(1))
-            depth = state_outbox.depth(self.db)
         except StateError as exc:
             log.warning("metrics: cannot read the state: %s", exc)
             return
         metrics.FEEDS_FAILING.set(failing)
-        metrics.OUTBOX_DEPTH.set(depth)
+        self.deliverer.update_gauges()  # depth and dead messages (a `monitor alerts retry` elsewhere too)
         metrics.WAL_BYTES.set(self.db.wal_bytes())
 
     def _failing_feeds(self, threshold: int) -> list[str]:

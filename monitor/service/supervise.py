@@ -73,11 +73,6 @@ class Supervisor:
         now = self.clock()
         return [h for h in self.health.values() if h.failing(now)]
 
-    def crash_looping(self, at_least: int) -> list[TaskHealth]:
-        """Tasks that died ``at_least`` times in a row (restarting does not help them)."""
-        now = self.clock()
-        return [h for h in self.health.values() if h.failing(now) and h.crashes >= at_least]
-
     async def _supervise(self, name: str, factory: TaskFactory) -> None:
         health = self.health[name]
         while not self.stop.is_set():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -82,6 +83,7 @@ class Content:
         pieces = [self.fingerprint.shingles[offsets[i]:offsets[i + 1]] for i in indexes]
         return _unique(np.concatenate(pieces)) if pieces else _EMPTY
 
+    @cached_property  # three readers per item: the decision, the candidate lookup, the record
     def stock_candidates(self) -> list[tuple[int, int]]:
         """(sentence index, tail hash) of the kept sentences long enough to be stock text, or to
         find the stories that carry them (``story_sentences`` holds tail hashes)."""
@@ -112,7 +114,6 @@ class Candidate:
     """A stored member of a live story: its feed, content shingles (sorted, distinct) and the
     hashes of its content sentences."""
 
-    member_id: int
     story_id: int
     feed: str
     shingles: NDArray[np.uint32]
@@ -211,7 +212,7 @@ def decide(content: Content, feed: str, candidates: Sequence[Candidate], carrier
     if not related:
         return Decision(None, furniture=learned)
     stock_of: dict[int, NDArray[np.uint32]] = {}
-    sentences = content.stock_candidates()
+    sentences = content.stock_candidates
     final: list[_Scored] = []
     for scored in raw:
         story = scored.candidate.story_id

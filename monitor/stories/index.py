@@ -174,7 +174,7 @@ class StoryIndex:
         members = state_stories.candidate_members(db, content.bands,
                                                   min_hits=self.settings.band_hits, cutoff=cutoff,
                                                   limit=MAX_CANDIDATES)
-        hashes = sorted({h for _, h in content.stock_candidates()})
+        hashes = sorted({h for _, h in content.stock_candidates})
         found_carriers, widespread = state_stories.stories_with_sentences(db, hashes, MOST_CARRIERS)
         carriers.update(found_carriers)
         found = {m.story_id for m in members}
@@ -182,7 +182,7 @@ class StoryIndex:
         members += state_stories.members_of_stories(db, by_sentence[:MAX_CANDIDATES], cutoff, MEMBERS_PER_STORY)
         if not members:
             return None
-        candidates = [Candidate(m.id, m.story_id, m.feed, np.frombuffer(m.shingles, dtype=np.uint32),
+        candidates = [Candidate(m.story_id, m.feed, np.frombuffer(m.shingles, dtype=np.uint32),
                                 np.frombuffer(m.sentences, dtype=np.int64)) for m in members]
         return decide(content, feed, candidates, carriers, widespread, threshold=self.settings.threshold,
                       min_shared=MIN_SHARED)
@@ -204,4 +204,4 @@ class StoryIndex:
                                  shingles=content.shingles.tobytes(), sentences=sentences.tobytes(),
                                  band_keys=content.bands)
         state_stories.add_story_sentences(db, story_id, sorted(
-            {h for _, h in content.stock_candidates() if story_id not in carriers.get(h, ())}))
+            {h for _, h in content.stock_candidates if story_id not in carriers.get(h, ())}))

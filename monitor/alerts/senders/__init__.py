@@ -119,5 +119,5 @@ def build_sender(name: str, settings: ChannelSettings, *, console: TextIO) -> Se
     if settings.is_telegram:
         return TelegramSender(parse_tgram(settings.url), topic=settings.topic, link_preview=settings.link_preview)
     if settings.is_email:
-        return EmailSender(parse_mailto(settings.url), channel=name)
+        return EmailSender(parse_mailto(settings.url))
     return AppriseSender(settings.url)

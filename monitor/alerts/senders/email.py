@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from typing import ClassVar, Literal
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from monitor.alerts.senders import FailureReason, MessageStyle, OutgoingMessage, SendResult, SentAs
-from monitor.secrets import MASK
+from monitor.secrets import redact
 
 __all__ = ["EmailTarget", "EmailSender", "parse_mailto", "build_message", "classify_reply"]
 
@@ -184,9 +184,8 @@ class EmailSender:
     threads: ClassVar[bool] = True
     edits: ClassVar[bool] = False
 
-    def __init__(self, target: EmailTarget, *, channel: str = "email") -> None:
+    def __init__(self, target: EmailTarget) -> None:
         self.target = target
-        self.channel = channel
 
     async def aclose(self) -> None:
         return None
@@ -259,9 +258,5 @@ class EmailSender:
     def _scrub(self, text: str) -> str:
         """A server's reply with our password masked (some echo the login, password and all)."""
         password = self.target.password
-        if password and len(password) >= 4:
-            for form in sorted({password, quote(password, safe=""), quote_plus(password, safe="")}, key=len,
-                               reverse=True):
-                text = text.replace(form, MASK)
-        return text
+        return redact(text, [password] if password else [])
 

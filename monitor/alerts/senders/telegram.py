@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, unquote
 import httpx
 
 from monitor.alerts.senders import FailureReason, MessageStyle, OutgoingMessage, SendResult, SentAs
-from monitor.secrets import MASK
+from monitor.secrets import redact
 
 __all__ = ["TelegramTarget", "TelegramSender", "parse_tgram", "classify", "API_ENV", "DEFAULT_API"]
 
@@ -267,7 +267,4 @@ class TelegramSender:
 
     def _scrub(self, text: str) -> str:
         """Telegram's words with our token masked: a description may quote it, whole or its secret half."""
-        for part in sorted({self.target.token, self.target.token.partition(":")[2]}, key=len, reverse=True):
-            if len(part) >= 8:
-                text = text.replace(part, MASK)
-        return text
+        return redact(text, [self.target.token, self.target.token.partition(":")[2]])
