@@ -38,3 +38,16 @@ def test_worker_analysis_needs_numpy_only_not_datasketch_or_scipy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["True (4, 128)", "[]"]
+
+
+def test_reading_a_config_with_telegram_and_email_channels_loads_no_http_client():
+    """`monitor status`, `alerts`, `silence` and `check` read the config and send nothing: checking
+    a tgram:// or mailto:// URL must not import httpx (the Telegram sender imports it when built)."""
+    code = ("import sys\n"
+            "from monitor.alerts.settings import ChannelSettings\n"
+            "tg = ChannelSettings(url='tgram://123456:ABCDEFGHabcdefgh/-1001')\n"
+            "mail = ChannelSettings(url='mailto://user:pw@mail.example/?to=a@example.org')\n"
+            "print(tg.private_url(), mail.is_email, 'httpx' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["tgram://****/-1001", "True", "False"]

@@ -25,13 +25,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import parse_qsl, unquote
-
-import httpx
 
 from monitor.alerts.senders import FailureReason, MessageStyle, OutgoingMessage, SendResult, SentAs
 from monitor.secrets import redact
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["TelegramTarget", "TelegramSender", "parse_tgram", "classify", "API_ENV", "DEFAULT_API"]
 
@@ -162,7 +163,11 @@ class TelegramSender:
         self.topic = topic if topic is not None else target.topic
         self.link_preview = target.preview if link_preview is None else link_preview
         self._base = (api or api_base()).rstrip("/")
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        # httpx is imported here, not at the top: the config reads parse_tgram of this module to
+        # check a tgram:// URL, and `monitor status`, `alerts` or `check` send nothing (~80 ms)
+        import httpx
+
+        self._client: httpx.AsyncClient = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 
     def follow(self, chat: str) -> None:
         """Send to ``chat`` from now on (the group was upgraded; remembered across restarts by the deliverer)."""
@@ -225,6 +230,8 @@ class TelegramSender:
         return payload
 
     async def _post(self, method: str, payload: Mapping[str, object]) -> _Answer:
+        import httpx  # imported by __init__ already: a dictionary lookup
+
         url = f"{self._base}/bot{self.target.token}/{method}"
         try:
             response = await self._client.post(url, json=payload)
