@@ -10,6 +10,6 @@ May import: ``monitor.text`` (the matcher), ``monitor.types``, ``monitor.errors`
 """
 
 from monitor.rules.evaluate import Decision, Evaluation, Hit, RuleMatch, RuleSet
-from monitor.rules.load import load_rules
+from monitor.rules.load import load_rules, load_rules_and_documents
 
-__all__ = ["Decision", "Evaluation", "Hit", "RuleMatch", "RuleSet", "load_rules"]
+__all__ = ["Decision", "Evaluation", "Hit", "RuleMatch", "RuleSet", "load_rules", "load_rules_and_documents"]

@@ -27,7 +27,7 @@ from monitor.yamlfile import (
     model_field_names,
 )
 
-__all__ = ["load_rules", "MAX_ALIASES"]
+__all__ = ["load_rules", "load_rules_and_documents", "MAX_ALIASES"]
 
 MAX_ALIASES = 200_000
 _KNOWN = model_field_names(RulesFile)
@@ -50,6 +50,12 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
     Raises ``ConfigErrors`` listing every problem found; never anything else
     for bad input.
     """
+    return load_rules_and_documents(paths)[0]
+
+
+def load_rules_and_documents(paths: Iterable[Path | str]) -> tuple[RuleSet, list[YamlDocument]]:
+    """``load_rules``, and the parsed files it compiled (checks that locate errors in them, such as
+    ``monitor.service.checks``, need not parse them again)."""
     files = _expand(paths)
     errors: list[ConfigError] = []
     if not files:
@@ -150,8 +156,9 @@ def load_rules(paths: Iterable[Path | str]) -> RuleSet:
     count += sum(len(k.words) for k in keywords)
     if count > MAX_ALIASES:
         raise ConfigErrors([ConfigError(f"more than {MAX_ALIASES} aliases in total", file=str(files[0]))])
-    return RuleSet(entities, keywords, rules, vocabularies=vocabulary_list, kinds=kind_list,
-                   sources=[str(f) for f in files], fingerprint=digest.hexdigest()[:16])
+    ruleset = RuleSet(entities, keywords, rules, vocabularies=vocabulary_list, kinds=kind_list,
+                      sources=[str(f) for f in files], fingerprint=digest.hexdigest()[:16])
+    return ruleset, [doc for doc, _ in parsed]
 
 
 def _unknown(doc: YamlDocument, path: Path_, what: str, name: str, known: Iterable[str]) -> ConfigError:

@@ -15,19 +15,16 @@ from typing import Any
 
 from monitor.errors import ConfigError
 from monitor.rules import RuleSet
-from monitor.yamlfile import YamlDocument, load_yaml
+from monitor.yamlfile import YamlDocument
 
 __all__ = ["unmatchable_aliases"]
 
 
-def unmatchable_aliases(ruleset: RuleSet) -> list[ConfigError]:
-    """One located error per entity alias or keyword word that does not match its own text."""
+def unmatchable_aliases(ruleset: RuleSet, documents: list[YamlDocument]) -> list[ConfigError]:
+    """One located error per entity alias or keyword word that does not match its own text;
+    ``documents`` are the parsed files ``ruleset`` was compiled from (``load_rules_and_documents``)."""
     errors: list[ConfigError] = []
-    for source in ruleset.sources:
-        try:
-            doc = load_yaml(source)
-        except ConfigError:
-            continue  # changed since the rule set was loaded: the next reload reports it
+    for doc in documents:
         data = doc.data if isinstance(doc.data, dict) else {}
         errors += _check_section(ruleset, doc, data, "entities", "aliases", keyword=False)
         errors += _check_section(ruleset, doc, data, "keywords", "words", keyword=True)

@@ -65,7 +65,7 @@ from monitor.feeds.settings import FeedSettings
 from monitor.ingest.analysis import AnalysisContext
 from monitor.ingest.pipeline import Pipeline, PollOutcome, PollStatus
 from monitor.ingest.workers import WorkerPool
-from monitor.rules import RuleSet, load_rules
+from monitor.rules import RuleSet, load_rules_and_documents
 from monitor.secrets import redact
 from monitor.service.checks import unmatchable_aliases
 from monitor.service.housekeeping import checkpoint, prune
@@ -168,8 +168,8 @@ def _is_running(pid: int) -> bool:
 def load_everything(config_path: Path) -> tuple[Config, RuleSet]:
     """Config and rules, fully validated and cross-checked (``monitor check`` runs exactly this)."""
     config = load_config(config_path)
-    ruleset = load_rules(config.rules)
-    errors = check_rules_against_config(config, ruleset) + unmatchable_aliases(ruleset)
+    ruleset, documents = load_rules_and_documents(config.rules)
+    errors = check_rules_against_config(config, ruleset) + unmatchable_aliases(ruleset, documents)
     if errors:
         raise ConfigErrors(errors)
     return config, ruleset
