@@ -233,3 +233,17 @@ def test_dead_instances_are_reaped_and_their_leases_freed(db):
     assert feeds.take_lease(db, "b", "https://b", owner="new", now=201.0, seconds=300.0).taken
     assert instances.take_channel(db, "tg", owner="new", now=201.0, seconds=300.0)
     assert [i.id for i in instances.live(db, since=0.0)] == ["busy"]
+
+
+def test_members_of_stories_are_the_newest_few_of_each_live_story(db):
+    with db.transaction():
+        live = state_stories.create(db, now=100.0, text_hash="a", title="t", shingles=0)
+        other = state_stories.create(db, now=100.0, text_hash="b", title="t", shingles=0)
+        old = state_stories.create(db, now=1.0, text_hash="c", title="t", shingles=0)
+        ids = {story: [state_stories.add_member(db, story_id=story, item_key=f"{story}:{i}", feed=f"f{i}", now=100.0,
+                                                shingles=bytes([i]), sentences=b"", band_keys=[])
+                       for i in range(4)] for story in (live, other, old)}
+    got = state_stories.members_of_stories(db, [live, other, old], cutoff=50.0, per_story=2)
+    assert [m.id for m in got] == sorted(ids[live][-2:] + ids[other][-2:], reverse=True)
+    assert {m.story_id for m in got} == {live, other} and all(m.hits == 0 for m in got)
+    assert {m.shingles for m in got if m.story_id == live} == {bytes([2]), bytes([3])}

@@ -18,7 +18,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from monitor.state.db import Database, placeholders
+from monitor.state.db import Database, Row, placeholders
 
 __all__ = ["StorySource", "StoredMember", "ExactMatch", "exact_match", "story_of_item", "touch", "live_by_link",
            "live_by_text_hash", "create",
@@ -36,9 +36,17 @@ class StorySource:
     link: str | None
 
 
+# The exact lookups, each on its own (tests, the eval baseline) and together (``exact_match``).
+_OWN_STORY = "SELECT story_id FROM story_items WHERE item_key = ? ORDER BY added LIMIT 1"  # (item_key)
+_LIVE_BY_LINK = ("SELECT si.story_id FROM story_items si JOIN stories s ON s.id = si.story_id "
+                 "WHERE si.link = ? AND s.updated >= ? ORDER BY s.updated DESC LIMIT 1")  # (link, cutoff)
+_LIVE_BY_TEXT = ("SELECT id FROM stories WHERE text_hash = ? AND updated >= ? "
+                 "ORDER BY updated DESC LIMIT 1")  # (text_hash, cutoff)
+
+
 def story_of_item(db: Database, item_key: str) -> int | None:
     """The story this very item joined earlier (a re-poll or an edit), whatever its age."""
-    value = db.scalar("SELECT story_id FROM story_items WHERE item_key = ? ORDER BY added LIMIT 1", (item_key,))
+    value = db.scalar(_OWN_STORY, (item_key,))
     return int(value) if value is not None else None
 
 
@@ -54,12 +62,8 @@ class ExactMatch:
 
 def exact_match(db: Database, item_key: str, link: str | None, text_hash: str, cutoff: float) -> ExactMatch:
     """The three exact lookups in one statement (one round trip per item instead of three)."""
-    row = db.one(
-        "SELECT (SELECT story_id FROM story_items WHERE item_key = ? ORDER BY added LIMIT 1) AS own, "
-        "(SELECT si.story_id FROM story_items si JOIN stories s ON s.id = si.story_id "
-        " WHERE si.link = ? AND s.updated >= ? ORDER BY s.updated DESC LIMIT 1) AS by_link, "
-        "(SELECT id FROM stories WHERE text_hash = ? AND updated >= ? ORDER BY updated DESC LIMIT 1) AS by_text",
-        (item_key, link, cutoff, text_hash, cutoff))
+    row = db.one(f"SELECT ({_OWN_STORY}) AS own, ({_LIVE_BY_LINK}) AS by_link, ({_LIVE_BY_TEXT}) AS by_text",
+                 (item_key, link, cutoff, text_hash, cutoff))
     assert row is not None  # a SELECT of scalar subqueries always has its one row
 
     def value(name: str) -> int | None:
@@ -73,15 +77,12 @@ def touch(db: Database, story_id: int, now: float) -> None:
 
 
 def live_by_link(db: Database, link: str, cutoff: float) -> int | None:
-    value = db.scalar(
-        "SELECT si.story_id FROM story_items si JOIN stories s ON s.id = si.story_id "
-        "WHERE si.link = ? AND s.updated >= ? ORDER BY s.updated DESC LIMIT 1", (link, cutoff))
+    value = db.scalar(_LIVE_BY_LINK, (link, cutoff))
     return int(value) if value is not None else None
 
 
 def live_by_text_hash(db: Database, text_hash: str, cutoff: float) -> int | None:
-    value = db.scalar("SELECT id FROM stories WHERE text_hash = ? AND updated >= ? ORDER BY updated DESC LIMIT 1",
-                      (text_hash, cutoff))
+    value = db.scalar(_LIVE_BY_TEXT, (text_hash, cutoff))
     return int(value) if value is not None else None
 
 
@@ -147,12 +148,9 @@ def candidate_members(db: Database, keys: Sequence[int], *, min_hits: int, cutof
     if not hits:
         return []
     best = sorted(hits, key=lambda m: (-hits[m], m))[:limit]
-    rows = db.all(
-        f"SELECT m.id AS id, m.story_id AS story_id, m.feed AS feed, m.shingles AS shingles, m.sentences AS sentences "
-        f"FROM story_members m JOIN stories s ON s.id = m.story_id WHERE m.id IN ({placeholders(best)}) "
-        f"AND s.updated >= ?", (*best, cutoff))
-    found = [StoredMember(int(r["id"]), int(r["story_id"]), r["feed"], bytes(r["shingles"]), bytes(r["sentences"]),
-                          hits[int(r["id"])]) for r in rows]
+    rows = db.all(f"SELECT {_MEMBER_COLUMNS} FROM story_members m JOIN stories s ON s.id = m.story_id "
+                  f"WHERE m.id IN ({placeholders(best)}) AND s.updated >= ?", (*best, cutoff))
+    found = [_member(r, hits[int(r["id"])]) for r in rows]
     return sorted(found, key=lambda m: (-m.hits, m.id))
 
 
@@ -204,18 +202,21 @@ def members_of_stories(db: Database, story_ids: Sequence[int], cutoff: float, pe
     """The newest ``per_story`` members of each live story (for stories found by a shared sentence)."""
     if not story_ids:
         return []
-    rows = db.all(
-        f"SELECT m.id AS id, m.story_id AS story_id, m.feed AS feed, m.shingles AS shingles, m.sentences AS sentences "
-        f"FROM story_members m JOIN stories s ON s.id = m.story_id WHERE m.story_id IN ({placeholders(story_ids)}) "
-        f"AND s.updated >= ? ORDER BY m.id DESC", (*story_ids, cutoff))
-    taken: dict[int, int] = {}
-    out = []
-    for r in rows:
-        story = int(r["story_id"])
-        taken[story] = taken.get(story, 0) + 1
-        if taken[story] <= per_story:
-            out.append(StoredMember(int(r["id"]), story, r["feed"], bytes(r["shingles"]), bytes(r["sentences"]), 0))
-    return out
+    # the newest ids ranked per story first, so only the members kept have their blobs read
+    newest = (f"SELECT id FROM (SELECT m.id AS id, row_number() OVER (PARTITION BY m.story_id ORDER BY m.id DESC) "
+              f"AS n FROM story_members m JOIN stories s ON s.id = m.story_id "
+              f"WHERE m.story_id IN ({placeholders(story_ids)}) AND s.updated >= ?) ranked WHERE n <= ?")
+    rows = db.all(f"SELECT {_MEMBER_COLUMNS} FROM story_members m WHERE m.id IN ({newest}) ORDER BY m.id DESC",
+                  (*story_ids, cutoff, per_story))
+    return [_member(r, 0) for r in rows]
+
+
+_MEMBER_COLUMNS = "m.id AS id, m.story_id AS story_id, m.feed AS feed, m.shingles AS shingles, m.sentences AS sentences"
+
+
+def _member(row: Row, hits: int) -> StoredMember:
+    return StoredMember(int(row["id"]), int(row["story_id"]), row["feed"], bytes(row["shingles"]),
+                        bytes(row["sentences"]), hits)
 
 
 def feed_furniture(db: Database, feed: str, hashes: Sequence[int]) -> dict[int, float]:
