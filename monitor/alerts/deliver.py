@@ -166,6 +166,12 @@ class _Line:
     down_reason: str | None = None
     lease_until: float = 0.0                  # this instance holds the channel's lease until then
 
+    def step_failed(self, error: str) -> float:
+        """A delivery step failed on the state or on a bug: note why; seconds to back off."""
+        self.state_errors += 1
+        self.state_error = error
+        return min(STATE_RETRY_MAX, 0.5 * 2.0 ** min(self.state_errors - 1, 10))
+
 
 @dataclass(frozen=True)
 class _Composed:
@@ -437,16 +443,12 @@ class Deliverer:
                 wait = await self._step(name, settings, line)
                 line.state_errors, line.state_error = 0, None
             except StateError as exc:
-                line.state_errors += 1
-                line.state_error = redact(str(exc))[:200]
-                wait = min(STATE_RETRY_MAX, 0.5 * 2 ** min(line.state_errors - 1, 10))
+                wait = line.step_failed(redact(str(exc))[:200])
                 metrics.DELIVERY_STATE_ERRORS.labels(name).inc()
                 log.error("channel %s: state database error (%s); delivery retries in %.1fs",
                           name, line.state_error, wait)
             except Exception:  # a bug in one message must not end the channel's delivery
-                line.state_errors += 1
-                line.state_error = "internal error (see the log)"
-                wait = min(STATE_RETRY_MAX, 0.5 * 2 ** min(line.state_errors - 1, 10))
+                wait = line.step_failed("internal error (see the log)")
                 log.exception("channel %s: unexpected error in delivery; retrying in %.1fs", name, wait)
             if wait is None:
                 if deadline is not None:
